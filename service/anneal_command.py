@@ -1,0 +1,53 @@
+"""``spinout anneal FILE``: solve a G-set, Beasley or .npy QUBO in-process and print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="G-set graph (G11.txt), Beasley file (bqp50.txt or "
+                        "bqp50.txt:3 for its 3rd instance) or a square .npy QUBO matrix")
+    parser.add_argument("--time-limit", type=float, default=1.0, help="seconds (default 1)")
+    parser.add_argument("--replicas", type=int, default=16, help="tempering replicas (default 16)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def main(args: argparse.Namespace) -> int:
+    from service.engine import BinaryQuadraticProblem, solve_time_limited
+    from service.engine.loaders import load_instance
+
+    path = Path(args.file.rpartition(":")[0] if args.file.rpartition(":")[2].isdigit() else args.file)
+    if not path.exists():
+        print(f"spinout anneal: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        if path.suffix == ".npy":
+            problem = BinaryQuadraticProblem.from_qubo_matrix(np.load(path))
+            instance = None
+        else:
+            instance = load_instance(args.file)
+            problem = instance.problem
+        result = solve_time_limited(problem, time_limit_sec=args.time_limit, num_run=args.replicas,
+                                    seed=args.seed,
+                                    target_energy=None if instance is None else instance.target_energy)
+    except ValueError as exc:
+        print(f"spinout anneal: {exc}", file=sys.stderr)
+        return 2
+    summary = {"file": str(args.file), "num_variables": problem.num_variables,
+               "best_energy": result.best_energy, "seconds": round(result.timing["total"], 4),
+               "stop_reason": result.stop_reason}
+    if instance is not None:
+        summary.update(objective=instance.objective(result.best_energy), best_known=instance.best_known)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>14}: {value}")
+    return 0

@@ -1,0 +1,44 @@
+"""The ``spinout`` command: one entry point, subcommands loaded only when used.
+
+Each subcommand lives in its own module exposing ``configure(parser)`` and ``main(args) -> int``;
+importing only the chosen one keeps ``spinout solve`` free of torch and ``spinout train`` free of
+FastAPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "anneal": ("service.anneal_command", "solve a QUBO file in-process with the embedded engine"),
+}
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spinout", description="SpinOut: QUBO/Ising annealing "
+                                     "service, client and Ising-Dropout trainer.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            importlib.import_module(module).configure(child)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return int(module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

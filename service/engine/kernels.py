@@ -1,0 +1,267 @@
+"""Numba kernels: Metropolis sweeps, the Digital Annealer's parallel trial, replica exchange.
+
+Conventions shared by every kernel:
+- a state is a row of uint8 0/1 values; ``fields[r, i] = h_i + sum_j J_ij x_j`` is kept up to
+  date incrementally, so flipping bit i changes the energy by ``(1 - 2 x_i) * fields[r, i]``;
+- couplings come dense (symmetric (n, n), zero diagonal) or as CSR arrays (indptr, indices,
+  data) of the same symmetric matrix; each public kernel exists in both forms;
+- each replica r has its own xorshift64* generator state ``rng[r]``, so results depend on the
+  seed alone, never on the thread count;
+- each call does a bounded chunk of work; the Python driver between calls checks deadlines
+  and cancellation;
+- every replica tracks the lowest energy it has SEEN and that state (``best_energy``,
+  ``best_states``), not just where it ends.
+
+The kernels import nothing but numpy and numba.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+from numba import njit, prange
+
+# Beyond this beta * dE the acceptance probability exp(-beta dE) < 1e-13: reject without a draw.
+_MAX_EXPONENT = 30.0
+_U64 = np.uint64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_uniform(s):
+    """xorshift64*: returns (u in [0, 1), new state)."""
+    s ^= s >> _U64(12)
+    s ^= s << _U64(25)
+    s ^= s >> _U64(27)
+    out = (s * _U64(2685821657736338717)) >> _U64(11)
+    return np.float64(out) * (1.0 / 9007199254740992.0), s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _accept(d, beta, gibbs, s):
+    """Metropolis (or Gibbs) acceptance of an energy change d at inverse temperature beta."""
+    if d <= 0.0 and not gibbs:
+        return True, s
+    x = beta * d
+    if x > _MAX_EXPONENT:
+        return False, s
+    if x < -_MAX_EXPONENT:
+        return True, s
+    u, s = _next_uniform(s)
+    if gibbs:
+        return u * (1.0 + np.exp(x)) < 1.0, s
+    return u < np.exp(-x), s
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _add_row_dense(fields_r, couplings, i, sign):
+    row = couplings[i]
+    for j in range(fields_r.shape[0]):
+        fields_r[j] += sign * row[j]
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _add_row_sparse(fields_r, indptr, indices, data, i, sign):
+    for k in range(indptr[i], indptr[i + 1]):
+        fields_r[indices[k]] += sign * data[k]
+
+
+# ---------------------------------------------------------------------------- energies
+@njit(cache=True, nogil=True)
+def compute_fields_dense(linear, couplings, states, fields):
+    """fields[r] = linear + couplings @ states[r], from scratch (float64 accumulation)."""
+    n = linear.shape[0]
+    for r in range(states.shape[0]):
+        for i in range(n):
+            acc = linear[i]
+            row = couplings[i]
+            for j in range(n):
+                if states[r, j]:
+                    acc += row[j]
+            fields[r, i] = acc
+
+
+@njit(cache=True, nogil=True)
+def compute_fields_sparse(linear, indptr, indices, data, states, fields):
+    n = linear.shape[0]
+    for r in range(states.shape[0]):
+        for i in range(n):
+            acc = linear[i]
+            for k in range(indptr[i], indptr[i + 1]):
+                if states[r, indices[k]]:
+                    acc += data[k]
+            fields[r, i] = acc
+
+
+@njit(cache=True, nogil=True)
+def energies_from_fields(linear, constant, states, fields):
+    """E(x) = c + sum_i x_i (h_i + field_i) / 2, since field_i = h_i + (J x)_i."""
+    out = np.empty(states.shape[0])
+    for r in range(states.shape[0]):
+        acc = 0.0
+        for i in range(states.shape[1]):
+            if states[r, i]:
+                acc += linear[i] + fields[r, i]
+        out[r] = constant + 0.5 * acc
+    return out
+
+
+# ---------------------------------------------------------------------------- one replica
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _flip(dense, couplings, indptr, indices, data, x, f, i):
+    """Flip bit i and update the local fields; returns the energy change."""
+    if x[i] == 0:
+        d = f[i]
+        sign = 1.0
+    else:
+        d = -f[i]
+        sign = -1.0
+    x[i] ^= 1
+    if dense:
+        _add_row_dense(f, couplings, i, sign)
+    else:
+        _add_row_sparse(f, indptr, indices, data, i, sign)
+    return d
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, gibbs, fixed, s, e, best_e,
+                   best_x):
+    """One sequential Metropolis (or Gibbs) sweep over the free bits at inverse temperature beta."""
+    for i in range(x.shape[0]):
+        if fixed[i]:
+            continue
+        d = f[i] if x[i] == 0 else -f[i]
+        ok, s = _accept(d, beta, gibbs, s)
+        if ok:
+            e += _flip(dense, couplings, indptr, indices, data, x, f, i)
+            if e < best_e:
+                best_e = e
+                best_x[:] = x
+    return s, e, best_e
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_rate, gibbs, fixed,
+                   s, e, best_e, best_x, offset, candidates):
+    """One Digital Annealer iteration: every bit is tried at once, one accepted bit flips.
+
+    The trial energy is dE_i - offset; when no bit is accepted the dynamic offset grows by
+    ``offset_rate`` (escape from local minima), and it resets to 0 after a flip.
+    """
+    count = 0
+    for i in range(x.shape[0]):
+        if fixed[i]:
+            continue
+        d = (f[i] if x[i] == 0 else -f[i]) - offset
+        ok, s = _accept(d, beta, gibbs, s)
+        if ok:
+            candidates[count] = i
+            count += 1
+    if count == 0:
+        return s, e, best_e, offset + offset_rate
+    u, s = _next_uniform(s)
+    i = candidates[min(int(u * count), count - 1)]
+    e += _flip(dense, couplings, indptr, indices, data, x, f, i)
+    if e < best_e:
+        best_e = e
+        best_x[:] = x
+    return s, e, best_e, 0.0
+
+
+@njit(cache=True, nogil=True)
+def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
+                    gibbs, fixed, s, e, best_e, best_x, offset, candidates):
+    """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
+    for t in range(schedule.shape[0]):
+        if trial:
+            s, e, best_e, offset = _trial_replica(dense, couplings, indptr, indices, data, x, f,
+                                                  schedule[t], offset_rate, gibbs, fixed, s, e,
+                                                  best_e, best_x, offset, candidates)
+        else:
+            s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
+                                          schedule[t], gibbs, fixed, s, e, best_e, best_x)
+    return s, e, best_e, offset
+
+
+# ---------------------------------------------------------------------------- annealing
+def _compile(impl, name):
+    """Compile ``impl`` twice: threaded over replicas (``prange``) and on the calling thread only.
+
+    The serial twin serves pools of worker threads (each job on one core); numba's default
+    threading layer must not be entered from several threads at once. The copy gets its own
+    qualified name so the two on-disk caches do not collide.
+    """
+    parallel = njit(cache=True, nogil=True, parallel=True)(impl)
+    twin = types.FunctionType(impl.__code__, impl.__globals__, name + "_serial", impl.__defaults__,
+                              impl.__closure__)
+    twin.__qualname__ = name + "_serial"
+    return parallel, njit(cache=True, nogil=True)(twin)
+
+
+# Arguments shared by the public kernels:
+#   dense, couplings, indptr, indices, data: the problem (the unused form may be a dummy);
+#   states (R, n) uint8, fields (R, n), rng (R,) uint64, energies / best_energies (R,) float64,
+#   best_states (R, n) uint8, offsets (R,) float64 (dynamic offsets of the parallel trial);
+#   trial: True for parallel-trial steps, False for sweeps; gibbs: Gibbs instead of Metropolis;
+#   fixed (n,) uint8: bits never flipped.
+def _anneal_impl(dense, couplings, indptr, indices, data, states, fields, schedule, trial,
+                 offset_rate, gibbs, fixed, rng, energies, best_energies, best_states, offsets):
+    for r in prange(states.shape[0]):
+        candidates = np.empty(states.shape[1], dtype=np.int64)
+        rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
+            dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
+            offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+            offsets[r], candidates)
+
+
+#: Every replica takes one step at each inverse temperature of ``schedule`` (T,).
+anneal, anneal_serial = _compile(_anneal_impl, "anneal")
+
+
+# ---------------------------------------------------------------------------- parallel tempering
+@njit(cache=True, nogil=True)
+def swap_replicas(ladder, order, energies, s, parity, accepted):
+    """Exchanges between neighbouring temperature slots k, k+1 with k % 2 == parity.
+
+    ``order[k]`` is the replica at slot k (``ladder`` ascending: hot -> cold). A pair swaps with
+    probability min(1, exp((b_k - b_k+1)(E_k - E_k+1))); ``accepted[k]`` counts swaps of (k, k+1).
+    Returns the new generator state.
+    """
+    for k in range(parity, order.shape[0] - 1, 2):
+        a = order[k]
+        b = order[k + 1]
+        x = (ladder[k] - ladder[k + 1]) * (energies[a] - energies[b])
+        ok = True
+        if x < 0.0:
+            u, s = _next_uniform(s)
+            ok = u < np.exp(x)
+        if ok:
+            order[k] = b
+            order[k + 1] = a
+            accepted[k] += 1
+    return s
+
+
+def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladder, order, rounds,
+                 steps, trial, offset_rate, gibbs, fixed, rng, swap_rng, energies, best_energies,
+                 best_states, offsets, accepted):
+    n_rep = states.shape[0]
+    slot = np.empty(n_rep, dtype=np.int64)
+    for t in range(rounds):
+        for k in range(n_rep):
+            slot[order[k]] = k
+        for r in prange(n_rep):
+            candidates = np.empty(states.shape[1], dtype=np.int64)
+            sched = np.full(steps, ladder[slot[r]])
+            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
+                dense, couplings, indptr, indices, data, states[r], fields[r], sched, trial,
+                offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+                offsets[r], candidates)
+        swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], t % 2, accepted)
+
+
+#: ``rounds`` x (``steps`` moves per replica at its slot's temperature, then one exchange round).
+#: ``ladder`` (R,) ascending betas; ``order`` (R,) replica at each slot, updated in place;
+#: ``swap_rng`` (1,) uint64; ``accepted`` (R - 1,) swap counts per slot pair.
+temper, temper_serial = _compile(_temper_impl, "temper")

@@ -1,0 +1,386 @@
+"""One type for binary quadratic problems: E(x) = constant + h.x + sum_{i<j} J_ij x_i x_j.
+
+The couplings are stored symmetric with a zero diagonal (J_ij at [i, j] and [j, i]) so that the
+kernels can read a unit's local field from one contiguous row. Storage is a dense ndarray or a
+scipy CSR matrix, chosen by density. Variables are binary (x in {0, 1}); the Ising (spin) form is
+available through ``to_ising`` / ``from_ising``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+#: Problems with at most this fraction of non-zero couplings are stored sparse (CSR).
+SPARSE_DENSITY_THRESHOLD = 0.15
+
+
+def _check_finite(name: str, values: np.ndarray) -> None:
+    if values.size and not np.all(np.isfinite(values)):
+        bad = int(np.flatnonzero(~np.isfinite(values.ravel()))[0])
+        raise ValueError(f"{name} contains a non-finite value (NaN or infinity) at position {bad}")
+
+
+def _as_index_array(name: str, values: Any) -> np.ndarray:
+    """Indices as int64, refusing negatives and non-integers with a message."""
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return arr.astype(np.int64).reshape(arr.shape)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must be integers")
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative, got {int(arr.min())}")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryQuadraticProblem:
+    """A QUBO over ``num_variables`` binary variables.
+
+    Attributes:
+        linear: float64 array (n,), the coefficient of x_i.
+        couplings: symmetric (n, n) with zero diagonal; a float ndarray (dense) or a scipy CSR
+            matrix (sparse). ``couplings[i, j]`` is J_ij, the coefficient of x_i x_j for i != j.
+        constant: the energy offset.
+
+    Build one with the ``from_*`` constructors; they validate their input and raise ``ValueError``
+    with a message on NaN/inf, bad indices or an empty problem.
+    """
+
+    linear: np.ndarray
+    couplings: np.ndarray | sp.csr_array
+    constant: float = 0.0
+
+    def __post_init__(self) -> None:
+        n = self.linear.shape[0]
+        if n == 0:
+            raise ValueError("the problem has no variables")
+        if self.couplings.shape != (n, n):
+            raise ValueError(f"couplings must be ({n}, {n}), got {self.couplings.shape}")
+        _check_finite("linear coefficients", self.linear)
+        _check_finite("couplings", self.couplings.data if self.is_sparse else self.couplings)
+        if not np.isfinite(self.constant):
+            raise ValueError("the constant term is not finite")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_variables(self) -> int:
+        return int(self.linear.shape[0])
+
+    @property
+    def is_sparse(self) -> bool:
+        return sp.issparse(self.couplings)
+
+    @property
+    def num_couplings(self) -> int:
+        """Number of distinct non-zero pairs i < j."""
+        if self.is_sparse:
+            return int(self.couplings.count_nonzero() // 2)
+        return int(np.count_nonzero(self.couplings) // 2)
+
+    @property
+    def density(self) -> float:
+        n = self.num_variables
+        return 0.0 if n < 2 else 2.0 * self.num_couplings / (n * (n - 1))
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(
+        cls,
+        rows: Any,
+        cols: Any,
+        values: Any,
+        linear: Any = None,
+        constant: float = 0.0,
+        num_variables: int | None = None,
+        storage: str = "auto",
+        dtype: Any = np.float64,
+    ) -> BinaryQuadraticProblem:
+        """Build from coupling triplets (i, j, J): duplicates add up, (i, i) counts as linear.
+
+        Args:
+            rows, cols, values: equal-length arrays of pair indices and coefficients.
+            linear: optional dense array of linear coefficients.
+            constant: energy offset.
+            num_variables: the declared size; indices at or beyond it are an error. When
+                omitted, the size is one more than the largest index.
+            storage: "auto" (by density), "dense" or "sparse".
+            dtype: float32 or float64 for the coupling storage the kernels read.
+        """
+        i = _as_index_array("coupling row indices", rows).ravel()
+        j = _as_index_array("coupling column indices", cols).ravel()
+        c = np.asarray(values, dtype=np.float64).ravel()
+        if not (i.shape == j.shape == c.shape):
+            raise ValueError(f"rows, cols and values differ in length: {i.size}, {j.size}, {c.size}")
+        _check_finite("coupling coefficients", c)
+        h_in = None if linear is None else np.asarray(linear, dtype=np.float64).ravel()
+        if h_in is not None:
+            _check_finite("linear coefficients", h_in)
+        largest = max(int(i.max(initial=-1)), int(j.max(initial=-1)))
+        if num_variables is None:
+            num_variables = max(largest + 1, 0 if h_in is None else h_in.size)
+        n = int(num_variables)
+        if largest >= n:
+            raise ValueError(f"index {largest} is beyond the declared size of {n} variables")
+        if h_in is not None and h_in.size > n:
+            raise ValueError(f"{h_in.size} linear coefficients for {n} variables")
+        h = np.zeros(n, dtype=np.float64)
+        if h_in is not None:
+            h[: h_in.size] += h_in
+        diag = i == j
+        if np.any(diag):
+            np.add.at(h, i[diag], c[diag])
+            i, j, c = i[~diag], j[~diag], c[~diag]
+        if n == 0:
+            raise ValueError("the problem has no variables")
+        # Symmetrise: each pair appears at (i, j) and (j, i) with the full coefficient J_ij.
+        r = np.concatenate([i, j])
+        q = np.concatenate([j, i])
+        v = np.concatenate([c, c])
+        mat = sp.coo_array((v, (r, q)), shape=(n, n)).tocsr()
+        mat.sum_duplicates()
+        mat.eliminate_zeros()
+        return cls.from_parts(h, mat, float(constant), storage, dtype)
+
+    @classmethod
+    def from_parts(
+        cls, h: np.ndarray, mat: Any, constant: float = 0.0, storage: str = "auto",
+        dtype: Any = np.float64,
+    ) -> BinaryQuadraticProblem:
+        """From linear terms and an already symmetric, zero-diagonal coupling matrix."""
+        mat = sp.csr_array(mat)
+        n = h.shape[0]
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if storage not in ("auto", "dense", "sparse"):
+            raise ValueError(f"storage must be 'auto', 'dense' or 'sparse', got {storage!r}")
+        density = mat.nnz / max(n * (n - 1), 1)
+        if storage == "sparse" or (storage == "auto" and density <= SPARSE_DENSITY_THRESHOLD):
+            csr = sp.csr_array(mat, dtype=dtype)
+            csr.sort_indices()
+            couplings: np.ndarray | sp.csr_array = csr
+        else:
+            couplings = np.ascontiguousarray(mat.toarray(), dtype=dtype)
+        return cls(linear=h, couplings=couplings, constant=constant)
+
+    @classmethod
+    def from_qubo_matrix(
+        cls, matrix: Any, constant: float = 0.0, storage: str = "auto", dtype: Any = np.float64
+    ) -> BinaryQuadraticProblem:
+        """From a square matrix Q with energy x^T Q x (+ constant); Q need not be symmetric.
+
+        Accepts numpy arrays, nested lists and scipy sparse matrices.
+        """
+        if sp.issparse(matrix):
+            coo = sp.coo_array(matrix)
+            if coo.shape[0] != coo.shape[1]:
+                raise ValueError(f"the QUBO matrix must be square, got {coo.shape}")
+            return cls.from_arrays(coo.row, coo.col, coo.data, constant=constant,
+                                   num_variables=coo.shape[0], storage=storage, dtype=dtype)
+        q = np.asarray(matrix, dtype=np.float64)
+        if q.ndim != 2 or q.shape[0] != q.shape[1]:
+            raise ValueError(f"the QUBO matrix must be square, got shape {q.shape}")
+        if q.shape[0] == 0:
+            raise ValueError("the problem has no variables")
+        _check_finite("QUBO matrix", q)
+        h = np.diag(q).copy()
+        sym = q + q.T
+        np.fill_diagonal(sym, 0.0)
+        return cls.from_parts(h, sp.csr_array(sym), float(constant), storage, dtype)
+
+    @classmethod
+    def from_dict(
+        cls,
+        qubo: Mapping[tuple[int, int], float],
+        constant: float = 0.0,
+        num_variables: int | None = None,
+        storage: str = "auto",
+    ) -> BinaryQuadraticProblem:
+        """From ``{(i, j): c}``; (i, i) entries are linear, (i, j) and (j, i) add up."""
+        if not qubo:
+            if num_variables:
+                return cls.from_arrays([], [], [], constant=constant, num_variables=num_variables)
+            raise ValueError("the problem has no variables")
+        try:
+            keys = np.array(list(qubo.keys()))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"QUBO dict keys must be (i, j) integer pairs: {exc}") from exc
+        if keys.ndim != 2 or keys.shape[1] != 2:
+            raise ValueError("QUBO dict keys must be (i, j) integer pairs")
+        values = np.fromiter(qubo.values(), dtype=np.float64, count=len(qubo))
+        return cls.from_arrays(keys[:, 0], keys[:, 1], values, constant=constant,
+                               num_variables=num_variables, storage=storage)
+
+    @classmethod
+    def from_edges(
+        cls,
+        edges: Any,
+        weights: Any = None,
+        linear: Any = None,
+        constant: float = 0.0,
+        num_variables: int | None = None,
+        storage: str = "auto",
+    ) -> BinaryQuadraticProblem:
+        """From an (m, 2) edge list (or (m, 3) with weights as the third column)."""
+        e = np.asarray(edges)
+        if e.ndim != 2 or e.shape[1] not in (2, 3):
+            raise ValueError(f"edges must have shape (m, 2) or (m, 3), got {e.shape}")
+        if e.shape[1] == 3:
+            if weights is not None:
+                raise ValueError("give weights either as a third column or as `weights`, not both")
+            weights = e[:, 2]
+            e = e[:, :2]
+        w = np.ones(e.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+        return cls.from_arrays(e[:, 0], e[:, 1], w, linear=linear, constant=constant,
+                               num_variables=num_variables, storage=storage)
+
+    @classmethod
+    def from_polynomial(
+        cls,
+        coefficients: Any,
+        first: Any,
+        second: Any,
+        num_variables: int | None = None,
+        storage: str = "auto",
+    ) -> BinaryQuadraticProblem:
+        """From DA ``binary_polynomial`` terms given as three parallel arrays.
+
+        Term k is ``coefficients[k] * x[first[k]] * x[second[k]]``; -1 marks an absent index, so
+        (-1, -1) is a constant, (i, -1) or (i, i) is linear. This is the vectorised form the
+        service's JSON parser produces: no per-term Python objects.
+        """
+        c = np.asarray(coefficients, dtype=np.float64).ravel()
+        # Absent indices are -1: shift by one so the shared index check applies.
+        a = _as_index_array("term indices", np.asarray(first).ravel() + 1) - 1
+        b = _as_index_array("term indices", np.asarray(second).ravel() + 1) - 1
+        if not (c.shape == a.shape == b.shape):
+            raise ValueError("coefficients and index arrays differ in length")
+        _check_finite("term coefficients", c)
+        const_mask = (a < 0) & (b < 0)
+        constant = float(c[const_mask].sum())
+        lin_mask = ~const_mask & ((a < 0) | (b < 0) | (a == b))
+        quad_mask = ~const_mask & ~lin_mask
+        lin_idx = np.maximum(a[lin_mask], b[lin_mask])
+        largest = max(int(a.max(initial=-1)), int(b.max(initial=-1)))
+        n = largest + 1 if num_variables is None else int(num_variables)
+        if largest >= n:
+            raise ValueError(f"index {largest} is beyond the declared size of {n} variables")
+        if n <= 0:
+            raise ValueError("the problem has no variables")
+        h = np.bincount(lin_idx, weights=c[lin_mask], minlength=n).astype(np.float64)
+        return cls.from_arrays(a[quad_mask], b[quad_mask], c[quad_mask], linear=h,
+                               constant=constant, num_variables=n, storage=storage)
+
+    @classmethod
+    def from_ising(
+        cls,
+        h: Any,
+        J: Any,
+        offset: float = 0.0,
+        storage: str = "auto",
+    ) -> BinaryQuadraticProblem:
+        """From the spin form E(s) = offset + h.s + sum_{i<j} J_ij s_i s_j, s in {-1, +1}.
+
+        ``J`` is a square matrix (entries (i, j) and (j, i) add up) or a ``{(i, j): J}`` dict.
+        With s = 2x - 1 the QUBO has couplings 4 J, linear 2 h - 2 sum_j J_ij and a constant.
+        """
+        hs = np.asarray(h, dtype=np.float64).ravel()
+        _check_finite("h", hs)
+        if isinstance(J, Mapping):
+            keys = np.array(list(J.keys()), dtype=np.int64).reshape(-1, 2)
+            rows, cols = keys[:, 0], keys[:, 1]
+            vals = np.fromiter(J.values(), dtype=np.float64, count=len(J))
+        else:
+            coo = sp.coo_array(J if sp.issparse(J) else np.atleast_2d(np.asarray(J, dtype=np.float64)))
+            rows, cols, vals = coo.row, coo.col, coo.data
+        spin = cls.from_arrays(rows, cols, vals, num_variables=hs.size, storage="sparse")
+        # from_arrays puts J_ii into "linear"; for spins s_i^2 = 1, so it is a constant.
+        offset = float(offset) + float(spin.linear.sum())
+        jm = sp.csr_array(spin.couplings)
+        row_sum = np.asarray(jm.sum(axis=1)).ravel()
+        linear = 2.0 * hs - 2.0 * row_sum
+        const = offset - hs.sum() + 0.5 * row_sum.sum()
+        return cls.from_parts(linear, jm * 4.0, const, storage, np.float64)
+
+    # ------------------------------------------------------------------ conversions
+    def to_ising(self) -> tuple[np.ndarray, sp.csr_array, float]:
+        """The spin form (h, J, offset): J symmetric CSR with zero diagonal, x = (s + 1) / 2."""
+        jm = sp.csr_array(self.couplings, dtype=np.float64)
+        row_sum = np.asarray(jm.sum(axis=1)).ravel()
+        h = 0.5 * self.linear + 0.25 * row_sum
+        offset = self.constant + 0.5 * self.linear.sum() + 0.125 * row_sum.sum()
+        return h, jm * 0.25, float(offset)
+
+    def to_upper_matrix(self) -> np.ndarray:
+        """Dense upper-triangular Q with x^T Q x + constant = E(x) (the DA ``qubo_matrix`` form)."""
+        dense = self.couplings.toarray() if self.is_sparse else np.asarray(self.couplings)
+        q = np.triu(dense.astype(np.float64), k=1)
+        q[np.diag_indices_from(q)] = self.linear
+        return q
+
+    def to_triplets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Couplings as (i, j, J) with i < j."""
+        coo = sp.coo_array(sp.triu(sp.csr_array(self.couplings), k=1))
+        return coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(np.float64)
+
+    def with_storage(self, storage: str, dtype: Any = None) -> BinaryQuadraticProblem:
+        """The same problem stored dense or sparse, in float32 or float64."""
+        dtype = self.couplings.dtype if dtype is None else dtype
+        return self.from_parts(self.linear, sp.csr_array(self.couplings), self.constant,
+                                  storage, dtype)
+
+    def fix_variables(self, fixed: Mapping[int, int]) -> tuple[BinaryQuadraticProblem, np.ndarray]:
+        """Substitute fixed values; returns the reduced problem and the indices kept (in order).
+
+        Raises ValueError when every variable is fixed (nothing left to anneal).
+        """
+        n = self.num_variables
+        idx = np.fromiter(fixed.keys(), dtype=np.int64, count=len(fixed))
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(f"fixed variable index out of range 0..{n - 1}")
+        val = np.zeros(n)
+        is_fixed = np.zeros(n, dtype=bool)
+        is_fixed[idx] = True
+        val[idx] = np.fromiter((1.0 if v else 0.0 for v in fixed.values()), dtype=np.float64,
+                               count=len(fixed))
+        free = np.flatnonzero(~is_fixed)
+        if free.size == 0:
+            raise ValueError("every variable is fixed; nothing is left to solve")
+        jm = sp.csr_array(self.couplings, dtype=np.float64)
+        const = self.constant + float(self.linear @ val) + 0.5 * float(val @ (jm @ val))
+        lin = self.linear[free] + (jm @ val)[free]
+        sub = sp.csr_array(jm[free][:, free])
+        reduced = self.from_parts(lin, sub, const, "auto", self.couplings.dtype)
+        return reduced, free
+
+    # ------------------------------------------------------------------ energies
+    def energies(self, states: Any) -> np.ndarray:
+        """Exact float64 energies of one state (n,) or many states (k, n) of 0/1 values."""
+        x = np.asarray(states)
+        single = x.ndim == 1
+        x2 = np.atleast_2d(x).astype(np.float64)
+        if x2.shape[1] != self.num_variables:
+            raise ValueError(f"states have {x2.shape[1]} variables, the problem {self.num_variables}")
+        if self.is_sparse:
+            jx = (sp.csr_array(self.couplings, dtype=np.float64) @ x2.T).T
+        else:
+            jx = x2 @ np.asarray(self.couplings, dtype=np.float64)
+        e = self.constant + x2 @ self.linear + 0.5 * np.einsum("ki,ki->k", jx, x2)
+        return e[0] if single else e
+
+    def energy(self, state: Any) -> float:
+        return float(self.energies(np.asarray(state).ravel()))
+
+    def local_fields(self, state: Any) -> np.ndarray:
+        """h_i + sum_j J_ij x_j: flipping x_i changes the energy by (1 - 2 x_i) * field_i."""
+        x = np.asarray(state, dtype=np.float64)
+        return self.linear + (self.couplings @ x.T).T

@@ -1,0 +1,97 @@
+"""Solver results: the distinct best states seen, their exact energies and how often each came up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .problem import BinaryQuadraticProblem
+
+
+@dataclass
+class SolveResult:
+    """What a solve returns.
+
+    Attributes:
+        states: (k, n) uint8, distinct, sorted by energy ascending.
+        energies: (k,) exact float64 energies, recomputed from the original coefficients.
+        frequencies: (k,) how many runs/replicas/harvests ended on each state.
+        timing: seconds: ``setup`` (validation, tuning), ``anneal`` (kernels) and ``total``.
+        progress: (seconds since start, best energy) at each improvement of the best.
+        stop_reason: "completed", "time_limit", "target_energy" or "cancelled".
+        info: what the solver chose (beta range, moves, swap rates, ...), for logs and tests.
+    """
+
+    states: np.ndarray
+    energies: np.ndarray
+    frequencies: np.ndarray
+    timing: dict[str, float] = field(default_factory=dict)
+    progress: list[tuple[float, float]] = field(default_factory=list)
+    stop_reason: str = "completed"
+    info: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def best_state(self) -> np.ndarray:
+        return self.states[0]
+
+    @property
+    def best_energy(self) -> float:
+        return float(self.energies[0])
+
+    @property
+    def num_variables(self) -> int:
+        return int(self.states.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.states.shape[0])
+
+
+def distinct_states(states: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Merge identical rows: (unique states, summed counts)."""
+    states = np.ascontiguousarray(states, dtype=np.uint8)
+    if counts is None:
+        counts = np.ones(states.shape[0], dtype=np.int64)
+    packed = np.packbits(states, axis=1)
+    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    merged = np.bincount(inverse.ravel(), weights=counts, minlength=first.size).astype(np.int64)
+    return states[first], merged
+
+
+def build_result(problem: BinaryQuadraticProblem, states: np.ndarray, counts: np.ndarray | None,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct states with exact energies, sorted ascending, at most ``limit`` of them."""
+    uniq, freq = distinct_states(states, counts)
+    energies = np.atleast_1d(problem.energies(uniq))
+    order = np.lexsort((-freq, energies))
+    if limit is not None:
+        order = order[:limit]
+    return uniq[order], energies[order], freq[order]
+
+
+class DistinctPool:
+    """The ``capacity`` lowest-energy distinct states seen, with how often each was seen."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: dict[bytes, list] = {}  # key -> [energy, count, state]
+
+    def add(self, states: np.ndarray, energies: np.ndarray) -> None:
+        for row, e in zip(states, energies):
+            key = np.packbits(row).tobytes()
+            entry = self._seen.get(key)
+            if entry is not None:
+                entry[1] += 1
+                continue
+            if len(self._seen) >= self.capacity:
+                worst_key = max(self._seen, key=lambda k: self._seen[k][0])
+                if self._seen[worst_key][0] <= e:
+                    continue
+                del self._seen[worst_key]
+            self._seen[key] = [float(e), 1, row.copy()]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        entries = list(self._seen.values())
+        states = np.array([entry[2] for entry in entries], dtype=np.uint8)
+        counts = np.array([entry[1] for entry in entries], dtype=np.int64)
+        return states, counts

@@ -1,0 +1,473 @@
+"""The Python solver API: DA annealing, parallel tempering and the time-limited DA3 mode.
+
+Each solver prepares a set of replicas, then drives the numba kernels in bounded chunks; between
+chunks it checks the deadline, the cancel flag and the target energy, re-synchronises the
+incremental local fields with an exact recomputation, and records progress. Nothing here imports
+FastAPI, pydantic or Redis: the trainer runs it in-process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from .problem import BinaryQuadraticProblem
+from .result import DistinctPool, SolveResult, build_result
+from .schedule import TemperatureMode, TemperatureSchedule, beta_range_from_deltas, geometric_ladder
+
+Cancel = Callable[[], bool] | threading.Event | None
+InitialState = Mapping[int, bool] | np.ndarray | None
+
+#: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
+CHUNK_SECONDS = 0.05
+_DUMMY_DENSE = {np.dtype(np.float32): np.zeros((1, 1), np.float32),
+                np.dtype(np.float64): np.zeros((1, 1), np.float64)}
+_DUMMY_INT = np.zeros(1, np.int32)
+
+
+def _is_cancelled(cancel: Cancel) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def _as_state_spec(spec: InitialState, n: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of given bits, their values) from {idx: bool} or a full 0/1 array."""
+    mask = np.zeros(n, dtype=bool)
+    values = np.zeros(n, dtype=np.uint8)
+    if spec is None:
+        return mask, values
+    if isinstance(spec, Mapping):
+        for key, val in spec.items():
+            idx = int(key)
+            if not 0 <= idx < n:
+                raise ValueError(f"{name}: index {idx} is outside 0..{n - 1}")
+            mask[idx] = True
+            values[idx] = 1 if val else 0
+        return mask, values
+    arr = np.asarray(spec)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have {n} entries, got shape {arr.shape}")
+    if not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(f"{name} must hold only 0/1 values")
+    return np.ones(n, dtype=bool), arr.astype(np.uint8)
+
+
+class Replicas:
+    """R copies of the problem's state with incrementally maintained local fields.
+
+    Args:
+        problem: the QUBO.
+        num_replicas: R.
+        seed: one integer decides every random choice (initial states, each replica's generator).
+        initial: a state (n,), {idx: bool} for some bits (the rest random), or (R, n) states.
+        fixed: {idx: bool} bits held at a value and never flipped.
+        parallel: run replicas on all cores (numba threads) or on the calling thread only.
+    """
+
+    def __init__(self, problem: BinaryQuadraticProblem, num_replicas: int, seed: int | None = None,
+                 initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
+                 parallel: bool = True) -> None:
+        if num_replicas < 1:
+            raise ValueError(f"the number of replicas/runs must be >= 1, got {num_replicas}")
+        self.problem = problem
+        n = problem.num_variables
+        self.dense = not problem.is_sparse
+        if self.dense:
+            # float32 halves memory traffic in the O(n) field updates; fields are re-synced exactly.
+            self.couplings = np.ascontiguousarray(problem.couplings, dtype=np.float32)
+            self.indptr, self.indices, self.data = _DUMMY_INT, _DUMMY_INT, np.zeros(1, np.float32)
+        else:
+            csr = problem.couplings
+            self.couplings = _DUMMY_DENSE[np.dtype(np.float64)]
+            self.indptr = csr.indptr.astype(np.int32)
+            self.indices = csr.indices.astype(np.int32)
+            self.data = csr.data.astype(np.float64)
+        self.field_dtype = np.float32 if self.dense else np.float64
+        seeds = np.random.SeedSequence(seed)
+        children = seeds.spawn(num_replicas + 2)
+        self.rng = np.array([c.generate_state(1, np.uint64)[0] | np.uint64(1) for c in children[:-2]],
+                            dtype=np.uint64)
+        self.swap_rng = children[-2].generate_state(1, np.uint64) | np.uint64(1)
+        init_rng = np.random.default_rng(children[-1])
+        states = init_rng.integers(0, 2, size=(num_replicas, n), dtype=np.uint8)
+        init_arr = None if initial is None or isinstance(initial, Mapping) else np.asarray(initial)
+        if init_arr is not None and init_arr.ndim == 2:
+            if init_arr.shape != (num_replicas, n):
+                raise ValueError(f"initial states must be ({num_replicas}, {n}), got {init_arr.shape}")
+            if not np.all((init_arr == 0) | (init_arr == 1)):
+                raise ValueError("initial states must hold only 0/1 values")
+            states[:] = init_arr
+        else:
+            mask, values = _as_state_spec(initial, n, "guidance_config")
+            states[:, mask] = values[mask]
+        fmask, fvalues = _as_state_spec(fixed, n, "fixed_config")
+        if fmask.all():
+            raise ValueError("every variable is fixed; nothing is left to solve")
+        states[:, fmask] = fvalues[fmask]
+        self.fixed = fmask.astype(np.uint8)
+        self.states = states
+        self.parallel = parallel
+        self.fields = np.empty((num_replicas, n), dtype=self.field_dtype)
+        self.energies = np.empty(num_replicas)
+        self.offsets = np.zeros(num_replicas)
+        self.resync()
+        self.best_states = self.states.copy()
+        self.best_energies = self.energies.copy()
+
+    @property
+    def num_replicas(self) -> int:
+        return int(self.states.shape[0])
+
+    def _problem_args(self) -> tuple:
+        return (self.dense, self.couplings, self.indptr, self.indices, self.data)
+
+    def resync(self) -> None:
+        """Recompute fields and energies exactly: bounds float drift of the incremental updates."""
+        self.fields[:] = self.problem.local_fields(self.states)
+        self.energies[:] = self.problem.energies(self.states)
+
+    def reset_best(self) -> None:
+        self.best_states[:] = self.states
+        self.best_energies[:] = self.energies
+
+    def anneal(self, schedule: np.ndarray, trial: bool, offset_rate: float, gibbs: bool) -> None:
+        """Every replica steps through ``schedule`` (betas): one sweep or parallel trial each."""
+        fn = kernels.anneal if self.parallel else kernels.anneal_serial
+        fn(*self._problem_args(), self.states, self.fields, np.ascontiguousarray(schedule, np.float64),
+           trial, float(offset_rate), gibbs, self.fixed, self.rng, self.energies,
+           self.best_energies, self.best_states, self.offsets)
+
+    def temper(self, ladder: np.ndarray, order: np.ndarray, rounds: int, steps: int, trial: bool,
+               offset_rate: float, gibbs: bool, accepted: np.ndarray) -> None:
+        """``rounds`` of (``steps`` moves at each replica's slot temperature, one exchange)."""
+        fn = kernels.temper if self.parallel else kernels.temper_serial
+        fn(*self._problem_args(), self.states, self.fields, ladder, order, rounds, steps, trial,
+           float(offset_rate), gibbs, self.fixed, self.rng, self.swap_rng, self.energies,
+           self.best_energies, self.best_states, self.offsets, accepted)
+
+    def best(self) -> tuple[np.ndarray, float]:
+        r = int(np.argmin(self.best_energies))
+        return self.best_states[r], float(self.best_energies[r])
+
+    def delta_scales(self) -> tuple[float, float]:
+        """Typical single-flip |dE|: (median at random states, 5th percentile at local minima).
+
+        Quenches a copy of the replicas with greedy sweeps to find the minima; the original
+        replicas are untouched.
+        """
+        d_random = np.abs(self.fields[:, self.fixed == 0]).astype(np.float64)
+        nonzero = d_random[d_random > 0]
+        if nonzero.size == 0:
+            return 1.0, 1.0
+        large = float(np.median(nonzero))
+        probe = Replicas.__new__(Replicas)
+        probe.__dict__.update(self.__dict__)
+        for name in ("states", "fields", "energies", "offsets", "best_states", "best_energies", "rng"):
+            setattr(probe, name, getattr(self, name)[:16].copy())
+        probe.anneal(np.full(50, np.inf), False, 0.0, False)
+        probe.resync()
+        d = (1.0 - 2.0 * probe.states) * probe.fields
+        d = d[:, self.fixed == 0]
+        positive = d[d > 1e-9 * large]
+        small = float(np.percentile(positive, 5)) if positive.size else large
+        return large, min(small, large)
+
+
+class _Driver:
+    """Runs a chunked loop with a deadline, cancellation, target energy and progress."""
+
+    def __init__(self, problem: BinaryQuadraticProblem, time_limit: float | None, cancel: Cancel,
+                 target_energy: float | None) -> None:
+        if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
+            raise ValueError(f"time limit must be a positive number of seconds, got {time_limit}")
+        self.problem = problem
+        self.start = time.perf_counter()
+        self.deadline = None if time_limit is None else self.start + time_limit
+        self.cancel = cancel
+        self.target = target_energy
+        self.progress: list[tuple[float, float]] = []
+        self.best_energy = math.inf
+        self.stop_reason = "completed"
+        self.anneal_seconds = 0.0
+        self.anneal_start = self.start
+
+    def begin_anneal(self) -> None:
+        self.anneal_start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def observe(self, state: np.ndarray, approx_energy: float) -> None:
+        """Record an improvement of the best (energy recomputed exactly)."""
+        margin = 0.0 if math.isinf(self.best_energy) else 1e-9 * (1.0 + abs(self.best_energy))
+        if approx_energy < self.best_energy - margin:
+            exact = self.problem.energy(state)
+            if exact < self.best_energy:
+                self.best_energy = exact
+                self.progress.append((self.elapsed(), exact))
+
+    def should_stop(self) -> bool:
+        if _is_cancelled(self.cancel):
+            self.stop_reason = "cancelled"
+        elif self.target is not None and self.best_energy <= self.target + 1e-9 * (1 + abs(self.target)):
+            self.stop_reason = "target_energy"
+        elif self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.stop_reason = "time_limit"
+        else:
+            return False
+        return True
+
+    def chunk_size(self, done: int, total: int | None, seconds_per_unit: float) -> int:
+        """How many units (sweeps, iterations, rounds) the next kernel call does."""
+        goal = CHUNK_SECONDS
+        if self.deadline is not None:
+            goal = min(goal, max(self.deadline - time.perf_counter(), 0.0))
+        # The first call (seconds_per_unit still unknown, passed as inf) does a single unit.
+        units = max(1, int(goal / max(seconds_per_unit, 1e-9)))
+        if total is not None:
+            units = min(units, total - done)
+        return units
+
+    def timing(self) -> dict[str, float]:
+        total = self.elapsed()
+        return {"setup": self.anneal_start - self.start, "anneal": total - (self.anneal_start - self.start),
+                "total": total}
+
+
+def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
+    """True for parallel trials, False for sweeps. "auto" times both briefly on this problem and
+    keeps whichever does more trials (n per sweep or per iteration) per second."""
+    if moves == "trial":
+        return True
+    if moves == "sweep":
+        return False
+    if moves != "auto":
+        raise ValueError(f"moves must be 'auto', 'sweep' or 'trial', got {moves!r}")
+    snapshot = (replicas.states.copy(), replicas.fields.copy(), replicas.energies.copy(),
+                replicas.rng.copy(), replicas.best_states.copy(), replicas.best_energies.copy())
+    rates = []
+    for trial in (False, True):
+        steps = 2
+        while True:
+            t0 = time.perf_counter()
+            replicas.anneal(np.full(steps, probe_beta), trial, 0.0, False)
+            dt = time.perf_counter() - t0
+            if dt > 0.005 or steps >= 4096:
+                break
+            steps *= 4
+        rates.append(steps / max(dt, 1e-9))
+    (replicas.states[:], replicas.fields[:], replicas.energies[:], replicas.rng[:],
+     replicas.best_states[:], replicas.best_energies[:]) = snapshot
+    return rates[1] > rates[0]
+
+
+def _finish(problem: BinaryQuadraticProblem, driver: _Driver, states: np.ndarray,
+            counts: np.ndarray | None, solution_mode: str, limit: int | None,
+            info: dict[str, Any]) -> SolveResult:
+    if solution_mode not in ("COMPLETE", "QUICK"):
+        raise ValueError(f"solution_mode must be COMPLETE or QUICK, got {solution_mode!r}")
+    uniq, energies, freq = build_result(problem, states, counts,
+                                        limit=1 if solution_mode == "QUICK" else limit)
+    driver.observe(uniq[0], energies[0])
+    return SolveResult(states=uniq, energies=energies, frequencies=freq, timing=driver.timing(),
+                       progress=driver.progress, stop_reason=driver.stop_reason, info=info)
+
+
+def anneal_da(
+    problem: BinaryQuadraticProblem,
+    *,
+    num_runs: int = 16,
+    num_iterations: int = 10_000,
+    temperature_start: float | None = None,
+    temperature_decay: float | None = None,
+    temperature_interval: int = 100,
+    temperature_mode: str | TemperatureMode = TemperatureMode.EXPONENTIAL,
+    noise_model: str = "METROPOLIS",
+    offset_increase_rate: float | None = None,
+    moves: str = "trial",
+    initial_state: InitialState = None,
+    fixed: Mapping[int, bool] | None = None,
+    solution_mode: str = "COMPLETE",
+    seed: int | None = None,
+    time_limit: float | None = None,
+    target_energy: float | None = None,
+    cancel: Cancel = None,
+    parallel: bool = True,
+) -> SolveResult:
+    """Simulated annealing with the Digital Annealer's dynamics (fujitsuDA / DA2 / MixedMode).
+
+    ``num_runs`` independent runs of ``num_iterations`` steps each. A step is one parallel trial
+    (every bit tried, one accepted bit flips, dynamic offset) with ``moves="trial"``, or one
+    sequential Metropolis sweep with ``moves="sweep"`` (the same number of trials, n). T starts at
+    ``temperature_start`` and drops every ``temperature_interval`` steps by ``temperature_mode``.
+    Temperatures and the offset rate left as None are derived from the problem's energy deltas.
+
+    Returns each run's best state seen, distinct states merged (COMPLETE) or only the best (QUICK).
+
+    Example:
+        >>> p = BinaryQuadraticProblem.from_dict({(0, 0): -1, (0, 1): 2, (1, 1): -1})
+        >>> anneal_da(p, num_runs=4, num_iterations=200, seed=1).best_energy
+        -1.0
+    """
+    if num_iterations < 1:
+        raise ValueError(f"number_iterations must be >= 1, got {num_iterations}")
+    if noise_model not in ("METROPOLIS", "GIBBS"):
+        raise ValueError(f"noise_model must be METROPOLIS or GIBBS, got {noise_model!r}")
+    driver = _Driver(problem, time_limit, cancel, target_energy)
+    reps = Replicas(problem, num_runs, seed, initial_state, fixed, parallel)
+    large, small = reps.delta_scales()
+    beta_hot, beta_cold = beta_range_from_deltas(large, small)
+    if temperature_start is None:
+        schedule = TemperatureSchedule.spanning(beta_hot, beta_cold, num_iterations,
+                                                temperature_interval, TemperatureMode(temperature_mode))
+    else:
+        decay = temperature_decay
+        if decay is None:
+            decay = TemperatureSchedule.spanning(1.0 / temperature_start, beta_cold, num_iterations,
+                                                 temperature_interval).decay
+        schedule = TemperatureSchedule(temperature_start, decay, temperature_interval,
+                                       TemperatureMode(temperature_mode))
+    trial = _choose_moves(moves, reps, beta_cold)
+    offset_rate = small if offset_increase_rate is None else float(offset_increase_rate)
+    gibbs = noise_model == "GIBBS"
+    driver.begin_anneal()
+    done, per_step = 0, math.inf
+    while done < num_iterations and not driver.should_stop():
+        steps = driver.chunk_size(done, num_iterations, per_step)
+        t0 = time.perf_counter()
+        reps.anneal(schedule.betas(steps), trial, offset_rate, gibbs)
+        per_step = (time.perf_counter() - t0) / steps
+        done += steps
+        reps.resync()
+        driver.observe(*reps.best())
+    info = {"beta_range": (beta_hot, beta_cold), "moves": "trial" if trial else "sweep",
+            "offset_increase_rate": offset_rate, "iterations_done": done,
+            "temperature_start": schedule.start, "temperature_decay": schedule.decay}
+    return _finish(problem, driver, reps.best_states, None, solution_mode, None, info)
+
+
+def parallel_tempering(
+    problem: BinaryQuadraticProblem,
+    *,
+    num_replicas: int = 32,
+    num_sweeps: int = 1_000,
+    beta_range: tuple[float, float] | None = None,
+    ladder: np.ndarray | None = None,
+    moves: str = "sweep",
+    steps_per_exchange: int = 1,
+    offset_increase_rate: float | None = None,
+    noise_model: str = "METROPOLIS",
+    initial_states: InitialState = None,
+    fixed: Mapping[int, bool] | None = None,
+    solution_mode: str = "COMPLETE",
+    seed: int | None = None,
+    time_limit: float | None = None,
+    target_energy: float | None = None,
+    cancel: Cancel = None,
+    parallel: bool = True,
+) -> SolveResult:
+    """Replica-exchange Monte Carlo (fujitsuDAPT / DA2PT) on a geometric ladder of temperatures.
+
+    Each round every replica takes ``steps_per_exchange`` moves (sweeps or parallel trials, or
+    "auto": whichever runs more trials per second on this problem) at its temperature, then
+    neighbours swap. The ladder spans ``beta_range`` or, when omitted, the range derived from the
+    problem's energy deltas. ``num_sweeps`` counts rounds x steps per replica.
+
+    Returns each replica's best state seen (COMPLETE, distinct states merged) or only the best.
+    """
+    if num_sweeps < 1:
+        raise ValueError(f"number of sweeps/iterations must be >= 1, got {num_sweeps}")
+    if steps_per_exchange < 1:
+        raise ValueError(f"steps_per_exchange must be >= 1, got {steps_per_exchange}")
+    driver = _Driver(problem, time_limit, cancel, target_energy)
+    reps = Replicas(problem, num_replicas, seed, initial_states, fixed, parallel)
+    large, small = reps.delta_scales()
+    if ladder is None:
+        hot, cold = beta_range if beta_range is not None else beta_range_from_deltas(large, small)
+        if not (0 < hot < cold and math.isfinite(cold)):
+            raise ValueError(f"beta_range must satisfy 0 < hot < cold, got {(hot, cold)}")
+        ladder = geometric_ladder(hot, cold, num_replicas)
+    ladder = np.ascontiguousarray(ladder, dtype=np.float64)
+    if ladder.shape != (num_replicas,) or np.any(np.diff(ladder) < 0) or ladder[0] <= 0:
+        raise ValueError("ladder must hold num_replicas positive betas in ascending order")
+    trial = _choose_moves(moves, reps, float(ladder[-1]))
+    offset_rate = small if offset_increase_rate is None else float(offset_increase_rate)
+    order = np.arange(num_replicas, dtype=np.int64)
+    accepted = np.zeros(max(num_replicas - 1, 1), dtype=np.int64)
+    gibbs = noise_model == "GIBBS"
+    total_rounds = max(1, num_sweeps // steps_per_exchange)
+    driver.begin_anneal()
+    done, per_round = 0, math.inf
+    while done < total_rounds and not driver.should_stop():
+        rounds = driver.chunk_size(done, total_rounds, per_round)
+        t0 = time.perf_counter()
+        reps.temper(ladder, order, rounds, steps_per_exchange, trial, offset_rate, gibbs, accepted)
+        per_round = (time.perf_counter() - t0) / rounds
+        done += rounds
+        reps.resync()
+        driver.observe(*reps.best())
+    info = {"ladder": ladder, "moves": "trial" if trial else "sweep", "rounds_done": done,
+            "swap_rates": accepted[: num_replicas - 1] / max(done / 2, 1)}
+    return _finish(problem, driver, reps.best_states, None, solution_mode, None, info)
+
+
+def solve_time_limited(
+    problem: BinaryQuadraticProblem,
+    *,
+    time_limit_sec: float = 10.0,
+    target_energy: float | None = None,
+    num_run: int = 16,
+    num_group: int = 1,
+    num_output_solution: int = 5,
+    guidance: InitialState = None,
+    fixed: Mapping[int, bool] | None = None,
+    seed: int | None = None,
+    cancel: Cancel = None,
+    parallel: bool = True,
+    moves: str = "sweep",
+) -> SolveResult:
+    """The time-limited DA3 mode: ``num_group`` groups of ``num_run`` tempering replicas each,
+    until ``time_limit_sec`` passes or the best reaches ``target_energy``.
+
+    Every chunk each replica's best since the last harvest enters its group's pool of the
+    ``num_output_solution`` lowest distinct states; the result holds all groups' pools
+    (num_output_solution x num_group states at most), frequency = times a state was harvested.
+    """
+    if num_group < 1 or num_output_solution < 1:
+        raise ValueError("num_group and num_output_solution must be >= 1")
+    driver = _Driver(problem, time_limit_sec, cancel, target_energy)
+    group_seeds = np.random.SeedSequence(seed).spawn(num_group)
+    groups = [Replicas(problem, num_run, int(s.generate_state(1)[0]), guidance, fixed, parallel)
+              for s in group_seeds]
+    large, small = groups[0].delta_scales()
+    hot, cold = beta_range_from_deltas(large, small)
+    ladder = geometric_ladder(hot, cold, num_run)
+    trial = _choose_moves(moves, groups[0], cold)
+    pools = [DistinctPool(num_output_solution) for _ in groups]
+    orders = [np.arange(num_run, dtype=np.int64) for _ in groups]
+    accepted = np.zeros(max(num_run - 1, 1), dtype=np.int64)
+    driver.begin_anneal()
+    per_round = math.inf
+    while not driver.should_stop():
+        rounds = max(2, driver.chunk_size(0, None, per_round * num_group))
+        t0 = time.perf_counter()
+        for reps, order, pool in zip(groups, orders, pools):
+            reps.temper(ladder, order, rounds, 1, trial, small, False, accepted)
+            reps.resync()
+            pool.add(reps.best_states, reps.best_energies)
+            driver.observe(*reps.best())
+            reps.reset_best()
+        per_round = (time.perf_counter() - t0) / (rounds * num_group)
+    states, counts = zip(*(pool.arrays() for pool in pools))
+    info = {"ladder": ladder, "moves": "trial" if trial else "sweep"}
+    return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
+                   num_output_solution * num_group, info)

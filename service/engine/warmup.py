@@ -1,0 +1,33 @@
+"""Compile (or load from numba's on-disk cache) every kernel signature the solvers use.
+
+Run once at install or image build (``python -m service.engine.warmup``) so that a fresh
+process solves its first problem without waiting for the JIT.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .problem import BinaryQuadraticProblem
+from .solver import anneal_da, parallel_tempering, solve_time_limited
+
+
+def main() -> None:
+    start = time.perf_counter()
+    rng = np.random.default_rng(0)
+    dense = BinaryQuadraticProblem.from_qubo_matrix(rng.normal(size=(12, 12)), storage="dense")
+    sparse = dense.with_storage("sparse")
+    for problem in (dense, sparse):
+        for parallel in (True, False):
+            for moves in ("trial", "sweep"):
+                anneal_da(problem, num_runs=2, num_iterations=4, moves=moves, parallel=parallel, seed=0)
+                parallel_tempering(problem, num_replicas=3, num_sweeps=4, moves=moves,
+                                   parallel=parallel, seed=0)
+            solve_time_limited(problem, time_limit_sec=0.01, num_run=2, parallel=parallel, seed=0)
+    print(f"spinout kernels ready in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
