@@ -14,6 +14,11 @@ import sys
 #: name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "anneal": ("service.anneal_command", "solve a QUBO file in-process with the embedded engine"),
+    "serve": ("service.serve_command", "run the DA-compatible solver service"),
+    "worker": ("service.worker_command", "run a solver worker for the Redis scale-out"),
+    "solve": ("client.solve_command", "send a QUBO file to a solver service and print the result"),
+    "train": ("trainer.train_command", "train an MLP with Ising-Dropout or another dropout variant"),
+    "reproduce": ("trainer.reproduce_command", "reproduce the Ising-Dropout paper's tables"),
 }
 
 

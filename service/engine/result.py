@@ -46,6 +46,14 @@ class SolveResult:
     def __len__(self) -> int:
         return int(self.states.shape[0])
 
+    def rescored(self, problem: BinaryQuadraticProblem) -> SolveResult:
+        """The same states scored by another problem over the same variables (e.g. the original
+        coefficients after annealing a rounded copy), re-sorted by that energy."""
+        energies = np.atleast_1d(problem.energies(self.states))
+        order = np.lexsort((-self.frequencies, energies))
+        return SolveResult(self.states[order], energies[order], self.frequencies[order],
+                           dict(self.timing), list(self.progress), self.stop_reason, dict(self.info))
+
 
 def distinct_states(states: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge identical rows: (unique states, summed counts)."""
