@@ -245,7 +245,7 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
 
 def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladder, order, rounds,
                  steps, trial, offset_rate, gibbs, fixed, rng, swap_rng, energies, best_energies,
-                 best_states, offsets, accepted):
+                 best_states, offsets, accepted, first_parity):
     n_rep = states.shape[0]
     slot = np.empty(n_rep, dtype=np.int64)
     for t in range(rounds):
@@ -258,10 +258,12 @@ def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladder
                 dense, couplings, indptr, indices, data, states[r], fields[r], sched, trial,
                 offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r],
                 offsets[r], candidates)
-        swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], t % 2, accepted)
+        swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
+                                    accepted)
 
 
 #: ``rounds`` x (``steps`` moves per replica at its slot's temperature, then one exchange round).
 #: ``ladder`` (R,) ascending betas; ``order`` (R,) replica at each slot, updated in place;
-#: ``swap_rng`` (1,) uint64; ``accepted`` (R - 1,) swap counts per slot pair.
+#: ``swap_rng`` (1,) uint64; ``accepted`` (R - 1,) swap counts per slot pair; ``first_parity``
+#: alternates even and odd pairs across calls.
 temper, temper_serial = _compile(_temper_impl, "temper")

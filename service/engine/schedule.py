@@ -81,11 +81,12 @@ class TemperatureSchedule:
 
 def beta_range_from_deltas(large: float, small: float) -> tuple[float, float]:
     """(beta_hot, beta_cold): accept the typical uphill move ``large`` with p = 1/2 when hot and
-    the smallest relevant one ``small`` with p = 1/100 when cold."""
+    the smallest relevant one ``small`` with p = 1/1000 when cold (measured on G-set and SK
+    instances: colder ends than 1/100 find the ground states markedly faster)."""
     large = max(large, 1e-300)
     small = min(max(small, 1e-300), large)
     beta_hot = math.log(2.0) / large
-    beta_cold = math.log(100.0) / small
+    beta_cold = math.log(1000.0) / small
     return beta_hot, max(beta_cold, 1.01 * beta_hot)
 
 
@@ -96,3 +97,21 @@ def geometric_ladder(beta_hot: float, beta_cold: float, num_replicas: int) -> np
     if num_replicas == 1:
         return np.array([beta_cold])
     return np.geomspace(beta_hot, beta_cold, num_replicas)
+
+
+def equalize_ladder(ladder: np.ndarray, acceptance: np.ndarray, floor: float = 0.01) -> np.ndarray:
+    """Move the inner betas so every neighbour pair swaps about equally often.
+
+    Each gap k gets a length -log(acceptance_k): hard gaps are long. Walking the ladder at equal
+    steps of that cumulative length (interpolating log beta) spreads the difficulty evenly; the
+    end points stay. One call is one feedback iteration.
+    """
+    if ladder.size < 3:
+        return ladder
+    gap = -np.log(np.clip(acceptance, floor, 0.999))
+    cumulative = np.concatenate([[0.0], np.cumsum(gap)])
+    targets = np.linspace(0.0, cumulative[-1], ladder.size)
+    new = np.exp(np.interp(targets, cumulative, np.log(ladder)))
+    new[0], new[-1] = ladder[0], ladder[-1]
+    # Damped update: half-way, so noisy estimates do not make the ladder oscillate.
+    return np.sqrt(new * ladder)

@@ -19,7 +19,8 @@ import numpy as np
 from . import kernels
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, SolveResult, build_result
-from .schedule import TemperatureMode, TemperatureSchedule, beta_range_from_deltas, geometric_ladder
+from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
+                       geometric_ladder)
 
 Cancel = Callable[[], bool] | threading.Event | None
 InitialState = Mapping[int, bool] | np.ndarray | None
@@ -147,12 +148,12 @@ class Replicas:
            self.best_energies, self.best_states, self.offsets)
 
     def temper(self, ladder: np.ndarray, order: np.ndarray, rounds: int, steps: int, trial: bool,
-               offset_rate: float, gibbs: bool, accepted: np.ndarray) -> None:
+               offset_rate: float, gibbs: bool, accepted: np.ndarray, first_parity: int) -> None:
         """``rounds`` of (``steps`` moves at each replica's slot temperature, one exchange)."""
         fn = kernels.temper if self.parallel else kernels.temper_serial
         fn(*self._problem_args(), self.states, self.fields, ladder, order, rounds, steps, trial,
            float(offset_rate), gibbs, self.fixed, self.rng, self.swap_rng, self.energies,
-           self.best_energies, self.best_states, self.offsets, accepted)
+           self.best_energies, self.best_states, self.offsets, accepted, first_parity)
 
     def best(self) -> tuple[np.ndarray, float]:
         r = int(np.argmin(self.best_energies))
@@ -241,6 +242,56 @@ class _Driver:
         total = self.elapsed()
         return {"setup": self.anneal_start - self.start, "anneal": total - (self.anneal_start - self.start),
                 "total": total}
+
+
+class Tempering:
+    """A replica-exchange ensemble: replicas, their ladder and the slot permutation."""
+
+    def __init__(self, replicas: Replicas, ladder: np.ndarray, steps: int, trial: bool,
+                 offset_rate: float, gibbs: bool) -> None:
+        self.replicas = replicas
+        self.ladder = np.ascontiguousarray(ladder, dtype=np.float64)
+        self.steps = steps
+        self.trial = trial
+        self.offset_rate = offset_rate
+        self.gibbs = gibbs
+        n_rep = replicas.num_replicas
+        self.order = np.arange(n_rep, dtype=np.int64)
+        self.accepted = np.zeros(max(n_rep - 1, 1), dtype=np.int64)
+        self.rounds_done = 0
+        self._rounds_counted = 0  # rounds since ``accepted`` was reset
+        self._per_round = math.inf
+
+    def swap_rates(self) -> np.ndarray:
+        """Fraction of accepted exchanges per neighbour pair (each pair is tried every 2nd round)."""
+        n_pairs = self.replicas.num_replicas - 1
+        return self.accepted[:n_pairs] / max(self._rounds_counted / 2, 1)
+
+    def advance(self, driver: _Driver, max_rounds: int | None, budget_share: float = 1.0) -> int:
+        """One kernel chunk, then exact resync and progress; returns the rounds done."""
+        rounds = driver.chunk_size(0, max_rounds, self._per_round / budget_share)
+        t0 = time.perf_counter()
+        self.replicas.temper(self.ladder, self.order, rounds, self.steps, self.trial,
+                             self.offset_rate, self.gibbs, self.accepted, self.rounds_done % 2)
+        self._per_round = (time.perf_counter() - t0) / rounds
+        self.rounds_done += rounds
+        self._rounds_counted += rounds
+        self.replicas.resync()
+        driver.observe(*self.replicas.best())
+        return rounds
+
+    def tune(self, driver: _Driver, rounds_per_stage: int, stages: int = 4) -> None:
+        """Feedback iterations of ``equalize_ladder`` from measured swap rates (part of the run)."""
+        for _ in range(stages):
+            self.accepted[:] = 0
+            self._rounds_counted = 0
+            while self._rounds_counted < rounds_per_stage and not driver.should_stop():
+                self.advance(driver, rounds_per_stage - self._rounds_counted)
+            if driver.should_stop():
+                return
+            self.ladder = equalize_ladder(self.ladder, self.swap_rates())
+        self.accepted[:] = 0
+        self._rounds_counted = 0
 
 
 def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
@@ -364,6 +415,7 @@ def parallel_tempering(
     ladder: np.ndarray | None = None,
     moves: str = "sweep",
     steps_per_exchange: int = 1,
+    tune_ladder: bool = True,
     offset_increase_rate: float | None = None,
     noise_model: str = "METROPOLIS",
     initial_states: InitialState = None,
@@ -380,7 +432,9 @@ def parallel_tempering(
     Each round every replica takes ``steps_per_exchange`` moves (sweeps or parallel trials, or
     "auto": whichever runs more trials per second on this problem) at its temperature, then
     neighbours swap. The ladder spans ``beta_range`` or, when omitted, the range derived from the
-    problem's energy deltas. ``num_sweeps`` counts rounds x steps per replica.
+    problem's energy deltas; unless a ``ladder`` is given (or ``tune_ladder`` is off), the first
+    ~5 % of the rounds also move the inner temperatures until neighbours swap equally often.
+    ``num_sweeps`` counts rounds x steps per replica.
 
     Returns each replica's best state seen (COMPLETE, distinct states merged) or only the best.
     """
@@ -391,6 +445,7 @@ def parallel_tempering(
     driver = _Driver(problem, time_limit, cancel, target_energy)
     reps = Replicas(problem, num_replicas, seed, initial_states, fixed, parallel)
     large, small = reps.delta_scales()
+    tune_ladder = tune_ladder and ladder is None and num_replicas >= 3
     if ladder is None:
         hot, cold = beta_range if beta_range is not None else beta_range_from_deltas(large, small)
         if not (0 < hot < cold and math.isfinite(cold)):
@@ -401,22 +456,16 @@ def parallel_tempering(
         raise ValueError("ladder must hold num_replicas positive betas in ascending order")
     trial = _choose_moves(moves, reps, float(ladder[-1]))
     offset_rate = small if offset_increase_rate is None else float(offset_increase_rate)
-    order = np.arange(num_replicas, dtype=np.int64)
-    accepted = np.zeros(max(num_replicas - 1, 1), dtype=np.int64)
-    gibbs = noise_model == "GIBBS"
+    tempering = Tempering(reps, ladder, steps_per_exchange, trial, offset_rate,
+                          noise_model == "GIBBS")
     total_rounds = max(1, num_sweeps // steps_per_exchange)
     driver.begin_anneal()
-    done, per_round = 0, math.inf
-    while done < total_rounds and not driver.should_stop():
-        rounds = driver.chunk_size(done, total_rounds, per_round)
-        t0 = time.perf_counter()
-        reps.temper(ladder, order, rounds, steps_per_exchange, trial, offset_rate, gibbs, accepted)
-        per_round = (time.perf_counter() - t0) / rounds
-        done += rounds
-        reps.resync()
-        driver.observe(*reps.best())
-    info = {"ladder": ladder, "moves": "trial" if trial else "sweep", "rounds_done": done,
-            "swap_rates": accepted[: num_replicas - 1] / max(done / 2, 1)}
+    if tune_ladder:
+        tempering.tune(driver, min(max(total_rounds // 20, 10), 100))
+    while tempering.rounds_done < total_rounds and not driver.should_stop():
+        tempering.advance(driver, total_rounds - tempering.rounds_done)
+    info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
+            "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, reps.best_states, None, solution_mode, None, info)
 
 
@@ -450,24 +499,27 @@ def solve_time_limited(
               for s in group_seeds]
     large, small = groups[0].delta_scales()
     hot, cold = beta_range_from_deltas(large, small)
-    ladder = geometric_ladder(hot, cold, num_run)
     trial = _choose_moves(moves, groups[0], cold)
+    temperings = [Tempering(reps, geometric_ladder(hot, cold, num_run), 1, trial, small, False)
+                  for reps in groups]
     pools = [DistinctPool(num_output_solution) for _ in groups]
-    orders = [np.arange(num_run, dtype=np.int64) for _ in groups]
-    accepted = np.zeros(max(num_run - 1, 1), dtype=np.int64)
     driver.begin_anneal()
-    per_round = math.inf
+    if num_run >= 3:
+        temperings[0].tune(driver, 100)
+        for other in temperings[1:]:
+            other.ladder = temperings[0].ladder.copy()
+    def harvest() -> None:
+        for tempering, pool in zip(temperings, pools):
+            pool.add(tempering.replicas.best_states, tempering.replicas.best_energies)
+            tempering.replicas.reset_best()
+
     while not driver.should_stop():
-        rounds = max(2, driver.chunk_size(0, None, per_round * num_group))
-        t0 = time.perf_counter()
-        for reps, order, pool in zip(groups, orders, pools):
-            reps.temper(ladder, order, rounds, 1, trial, small, False, accepted)
-            reps.resync()
-            pool.add(reps.best_states, reps.best_energies)
-            driver.observe(*reps.best())
-            reps.reset_best()
-        per_round = (time.perf_counter() - t0) / (rounds * num_group)
+        for tempering in temperings:
+            tempering.advance(driver, None, budget_share=1.0 / num_group)
+        harvest()
+    harvest()
     states, counts = zip(*(pool.arrays() for pool in pools))
-    info = {"ladder": ladder, "moves": "trial" if trial else "sweep"}
+    info = {"ladder": temperings[0].ladder, "moves": "trial" if trial else "sweep",
+            "rounds_done": temperings[0].rounds_done}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
                    num_output_solution * num_group, info)

@@ -1,0 +1,193 @@
+"""Solvers: exact ground states, reproducibility, interruption, DA semantics."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import numba
+import numpy as np
+import pytest
+
+from service.engine import (BinaryQuadraticProblem, TemperatureMode, TemperatureSchedule,
+                            anneal_da, parallel_tempering, solve_time_limited)
+from service.engine.precision import BIAS_MAX, COUPLER_MAX, to_hardware_precision
+
+
+def brute_force(p: BinaryQuadraticProblem) -> tuple[float, np.ndarray]:
+    x = np.array(list(itertools.product([0, 1], repeat=p.num_variables)), dtype=np.uint8)
+    e = p.energies(x)
+    return float(e.min()), x[e <= e.min() + 1e-9]
+
+
+def random_qubo(n: int, seed: int, density: float = 1.0) -> BinaryQuadraticProblem:
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, n)) * (rng.random((n, n)) < density)
+    return BinaryQuadraticProblem.from_qubo_matrix(q, constant=rng.normal())
+
+
+def random_ising(n: int, seed: int) -> BinaryQuadraticProblem:
+    rng = np.random.default_rng(seed)
+    j = np.triu(rng.choice([-1.0, 1.0], size=(n, n)), 1)
+    return BinaryQuadraticProblem.from_ising(rng.normal(scale=0.3, size=n), j, offset=2.0)
+
+
+SOLVERS = {
+    "da-trial": lambda p, s: anneal_da(p, num_runs=16, num_iterations=3000, seed=s),
+    "da-sweep": lambda p, s: anneal_da(p, num_runs=8, num_iterations=300, moves="sweep", seed=s),
+    "pt": lambda p, s: parallel_tempering(p, num_replicas=12, num_sweeps=400, seed=s),
+    "pt-trial": lambda p, s: parallel_tempering(p, num_replicas=12, num_sweeps=3000, moves="trial", seed=s),
+    "da3": lambda p, s: solve_time_limited(p, time_limit_sec=0.5, seed=s),
+}
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("form, n, seed", [("qubo", 12, 1), ("qubo", 18, 2), ("ising", 16, 3),
+                                           ("sparse-qubo", 20, 4)])
+def test_exact_ground_state_by_brute_force(solver: str, form: str, n: int, seed: int) -> None:
+    if form == "ising":
+        p = random_ising(n, seed)
+    else:
+        p = random_qubo(n, seed, density=0.2 if form == "sparse-qubo" else 1.0)
+    exact, ground = brute_force(p)
+    result = SOLVERS[solver](p, seed)
+    assert result.best_energy == pytest.approx(exact, abs=1e-9)
+    assert any(np.array_equal(result.best_state, g) for g in ground)
+    # Energies are exact recomputations, sorted; states distinct; frequencies positive.
+    np.testing.assert_allclose(result.energies, p.energies(result.states))
+    assert np.all(np.diff(result.energies) >= 0)
+    assert len({s.tobytes() for s in result.states}) == len(result)
+    assert np.all(result.frequencies >= 1)
+
+
+def test_complete_merges_runs_and_quick_returns_one() -> None:
+    p = random_qubo(10, 5)
+    complete = anneal_da(p, num_runs=20, num_iterations=2000, seed=1)
+    assert complete.frequencies.sum() == 20
+    quick = anneal_da(p, num_runs=20, num_iterations=2000, seed=1, solution_mode="QUICK")
+    assert len(quick) == 1 and quick.best_energy == complete.best_energy
+
+
+def test_same_seed_same_result_and_thread_count_does_not_matter() -> None:
+    p = random_qubo(40, 6)
+    a = parallel_tempering(p, num_replicas=8, num_sweeps=200, seed=42)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        b = parallel_tempering(p, num_replicas=8, num_sweeps=200, seed=42)
+    finally:
+        numba.set_num_threads(before)
+    c = parallel_tempering(p, num_replicas=8, num_sweeps=200, seed=42, parallel=False)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.states, other.states)
+        np.testing.assert_array_equal(a.frequencies, other.frequencies)
+
+
+def test_different_seeds_give_independent_runs() -> None:
+    p = random_qubo(60, 7)
+    a = anneal_da(p, num_runs=4, num_iterations=5, seed=1, solution_mode="COMPLETE")
+    b = anneal_da(p, num_runs=4, num_iterations=5, seed=2, solution_mode="COMPLETE")
+    # After 5 single-flip iterations from random starts, runs still differ almost everywhere.
+    assert not np.array_equal(a.states, b.states)
+    assert len(a) == 4  # four runs from independent random starts end in distinct states
+
+
+def test_time_limit_and_cancel_return_best_so_far() -> None:
+    p = random_qubo(200, 8)
+    start = time.perf_counter()
+    r = anneal_da(p, num_runs=4, num_iterations=10**9, time_limit=0.3, seed=0)
+    assert time.perf_counter() - start < 2.0
+    assert r.stop_reason == "time_limit" and np.isfinite(r.best_energy)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    start = time.perf_counter()
+    r = parallel_tempering(p, num_replicas=8, num_sweeps=10**9, cancel=cancel, seed=0)
+    assert time.perf_counter() - start < 2.0
+    assert r.stop_reason == "cancelled" and r.energies[0] == pytest.approx(p.energy(r.best_state))
+
+
+def test_target_energy_stops_early_and_progress_improves() -> None:
+    p = random_qubo(14, 9)
+    exact, _ = brute_force(p)
+    r = solve_time_limited(p, time_limit_sec=30, target_energy=exact, seed=1)
+    assert r.stop_reason == "target_energy" and r.timing["total"] < 10
+    energies = [e for _, e in r.progress]
+    times = [t for t, _ in r.progress]
+    assert energies[-1] == pytest.approx(exact)
+    assert all(np.diff(energies) < 0) and all(np.diff(times) >= 0)
+
+
+def test_time_limited_outputs_distinct_states_per_group_and_respects_fixed() -> None:
+    p = random_qubo(30, 10)
+    r = solve_time_limited(p, time_limit_sec=0.4, num_group=2, num_output_solution=3,
+                           fixed={0: True, 5: False}, seed=3)
+    assert 1 <= len(r) <= 6
+    assert np.all(r.states[:, 0] == 1) and np.all(r.states[:, 5] == 0)
+    reduced, free = p.fix_variables({0: True, 5: False})
+    assert reduced.num_variables == 28 and len(free) == 28
+
+
+def test_guidance_sets_the_initial_state() -> None:
+    p = random_qubo(30, 11)
+    guide = {i: bool(i % 2) for i in range(30)}
+    # One iteration at ~zero temperature from the guided state moves at most one bit.
+    r = anneal_da(p, num_runs=3, num_iterations=1, initial_state=guide, temperature_start=1e-9,
+                  temperature_decay=0.0, seed=0)
+    target = np.array([i % 2 for i in range(30)])
+    assert np.all(np.abs(r.states.astype(int) - target).sum(axis=1) <= 1)
+
+
+def test_temperature_schedule_modes() -> None:
+    exp = TemperatureSchedule(10.0, 0.1, interval=2, mode=TemperatureMode.EXPONENTIAL)
+    np.testing.assert_allclose(1 / exp.betas(5), [10, 10, 9, 9, 8.1])
+    inv = TemperatureSchedule(10.0, 0.01, interval=1, mode="INVERSE")
+    np.testing.assert_allclose(1 / inv.betas(2), [10, 10 * (1 - 0.1)])
+    root = TemperatureSchedule(2.0, 0.1, interval=1, mode="INVERSE_ROOT")
+    np.testing.assert_allclose(1 / root.betas(2), [2, 2 * (1 - 0.4)])
+    with pytest.raises(ValueError, match="temperature_decay"):
+        TemperatureSchedule(1.0, 1.5)
+
+
+def test_gibbs_noise_model_solves() -> None:
+    p = random_qubo(12, 12)
+    exact, _ = brute_force(p)
+    r = anneal_da(p, num_runs=16, num_iterations=4000, noise_model="GIBBS", seed=2)
+    assert r.best_energy == pytest.approx(exact)
+
+
+def test_hardware_precision_rounds_and_energies_stay_in_original_units() -> None:
+    p = random_qubo(16, 13)
+    scaled, scale = to_hardware_precision(p)
+    assert np.abs(scaled.couplings).max() <= COUPLER_MAX and np.abs(scaled.linear).max() <= BIAS_MAX
+    assert np.all(scaled.couplings == np.round(scaled.couplings))
+    result = anneal_da(scaled, num_runs=16, num_iterations=3000, seed=1).rescored(p)
+    exact, _ = brute_force(p)
+    np.testing.assert_allclose(result.energies, p.energies(result.states))
+    assert result.best_energy == pytest.approx(exact)
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_one_variable_and_all_zero_problems_solve(solver: str) -> None:
+    one = BinaryQuadraticProblem.from_dict({(0, 0): -2.0}, constant=1.0)
+    assert SOLVERS[solver](one, 0).best_energy == -1.0
+    zeros = BinaryQuadraticProblem.from_qubo_matrix(np.zeros((6, 6)), constant=0.5)
+    assert SOLVERS[solver](zeros, 0).best_energy == 0.5
+
+
+def test_bad_solver_arguments_raise_value_error() -> None:
+    p = random_qubo(5, 14)
+    with pytest.raises(ValueError, match="number_iterations"):
+        anneal_da(p, num_iterations=0)
+    with pytest.raises(ValueError, match="noise_model"):
+        anneal_da(p, noise_model="HOT")
+    with pytest.raises(ValueError, match="replicas"):
+        parallel_tempering(p, num_replicas=0)
+    with pytest.raises(ValueError, match="time limit"):
+        solve_time_limited(p, time_limit_sec=float("nan"))
+    with pytest.raises(ValueError, match="guidance_config"):
+        anneal_da(p, initial_state={9: True})
+    with pytest.raises(ValueError, match="every variable is fixed"):
+        anneal_da(p, fixed={i: True for i in range(5)})
+    with pytest.raises(ValueError, match="moves"):
+        parallel_tempering(p, moves="teleport")

@@ -1,0 +1,153 @@
+"""Kernels against slow, obvious Python references that replay the same random numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from service.engine import BinaryQuadraticProblem, Replicas
+from service.engine import kernels
+
+MASK64 = (1 << 64) - 1
+
+
+class ReferenceRng:
+    """xorshift64* in Python integers: the stream each replica's kernel generator produces."""
+
+    def __init__(self, state: int) -> None:
+        self.s = int(state)
+
+    def uniform(self) -> float:
+        s = self.s
+        s ^= s >> 12
+        s ^= (s << 25) & MASK64
+        s ^= s >> 27
+        self.s = s
+        return (((s * 2685821657736338717) & MASK64) >> 11) / 9007199254740992.0
+
+
+def accept(d: float, beta: float, rng: ReferenceRng) -> bool:
+    if d <= 0:
+        return True
+    x = beta * d
+    if x > 30.0:
+        return False
+    return rng.uniform() < math.exp(-x)
+
+
+def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float,
+                    rng: ReferenceRng) -> None:
+    for i in range(x.size):
+        field = h[i] + q_sym[i] @ x
+        d = field if x[i] == 0 else -field
+        if accept(d, beta, rng):
+            x[i] ^= 1
+
+
+def reference_trial(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float, offset: float,
+                    rate: float, rng: ReferenceRng) -> float:
+    fields = h + q_sym @ x
+    d = np.where(x == 0, fields, -fields) - offset
+    chosen = [i for i in range(x.size) if accept(float(d[i]), beta, rng)]
+    if not chosen:
+        return offset + rate
+    pick = chosen[min(int(rng.uniform() * len(chosen)), len(chosen) - 1)]
+    x[pick] ^= 1
+    return 0.0
+
+
+def integer_problem(n: int, storage: str, seed: int) -> BinaryQuadraticProblem:
+    # Small integers keep float32 fields exact, so kernel and reference see identical deltas.
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-4, 5, size=(n, n)).astype(float)
+    return BinaryQuadraticProblem.from_qubo_matrix(q, storage=storage)
+
+
+@pytest.mark.parametrize("storage", ["dense", "sparse"])
+@pytest.mark.parametrize("parallel", [True, False])
+def test_sweeps_replay_the_reference(storage: str, parallel: bool) -> None:
+    p = integer_problem(24, storage, seed=1)
+    reps = Replicas(p, 3, seed=7, parallel=parallel)
+    start = reps.states.copy()
+    rng_start = [int(v) for v in reps.rng]
+    schedule = np.array([0.05, 0.2, 0.5, 1.0, 2.0])
+    reps.anneal(schedule, trial=False, offset_rate=0.0, gibbs=False)
+    q_sym = p.couplings.toarray() if p.is_sparse else np.asarray(p.couplings, dtype=float)
+    for r in range(3):
+        x = start[r].copy()
+        rng = ReferenceRng(rng_start[r])
+        for beta in schedule:
+            reference_sweep(q_sym, p.linear, x, beta, rng)
+        np.testing.assert_array_equal(reps.states[r], x)
+        assert int(reps.rng[r]) == rng.s
+
+
+@pytest.mark.parametrize("storage", ["dense", "sparse"])
+def test_parallel_trial_replays_the_reference(storage: str) -> None:
+    p = integer_problem(20, storage, seed=2)
+    reps = Replicas(p, 2, seed=3)
+    start = reps.states.copy()
+    rng_start = [int(v) for v in reps.rng]
+    schedule = np.geomspace(0.05, 3.0, 60)
+    reps.anneal(schedule, trial=True, offset_rate=1.5, gibbs=False)
+    q_sym = p.couplings.toarray() if p.is_sparse else np.asarray(p.couplings, dtype=float)
+    for r in range(2):
+        x = start[r].copy()
+        rng = ReferenceRng(rng_start[r])
+        offset = 0.0
+        for beta in schedule:
+            offset = reference_trial(q_sym, p.linear, x, beta, offset, 1.5, rng)
+        np.testing.assert_array_equal(reps.states[r], x)
+        assert reps.offsets[r] == pytest.approx(offset)
+
+
+def test_swap_follows_the_exchange_rule() -> None:
+    ladder = np.array([0.1, 0.5, 1.0, 2.0])
+    energies = np.array([5.0, -3.0, 2.0, 0.0])
+    order = np.arange(4, dtype=np.int64)
+    accepted = np.zeros(3, dtype=np.int64)
+    state = np.uint64(12345)
+    # Slots (0, 1): (0.1 - 0.5) * (5 - (-3)) < 0 -> random; slots (2, 3): (1 - 2) * (2 - 0) < 0.
+    rng = ReferenceRng(int(state))
+    expected = order.copy()
+    for k in (0, 2):
+        a, b = expected[k], expected[k + 1]
+        x = (ladder[k] - ladder[k + 1]) * (energies[a] - energies[b])
+        if x >= 0 or rng.uniform() < math.exp(x):
+            expected[k], expected[k + 1] = b, a
+    new_state = kernels.swap_replicas(ladder, order, energies, state, 0, accepted)
+    np.testing.assert_array_equal(order, expected)
+    assert int(new_state) == rng.s
+    # A colder slot holding a higher energy always swaps: x = (b_k - b_k+1)(E_k - E_k+1) >= 0.
+    order = np.array([0, 1, 2, 3], dtype=np.int64)
+    kernels.swap_replicas(ladder, order, np.array([-10.0, 10.0, 0.0, 0.0]), state, 0, accepted)
+    assert list(order[:2]) == [1, 0]
+
+
+@pytest.mark.parametrize("storage", ["dense", "sparse"])
+@pytest.mark.parametrize("trial", [False, True])
+def test_incremental_fields_match_recomputation_after_long_runs(storage: str, trial: bool) -> None:
+    rng = np.random.default_rng(9)
+    n = 120
+    q = rng.normal(size=(n, n)) * (rng.random((n, n)) < (0.05 if storage == "sparse" else 1.0))
+    p = BinaryQuadraticProblem.from_qubo_matrix(q, constant=3.0, storage=storage)
+    reps = Replicas(p, 4, seed=11)
+    reps.anneal(np.geomspace(0.1, 5.0, 3000), trial=trial, offset_rate=0.2, gibbs=False)
+    exact_fields = p.local_fields(reps.states)
+    tol = 1e-3 if not p.is_sparse else 1e-9  # dense fields are float32
+    np.testing.assert_allclose(reps.fields, exact_fields, rtol=tol, atol=tol * np.abs(q).max() * n)
+    np.testing.assert_allclose(reps.energies, p.energies(reps.states), rtol=1e-4, atol=1e-3)
+    # The best state seen has (approximately) the energy that was tracked for it.
+    np.testing.assert_allclose(reps.best_energies, p.energies(reps.best_states), rtol=1e-4, atol=1e-3)
+    assert np.all(reps.best_energies <= reps.energies + 1e-9)
+
+
+def test_fixed_bits_never_flip() -> None:
+    p = integer_problem(16, "dense", seed=4)
+    reps = Replicas(p, 4, seed=5, fixed={0: True, 3: False, 15: True})
+    reps.anneal(np.full(200, 0.01), trial=False, offset_rate=0.0, gibbs=False)
+    reps.anneal(np.full(200, 0.01), trial=True, offset_rate=1.0, gibbs=True)
+    assert np.all(reps.states[:, 0] == 1) and np.all(reps.states[:, 3] == 0)
+    assert np.all(reps.states[:, 15] == 1)
