@@ -54,73 +54,38 @@ def _accept(d, beta, gibbs, s):
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _add_row_dense(fields_r, couplings, i, sign):
+def _add_row_dense(fields_r, couplings, i, up):
+    # Separate loops for + and - (no multiply by a float64 sign): they vectorise in float32.
     row = couplings[i]
-    for j in range(fields_r.shape[0]):
-        fields_r[j] += sign * row[j]
+    if up:
+        for j in range(fields_r.shape[0]):
+            fields_r[j] += row[j]
+    else:
+        for j in range(fields_r.shape[0]):
+            fields_r[j] -= row[j]
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _add_row_sparse(fields_r, indptr, indices, data, i, sign):
-    for k in range(indptr[i], indptr[i + 1]):
-        fields_r[indices[k]] += sign * data[k]
-
-
-# ---------------------------------------------------------------------------- energies
-@njit(cache=True, nogil=True)
-def compute_fields_dense(linear, couplings, states, fields):
-    """fields[r] = linear + couplings @ states[r], from scratch (float64 accumulation)."""
-    n = linear.shape[0]
-    for r in range(states.shape[0]):
-        for i in range(n):
-            acc = linear[i]
-            row = couplings[i]
-            for j in range(n):
-                if states[r, j]:
-                    acc += row[j]
-            fields[r, i] = acc
-
-
-@njit(cache=True, nogil=True)
-def compute_fields_sparse(linear, indptr, indices, data, states, fields):
-    n = linear.shape[0]
-    for r in range(states.shape[0]):
-        for i in range(n):
-            acc = linear[i]
-            for k in range(indptr[i], indptr[i + 1]):
-                if states[r, indices[k]]:
-                    acc += data[k]
-            fields[r, i] = acc
-
-
-@njit(cache=True, nogil=True)
-def energies_from_fields(linear, constant, states, fields):
-    """E(x) = c + sum_i x_i (h_i + field_i) / 2, since field_i = h_i + (J x)_i."""
-    out = np.empty(states.shape[0])
-    for r in range(states.shape[0]):
-        acc = 0.0
-        for i in range(states.shape[1]):
-            if states[r, i]:
-                acc += linear[i] + fields[r, i]
-        out[r] = constant + 0.5 * acc
-    return out
+def _add_row_sparse(fields_r, indptr, indices, data, i, up):
+    if up:
+        for k in range(indptr[i], indptr[i + 1]):
+            fields_r[indices[k]] += data[k]
+    else:
+        for k in range(indptr[i], indptr[i + 1]):
+            fields_r[indices[k]] -= data[k]
 
 
 # ---------------------------------------------------------------------------- one replica
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _flip(dense, couplings, indptr, indices, data, x, f, i):
     """Flip bit i and update the local fields; returns the energy change."""
-    if x[i] == 0:
-        d = f[i]
-        sign = 1.0
-    else:
-        d = -f[i]
-        sign = -1.0
+    up = x[i] == 0
+    d = f[i] if up else -f[i]
     x[i] ^= 1
     if dense:
-        _add_row_dense(f, couplings, i, sign)
+        _add_row_dense(f, couplings, i, up)
     else:
-        _add_row_sparse(f, indptr, indices, data, i, sign)
+        _add_row_sparse(f, indptr, indices, data, i, up)
     return d
 
 
@@ -219,6 +184,37 @@ def _anneal_impl(dense, couplings, indptr, indices, data, states, fields, schedu
 anneal, anneal_serial = _compile(_anneal_impl, "anneal")
 
 
+# ---------------------------------------------------------------------------- exact energies
+def _exact_impl(dense, couplings, indptr, indices, data, linear, constant, states, fields, energies):
+    """From scratch, accumulated in float64: fields[r] = h + J x_r and energies[r] = E(x_r).
+
+    Adds the coupling row of every set bit (J is symmetric), so the cost is n x (ones in x) and
+    the dense case vectorises; no BLAS, whose threads would fight numba's for the cores.
+    """
+    n = linear.shape[0]
+    for r in prange(states.shape[0]):
+        acc = linear.copy()
+        x = states[r]
+        for j in range(n):
+            if x[j]:
+                if dense:
+                    row = couplings[j]
+                    for i in range(n):
+                        acc[i] += row[i]
+                else:
+                    for k in range(indptr[j], indptr[j + 1]):
+                        acc[indices[k]] += data[k]
+        total = 0.0
+        for i in range(n):
+            fields[r, i] = acc[i]
+            if x[i]:
+                total += linear[i] + acc[i]
+        energies[r] = constant + 0.5 * total
+
+
+exact_fields, exact_fields_serial = _compile(_exact_impl, "exact_fields")
+
+
 # ---------------------------------------------------------------------------- parallel tempering
 @njit(cache=True, nogil=True)
 def swap_replicas(ladder, order, energies, s, parity, accepted):
@@ -243,10 +239,60 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
     return s
 
 
-def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladder, order, rounds,
+@njit(cache=True, nogil=True)
+def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, ladder, order, base,
+                     rounds, steps, trial, offset_rate, gibbs, fixed, rng, swap_state, energies,
+                     best_energies, best_states, offsets, accepted, first_parity, candidates):
+    """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
+    n_rep = ladder.shape[0]
+    for t in range(rounds):
+        for k in range(n_rep):
+            r = base + order[k]
+            for _ in range(steps):
+                if trial:
+                    rng[r], energies[r], best_energies[r], offsets[r] = _trial_replica(
+                        dense, couplings, indptr, indices, data, states[r], fields[r], ladder[k],
+                        offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r],
+                        best_states[r], offsets[r], candidates)
+                else:
+                    rng[r], energies[r], best_energies[r] = _sweep_replica(
+                        dense, couplings, indptr, indices, data, states[r], fields[r], ladder[k],
+                        gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r])
+        swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
+                                   (t + first_parity) % 2, accepted)
+    return swap_state
+
+
+# Tempering arguments: E independent ensembles of R replicas each, replica e * R + i being the
+# i-th of ensemble e. ``ladders`` (E, R) ascending betas; ``orders`` (E, R): the ensemble's replica
+# (0..R-1) at each slot, updated in place; ``swap_rng`` (E,) uint64; ``accepted`` (E, R - 1) swap
+# counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
+# ``steps`` moves per replica at its slot's temperature, then one exchange round.
+def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladders, orders, rounds,
                  steps, trial, offset_rate, gibbs, fixed, rng, swap_rng, energies, best_energies,
                  best_states, offsets, accepted, first_parity):
-    n_rep = states.shape[0]
+    n_rep = ladders.shape[1]
+    for e in prange(ladders.shape[0]):
+        candidates = np.empty(states.shape[1], dtype=np.int64)
+        swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, states, fields,
+                                       ladders[e], orders[e], e * n_rep, rounds, steps, trial,
+                                       offset_rate, gibbs, fixed, rng, swap_rng[e], energies,
+                                       best_energies, best_states, offsets, accepted[e],
+                                       first_parity, candidates)
+
+
+#: Ensembles in parallel (one thread each, no barrier between rounds: robust on busy machines).
+temper, temper_serial = _compile(_temper_impl, "temper")
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def temper_replicas(dense, couplings, indptr, indices, data, states, fields, ladders, orders, rounds,
+                    steps, trial, offset_rate, gibbs, fixed, rng, swap_rng, energies,
+                    best_energies, best_states, offsets, accepted, first_parity):
+    """One ensemble (E = 1) with its replicas in parallel: a barrier every round."""
+    ladder = ladders[0]
+    order = orders[0]
+    n_rep = ladder.shape[0]
     slot = np.empty(n_rep, dtype=np.int64)
     for t in range(rounds):
         for k in range(n_rep):
@@ -259,11 +305,4 @@ def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladder
                 offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r],
                 offsets[r], candidates)
         swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
-                                    accepted)
-
-
-#: ``rounds`` x (``steps`` moves per replica at its slot's temperature, then one exchange round).
-#: ``ladder`` (R,) ascending betas; ``order`` (R,) replica at each slot, updated in place;
-#: ``swap_rng`` (1,) uint64; ``accepted`` (R - 1,) swap counts per slot pair; ``first_parity``
-#: alternates even and odd pairs across calls.
-temper, temper_serial = _compile(_temper_impl, "temper")
+                                    accepted[0])

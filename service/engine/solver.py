@@ -25,6 +25,13 @@ from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_del
 Cancel = Callable[[], bool] | threading.Event | None
 InitialState = Mapping[int, bool] | np.ndarray | None
 
+#: Independent tempering ladders per DA3 group: they run on separate threads with no barrier
+#: between rounds. A constant, not the core count, so a seed gives the same answer anywhere.
+ENSEMBLES_PER_GROUP = 2
+#: Single-flip trials per tempering round above which one ensemble's replicas run in parallel.
+PARALLEL_ROUND_WORK = 1 << 18
+#: How often the incremental local fields are recomputed exactly.
+RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
 CHUNK_SECONDS = 0.05
 _DUMMY_DENSE = {np.dtype(np.float32): np.zeros((1, 1), np.float32),
@@ -83,12 +90,15 @@ class Replicas:
         n = problem.num_variables
         self.dense = not problem.is_sparse
         if self.dense:
-            # float32 halves memory traffic in the O(n) field updates; fields are re-synced exactly.
+            # float32 halves memory traffic in the O(n) field updates; fields are re-synced exactly
+            # from the original float64 couplings.
             self.couplings = np.ascontiguousarray(problem.couplings, dtype=np.float32)
+            self.exact_couplings = np.ascontiguousarray(problem.couplings, dtype=np.float64)
             self.indptr, self.indices, self.data = _DUMMY_INT, _DUMMY_INT, np.zeros(1, np.float32)
         else:
             csr = problem.couplings
             self.couplings = _DUMMY_DENSE[np.dtype(np.float64)]
+            self.exact_couplings = self.couplings
             self.indptr = csr.indptr.astype(np.int32)
             self.indices = csr.indices.astype(np.int32)
             self.data = csr.data.astype(np.float64)
@@ -97,7 +107,7 @@ class Replicas:
         children = seeds.spawn(num_replicas + 2)
         self.rng = np.array([c.generate_state(1, np.uint64)[0] | np.uint64(1) for c in children[:-2]],
                             dtype=np.uint64)
-        self.swap_rng = children[-2].generate_state(1, np.uint64) | np.uint64(1)
+        self.exchange_seed = children[-2]  # for the replica-exchange generators of a Tempering
         init_rng = np.random.default_rng(children[-1])
         states = init_rng.integers(0, 2, size=(num_replicas, n), dtype=np.uint8)
         init_arr = None if initial is None or isinstance(initial, Mapping) else np.asarray(initial)
@@ -131,10 +141,29 @@ class Replicas:
     def _problem_args(self) -> tuple:
         return (self.dense, self.couplings, self.indptr, self.indices, self.data)
 
+    def exact(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(fields, energies) of ``states`` recomputed from scratch in float64."""
+        states = np.ascontiguousarray(np.atleast_2d(states), dtype=np.uint8)
+        fields = np.empty(states.shape, dtype=np.float64)
+        energies = np.empty(states.shape[0])
+        parallel = self.parallel and states.shape[0] > 1
+        fn = kernels.exact_fields if parallel else kernels.exact_fields_serial
+        data = self.data.astype(np.float64) if self.data.dtype != np.float64 else self.data
+        fn(self.dense, self.exact_couplings, self.indptr, self.indices, data, self.problem.linear,
+           float(self.problem.constant), states, fields, energies)
+        return fields, energies
+
     def resync(self) -> None:
         """Recompute fields and energies exactly: bounds float drift of the incremental updates."""
-        self.fields[:] = self.problem.local_fields(self.states)
-        self.energies[:] = self.problem.energies(self.states)
+        fields, energies = self.exact(self.states)
+        self.fields[:] = fields
+        self.energies[:] = energies
+        self._synced_at = time.perf_counter()
+
+    def maybe_resync(self) -> None:
+        """Resync once every RESYNC_SECONDS: drift grows ~1e-7 per flip, far below that cadence."""
+        if time.perf_counter() - self._synced_at > RESYNC_SECONDS:
+            self.resync()
 
     def reset_best(self) -> None:
         self.best_states[:] = self.states
@@ -147,12 +176,22 @@ class Replicas:
            trial, float(offset_rate), gibbs, self.fixed, self.rng, self.energies,
            self.best_energies, self.best_states, self.offsets)
 
-    def temper(self, ladder: np.ndarray, order: np.ndarray, rounds: int, steps: int, trial: bool,
-               offset_rate: float, gibbs: bool, accepted: np.ndarray, first_parity: int) -> None:
-        """``rounds`` of (``steps`` moves at each replica's slot temperature, one exchange)."""
-        fn = kernels.temper if self.parallel else kernels.temper_serial
-        fn(*self._problem_args(), self.states, self.fields, ladder, order, rounds, steps, trial,
-           float(offset_rate), gibbs, self.fixed, self.rng, self.swap_rng, self.energies,
+    def temper(self, ladders: np.ndarray, orders: np.ndarray, rounds: int, steps: int, trial: bool,
+               offset_rate: float, gibbs: bool, swap_rng: np.ndarray, accepted: np.ndarray,
+               first_parity: int) -> None:
+        """``rounds`` of (``steps`` moves at each replica's slot temperature, one exchange) for
+        E = len(ladders) ensembles of R replicas each."""
+        if not self.parallel:
+            fn = kernels.temper_serial
+        elif ladders.shape[0] > 1:
+            fn = kernels.temper
+        elif ladders.shape[1] * self.states.shape[1] * steps >= PARALLEL_ROUND_WORK:
+            fn = kernels.temper_replicas
+        else:
+            # Too little work per round to pay for waking the threads at every exchange.
+            fn = kernels.temper_serial
+        fn(*self._problem_args(), self.states, self.fields, ladders, orders, rounds, steps, trial,
+           float(offset_rate), gibbs, self.fixed, self.rng, swap_rng, self.energies,
            self.best_energies, self.best_states, self.offsets, accepted, first_parity)
 
     def best(self) -> tuple[np.ndarray, float]:
@@ -207,14 +246,17 @@ class _Driver:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def observe(self, state: np.ndarray, approx_energy: float) -> None:
-        """Record an improvement of the best (energy recomputed exactly)."""
+    def observe(self, replicas: Replicas) -> None:
+        """Record an improvement of the replicas' best (its energy recomputed exactly)."""
+        state, approx = replicas.best()
         margin = 0.0 if math.isinf(self.best_energy) else 1e-9 * (1.0 + abs(self.best_energy))
-        if approx_energy < self.best_energy - margin:
-            exact = self.problem.energy(state)
-            if exact < self.best_energy:
-                self.best_energy = exact
-                self.progress.append((self.elapsed(), exact))
+        if approx < self.best_energy - margin:
+            self.record(float(replicas.exact(state)[1][0]))
+
+    def record(self, exact_energy: float) -> None:
+        if exact_energy < self.best_energy:
+            self.best_energy = exact_energy
+            self.progress.append((self.elapsed(), exact_energy))
 
     def should_stop(self) -> bool:
         if _is_cancelled(self.cancel):
@@ -245,43 +287,58 @@ class _Driver:
 
 
 class Tempering:
-    """A replica-exchange ensemble: replicas, their ladder and the slot permutation."""
+    """Replica-exchange ensembles: E independent ladders of R replicas over one ``Replicas`` of
+    E x R states (ensemble e owns replicas e*R .. e*R + R - 1). All ensembles share one ladder."""
 
     def __init__(self, replicas: Replicas, ladder: np.ndarray, steps: int, trial: bool,
-                 offset_rate: float, gibbs: bool) -> None:
+                 offset_rate: float, gibbs: bool, num_ensembles: int = 1) -> None:
+        if replicas.num_replicas % num_ensembles:
+            raise ValueError("replicas must split evenly into ensembles")
         self.replicas = replicas
+        self.num_ensembles = num_ensembles
+        self.size = replicas.num_replicas // num_ensembles
         self.ladder = np.ascontiguousarray(ladder, dtype=np.float64)
+        if self.ladder.shape != (self.size,):
+            raise ValueError(f"the ladder must hold {self.size} betas, got {self.ladder.shape}")
         self.steps = steps
         self.trial = trial
         self.offset_rate = offset_rate
         self.gibbs = gibbs
-        n_rep = replicas.num_replicas
-        self.order = np.arange(n_rep, dtype=np.int64)
-        self.accepted = np.zeros(max(n_rep - 1, 1), dtype=np.int64)
+        self.orders = np.tile(np.arange(self.size, dtype=np.int64), (num_ensembles, 1))
+        self.accepted = np.zeros((num_ensembles, max(self.size - 1, 1)), dtype=np.int64)
+        self.swap_rng = np.array([c.generate_state(1, np.uint64)[0] | np.uint64(1)
+                                  for c in replicas.exchange_seed.spawn(num_ensembles)],
+                                 dtype=np.uint64)
         self.rounds_done = 0
         self._rounds_counted = 0  # rounds since ``accepted`` was reset
         self._per_round = math.inf
 
     def swap_rates(self) -> np.ndarray:
         """Fraction of accepted exchanges per neighbour pair (each pair is tried every 2nd round)."""
-        n_pairs = self.replicas.num_replicas - 1
-        return self.accepted[:n_pairs] / max(self._rounds_counted / 2, 1)
+        counts = self.accepted[:, : self.size - 1].mean(axis=0)
+        return counts / max(self._rounds_counted / 2, 1)
 
-    def advance(self, driver: _Driver, max_rounds: int | None, budget_share: float = 1.0) -> int:
+    def ensemble_slice(self, e: int) -> slice:
+        return slice(e * self.size, (e + 1) * self.size)
+
+    def advance(self, driver: _Driver, max_rounds: int | None) -> int:
         """One kernel chunk, then exact resync and progress; returns the rounds done."""
-        rounds = driver.chunk_size(0, max_rounds, self._per_round / budget_share)
+        rounds = driver.chunk_size(0, max_rounds, self._per_round)
+        ladders = np.ascontiguousarray(np.broadcast_to(self.ladder, (self.num_ensembles, self.size)))
         t0 = time.perf_counter()
-        self.replicas.temper(self.ladder, self.order, rounds, self.steps, self.trial,
-                             self.offset_rate, self.gibbs, self.accepted, self.rounds_done % 2)
+        self.replicas.temper(ladders, self.orders, rounds, self.steps, self.trial, self.offset_rate,
+                             self.gibbs, self.swap_rng, self.accepted, self.rounds_done % 2)
         self._per_round = (time.perf_counter() - t0) / rounds
         self.rounds_done += rounds
         self._rounds_counted += rounds
-        self.replicas.resync()
-        driver.observe(*self.replicas.best())
+        self.replicas.maybe_resync()
+        driver.observe(self.replicas)
         return rounds
 
     def tune(self, driver: _Driver, rounds_per_stage: int, stages: int = 4) -> None:
         """Feedback iterations of ``equalize_ladder`` from measured swap rates (part of the run)."""
+        if self.size < 3:
+            return
         for _ in range(stages):
             self.accepted[:] = 0
             self._rounds_counted = 0
@@ -328,7 +385,7 @@ def _finish(problem: BinaryQuadraticProblem, driver: _Driver, states: np.ndarray
         raise ValueError(f"solution_mode must be COMPLETE or QUICK, got {solution_mode!r}")
     uniq, energies, freq = build_result(problem, states, counts,
                                         limit=1 if solution_mode == "QUICK" else limit)
-    driver.observe(uniq[0], energies[0])
+    driver.record(float(energies[0]))
     return SolveResult(states=uniq, energies=energies, frequencies=freq, timing=driver.timing(),
                        progress=driver.progress, stop_reason=driver.stop_reason, info=info)
 
@@ -398,8 +455,8 @@ def anneal_da(
         reps.anneal(schedule.betas(steps), trial, offset_rate, gibbs)
         per_step = (time.perf_counter() - t0) / steps
         done += steps
-        reps.resync()
-        driver.observe(*reps.best())
+        reps.maybe_resync()
+        driver.observe(reps)
     info = {"beta_range": (beta_hot, beta_cold), "moves": "trial" if trial else "sweep",
             "offset_increase_rate": offset_rate, "iterations_done": done,
             "temperature_start": schedule.start, "temperature_decay": schedule.decay}
@@ -416,6 +473,7 @@ def parallel_tempering(
     moves: str = "sweep",
     steps_per_exchange: int = 1,
     tune_ladder: bool = True,
+    num_ensembles: int = 1,
     offset_increase_rate: float | None = None,
     noise_model: str = "METROPOLIS",
     initial_states: InitialState = None,
@@ -434,7 +492,9 @@ def parallel_tempering(
     neighbours swap. The ladder spans ``beta_range`` or, when omitted, the range derived from the
     problem's energy deltas; unless a ``ladder`` is given (or ``tune_ladder`` is off), the first
     ~5 % of the rounds also move the inner temperatures until neighbours swap equally often.
-    ``num_sweeps`` counts rounds x steps per replica.
+    ``num_sweeps`` counts rounds x steps per replica. ``num_ensembles`` > 1 runs that many
+    independent ladders of ``num_replicas`` each, one per thread with no barrier between rounds
+    (the fastest use of several cores).
 
     Returns each replica's best state seen (COMPLETE, distinct states merged) or only the best.
     """
@@ -442,10 +502,12 @@ def parallel_tempering(
         raise ValueError(f"number of sweeps/iterations must be >= 1, got {num_sweeps}")
     if steps_per_exchange < 1:
         raise ValueError(f"steps_per_exchange must be >= 1, got {steps_per_exchange}")
+    if num_ensembles < 1:
+        raise ValueError(f"num_ensembles must be >= 1, got {num_ensembles}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
-    reps = Replicas(problem, num_replicas, seed, initial_states, fixed, parallel)
+    reps = Replicas(problem, num_replicas * num_ensembles, seed, initial_states, fixed, parallel)
     large, small = reps.delta_scales()
-    tune_ladder = tune_ladder and ladder is None and num_replicas >= 3
+    tune_ladder = tune_ladder and ladder is None
     if ladder is None:
         hot, cold = beta_range if beta_range is not None else beta_range_from_deltas(large, small)
         if not (0 < hot < cold and math.isfinite(cold)):
@@ -457,7 +519,7 @@ def parallel_tempering(
     trial = _choose_moves(moves, reps, float(ladder[-1]))
     offset_rate = small if offset_increase_rate is None else float(offset_increase_rate)
     tempering = Tempering(reps, ladder, steps_per_exchange, trial, offset_rate,
-                          noise_model == "GIBBS")
+                          noise_model == "GIBBS", num_ensembles)
     total_rounds = max(1, num_sweeps // steps_per_exchange)
     driver.begin_anneal()
     if tune_ladder:
@@ -484,8 +546,9 @@ def solve_time_limited(
     parallel: bool = True,
     moves: str = "sweep",
 ) -> SolveResult:
-    """The time-limited DA3 mode: ``num_group`` groups of ``num_run`` tempering replicas each,
-    until ``time_limit_sec`` passes or the best reaches ``target_energy``.
+    """The time-limited DA3 mode: ``num_group`` groups, each of ``ENSEMBLES_PER_GROUP``
+    independent tempering ladders of ``num_run`` replicas, until ``time_limit_sec`` passes or the
+    best reaches ``target_energy``. The ladder is tuned from swap rates during the first rounds.
 
     Every chunk each replica's best since the last harvest enters its group's pool of the
     ``num_output_solution`` lowest distinct states; the result holds all groups' pools
@@ -494,32 +557,29 @@ def solve_time_limited(
     if num_group < 1 or num_output_solution < 1:
         raise ValueError("num_group and num_output_solution must be >= 1")
     driver = _Driver(problem, time_limit_sec, cancel, target_energy)
-    group_seeds = np.random.SeedSequence(seed).spawn(num_group)
-    groups = [Replicas(problem, num_run, int(s.generate_state(1)[0]), guidance, fixed, parallel)
-              for s in group_seeds]
-    large, small = groups[0].delta_scales()
+    chains = num_group * ENSEMBLES_PER_GROUP
+    reps = Replicas(problem, num_run * chains, seed, guidance, fixed, parallel)
+    large, small = reps.delta_scales()
     hot, cold = beta_range_from_deltas(large, small)
-    trial = _choose_moves(moves, groups[0], cold)
-    temperings = [Tempering(reps, geometric_ladder(hot, cold, num_run), 1, trial, small, False)
-                  for reps in groups]
-    pools = [DistinctPool(num_output_solution) for _ in groups]
-    driver.begin_anneal()
-    if num_run >= 3:
-        temperings[0].tune(driver, 100)
-        for other in temperings[1:]:
-            other.ladder = temperings[0].ladder.copy()
-    def harvest() -> None:
-        for tempering, pool in zip(temperings, pools):
-            pool.add(tempering.replicas.best_states, tempering.replicas.best_energies)
-            tempering.replicas.reset_best()
+    trial = _choose_moves(moves, reps, cold)
+    tempering = Tempering(reps, geometric_ladder(hot, cold, num_run), 1, trial, small, False, chains)
+    pools = [DistinctPool(num_output_solution) for _ in range(num_group)]
 
+    def harvest() -> None:
+        for g, pool in enumerate(pools):
+            for e in range(g * ENSEMBLES_PER_GROUP, (g + 1) * ENSEMBLES_PER_GROUP):
+                part = tempering.ensemble_slice(e)
+                pool.add(reps.best_states[part], reps.best_energies[part])
+        reps.reset_best()
+
+    driver.begin_anneal()
+    tempering.tune(driver, 100)
     while not driver.should_stop():
-        for tempering in temperings:
-            tempering.advance(driver, None, budget_share=1.0 / num_group)
+        tempering.advance(driver, None)
         harvest()
     harvest()
     states, counts = zip(*(pool.arrays() for pool in pools))
-    info = {"ladder": temperings[0].ladder, "moves": "trial" if trial else "sweep",
-            "rounds_done": temperings[0].rounds_done}
+    info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
+            "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
                    num_output_solution * num_group, info)
