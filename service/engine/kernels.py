@@ -50,6 +50,10 @@ def _accept(d, beta, gibbs, s):
     u, s = _next_uniform(s)
     if gibbs:
         return u * (1.0 + np.exp(x)) < 1.0, s
+    # exp(-x) <= 1 / (1 + x + x^2 / 2) for x >= 0: most rejections are decided without exp,
+    # and every decision equals ``u < exp(-x)``.
+    if x > 0.0 and u * (1.0 + x * (1.0 + 0.5 * x)) >= 1.0:
+        return False, s
     return u < np.exp(-x), s
 
 
