@@ -66,7 +66,7 @@ class BinaryQuadraticProblem:
         if self.couplings.shape != (n, n):
             raise ValueError(f"couplings must be ({n}, {n}), got {self.couplings.shape}")
         _check_finite("linear coefficients", self.linear)
-        _check_finite("couplings", self.couplings.data if self.is_sparse else self.couplings)
+        _check_finite("couplings", np.asarray(self._coupling_values()))
         if not np.isfinite(self.constant):
             raise ValueError("the constant term is not finite")
 
@@ -82,9 +82,13 @@ class BinaryQuadraticProblem:
     @property
     def num_couplings(self) -> int:
         """Number of distinct non-zero pairs i < j."""
-        if self.is_sparse:
-            return int(self.couplings.count_nonzero() // 2)
-        return int(np.count_nonzero(self.couplings) // 2)
+        return int(np.count_nonzero(self._coupling_values()) // 2)
+
+    def _coupling_values(self) -> np.ndarray:
+        """The stored coupling values: the CSR data, or the whole dense matrix."""
+        if isinstance(self.couplings, np.ndarray):
+            return self.couplings
+        return np.asarray(self.couplings.data)
 
     @property
     def density(self) -> float:
@@ -322,7 +326,7 @@ class BinaryQuadraticProblem:
 
     def to_upper_matrix(self) -> np.ndarray:
         """Dense upper-triangular Q with x^T Q x + constant = E(x) (the DA ``qubo_matrix`` form)."""
-        dense = self.couplings.toarray() if self.is_sparse else np.asarray(self.couplings)
+        dense = sp.csr_array(self.couplings).toarray()
         q = np.triu(dense.astype(np.float64), k=1)
         q[np.diag_indices_from(q)] = self.linear
         return q

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import kernels
 from .problem import BinaryQuadraticProblem
@@ -34,8 +35,8 @@ PARALLEL_ROUND_WORK = 1 << 18
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
 CHUNK_SECONDS = 0.05
-_DUMMY_DENSE = {np.dtype(np.float32): np.zeros((1, 1), np.float32),
-                np.dtype(np.float64): np.zeros((1, 1), np.float64)}
+# Placeholders for the unused form of the couplings (the kernels take both).
+_DUMMY_DENSE = np.zeros((1, 1), np.float64)
 _DUMMY_INT = np.zeros(1, np.int32)
 
 
@@ -89,15 +90,17 @@ class Replicas:
         self.problem = problem
         n = problem.num_variables
         self.dense = not problem.is_sparse
+        self.couplings: np.ndarray
+        self.data: np.ndarray
         if self.dense:
             # float32 halves memory traffic in the O(n) field updates; fields are re-synced exactly
             # from the original float64 couplings.
             self.couplings = np.ascontiguousarray(problem.couplings, dtype=np.float32)
             self.exact_couplings = np.ascontiguousarray(problem.couplings, dtype=np.float64)
-            self.indptr, self.indices, self.data = _DUMMY_INT, _DUMMY_INT, np.zeros(1, np.float32)
+            self.indptr, self.indices, self.data = _DUMMY_INT, _DUMMY_INT, np.zeros(1)
         else:
-            csr = problem.couplings
-            self.couplings = _DUMMY_DENSE[np.dtype(np.float64)]
+            csr = sp.csr_array(problem.couplings)
+            self.couplings = _DUMMY_DENSE
             self.exact_couplings = self.couplings
             self.indptr = csr.indptr.astype(np.int32)
             self.indices = csr.indices.astype(np.int32)
@@ -148,8 +151,7 @@ class Replicas:
         energies = np.empty(states.shape[0])
         parallel = self.parallel and states.shape[0] > 1
         fn = kernels.exact_fields if parallel else kernels.exact_fields_serial
-        data = self.data.astype(np.float64) if self.data.dtype != np.float64 else self.data
-        fn(self.dense, self.exact_couplings, self.indptr, self.indices, data, self.problem.linear,
+        fn(self.dense, self.exact_couplings, self.indptr, self.indices, self.data, self.problem.linear,
            float(self.problem.constant), states, fields, energies)
         return fields, energies
 
