@@ -22,9 +22,17 @@ import types
 import numpy as np
 from numba import njit, prange
 
-# Beyond this beta * dE the acceptance probability exp(-beta dE) < 1e-13: reject without a draw.
-_MAX_EXPONENT = 30.0
 _U64 = np.uint64
+
+#: Acceptance by inverse-CDF tables: a move of energy change d at inverse temperature beta is
+#: accepted iff table[k] > beta * d, k a uniform 16-bit index. With the quantiles of Exp(1),
+#: P(accept) = exp(-beta d) for d > 0 and 1 otherwise (Metropolis); with those of the logistic
+#: distribution, 1 / (1 + exp(beta d)) (Gibbs). One comparison, no branch, no exp; probabilities
+#: are exact to 1 / 65,536, and below exp(-11.8) a move is never accepted.
+TABLE_BITS = 16
+_QUANTILES = (np.arange(1 << TABLE_BITS) + 0.5) / (1 << TABLE_BITS)
+METROPOLIS_TABLE = (-np.log1p(-_QUANTILES)).astype(np.float32)
+GIBBS_TABLE = np.log(_QUANTILES / (1.0 - _QUANTILES)).astype(np.float32)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -38,23 +46,21 @@ def _next_uniform(s):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _accept(d, beta, gibbs, s):
-    """Metropolis (or Gibbs) acceptance of an energy change d at inverse temperature beta."""
-    if d <= 0.0 and not gibbs:
-        return True, s
-    x = beta * d
-    if x > _MAX_EXPONENT:
-        return False, s
-    if x < -_MAX_EXPONENT:
-        return True, s
-    u, s = _next_uniform(s)
-    if gibbs:
-        return u * (1.0 + np.exp(x)) < 1.0, s
-    # exp(-x) <= 1 / (1 + x + x^2 / 2) for x >= 0: most rejections are decided without exp,
-    # and every decision equals ``u < exp(-x)``.
-    if x > 0.0 and u * (1.0 + x * (1.0 + 0.5 * x)) >= 1.0:
-        return False, s
-    return u < np.exp(-x), s
+def _next_index(s, bits, left):
+    """A 16-bit table index; one generator step yields four (the top bits of xorshift64*).
+
+    ``bits`` / ``left`` buffer the unused indices; callers start every sweep or iteration with
+    ``left = 0`` so results do not depend on where a run is cut into kernel calls.
+    """
+    if left == 0:
+        s ^= s >> _U64(12)
+        s ^= s << _U64(25)
+        s ^= s >> _U64(27)
+        bits = s * _U64(2685821657736338717)
+        left = 4
+    k = bits >> _U64(48)
+    bits = bits << _U64(16)
+    return k, s, bits, left - 1
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
@@ -94,15 +100,17 @@ def _flip(dense, couplings, indptr, indices, data, x, f, i):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, gibbs, fixed, s, e, best_e,
+def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, table, fixed, s, e, best_e,
                    best_x):
-    """One sequential Metropolis (or Gibbs) sweep over the free bits at inverse temperature beta."""
+    """One sequential sweep over the free bits at inverse temperature beta."""
+    bits = _U64(0)
+    left = 0
     for i in range(x.shape[0]):
         if fixed[i]:
             continue
         d = f[i] if x[i] == 0 else -f[i]
-        ok, s = _accept(d, beta, gibbs, s)
-        if ok:
+        k, s, bits, left = _next_index(s, bits, left)
+        if table[k] > beta * d:
             e += _flip(dense, couplings, indptr, indices, data, x, f, i)
             if e < best_e:
                 best_e = e
@@ -111,22 +119,22 @@ def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, gibbs, f
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_rate, gibbs, fixed,
+def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_rate, table, fixed,
                    s, e, best_e, best_x, offset, candidates):
     """One Digital Annealer iteration: every bit is tried at once, one accepted bit flips.
 
     The trial energy is dE_i - offset; when no bit is accepted the dynamic offset grows by
-    ``offset_rate`` (escape from local minima), and it resets to 0 after a flip.
+    ``offset_rate`` (escape from local minima), and it resets to 0 after a flip. The loop is
+    branch-free: every bit is written to ``candidates`` and the count advances only if accepted.
     """
+    bits = _U64(0)
+    left = 0
     count = 0
     for i in range(x.shape[0]):
-        if fixed[i]:
-            continue
         d = (f[i] if x[i] == 0 else -f[i]) - offset
-        ok, s = _accept(d, beta, gibbs, s)
-        if ok:
-            candidates[count] = i
-            count += 1
+        k, s, bits, left = _next_index(s, bits, left)
+        candidates[count] = i
+        count += (table[k] > beta * d) & (fixed[i] == 0)
     if count == 0:
         return s, e, best_e, offset + offset_rate
     u, s = _next_uniform(s)
@@ -140,16 +148,16 @@ def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_r
 
 @njit(cache=True, nogil=True)
 def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
-                    gibbs, fixed, s, e, best_e, best_x, offset, candidates):
+                    table, fixed, s, e, best_e, best_x, offset, candidates):
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
     for t in range(schedule.shape[0]):
         if trial:
             s, e, best_e, offset = _trial_replica(dense, couplings, indptr, indices, data, x, f,
-                                                  schedule[t], offset_rate, gibbs, fixed, s, e,
+                                                  schedule[t], offset_rate, table, fixed, s, e,
                                                   best_e, best_x, offset, candidates)
         else:
             s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
-                                          schedule[t], gibbs, fixed, s, e, best_e, best_x)
+                                          schedule[t], table, fixed, s, e, best_e, best_x)
     return s, e, best_e, offset
 
 
@@ -172,15 +180,16 @@ def _compile(impl, name):
 #   dense, couplings, indptr, indices, data: the problem (the unused form may be a dummy);
 #   states (R, n) uint8, fields (R, n), rng (R,) uint64, energies / best_energies (R,) float64,
 #   best_states (R, n) uint8, offsets (R,) float64 (dynamic offsets of the parallel trial);
-#   trial: True for parallel-trial steps, False for sweeps; gibbs: Gibbs instead of Metropolis;
+#   trial: True for parallel-trial steps, False for sweeps; table: METROPOLIS_TABLE or
+#   GIBBS_TABLE (the acceptance rule);
 #   fixed (n,) uint8: bits never flipped.
 def _anneal_impl(dense, couplings, indptr, indices, data, states, fields, schedule, trial,
-                 offset_rate, gibbs, fixed, rng, energies, best_energies, best_states, offsets):
+                 offset_rate, table, fixed, rng, energies, best_energies, best_states, offsets):
     for r in prange(states.shape[0]):
         candidates = np.empty(states.shape[1], dtype=np.int64)
         rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
             dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
-            offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+            offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
             offsets[r], candidates)
 
 
@@ -245,7 +254,7 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
 
 @njit(cache=True, nogil=True)
 def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, ladder, order, base,
-                     rounds, steps, trial, offset_rate, gibbs, fixed, rng, swap_state, energies,
+                     rounds, steps, trial, offset_rate, table, fixed, rng, swap_state, energies,
                      best_energies, best_states, offsets, accepted, first_parity, candidates):
     """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
     n_rep = ladder.shape[0]
@@ -256,12 +265,12 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
                 if trial:
                     rng[r], energies[r], best_energies[r], offsets[r] = _trial_replica(
                         dense, couplings, indptr, indices, data, states[r], fields[r], ladder[k],
-                        offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r],
+                        offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
                         best_states[r], offsets[r], candidates)
                 else:
                     rng[r], energies[r], best_energies[r] = _sweep_replica(
                         dense, couplings, indptr, indices, data, states[r], fields[r], ladder[k],
-                        gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r])
+                        table, fixed, rng[r], energies[r], best_energies[r], best_states[r])
         swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
                                    (t + first_parity) % 2, accepted)
     return swap_state
@@ -273,14 +282,14 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
 # counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
 # ``steps`` moves per replica at its slot's temperature, then one exchange round.
 def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladders, orders, rounds,
-                 steps, trial, offset_rate, gibbs, fixed, rng, swap_rng, energies, best_energies,
+                 steps, trial, offset_rate, table, fixed, rng, swap_rng, energies, best_energies,
                  best_states, offsets, accepted, first_parity):
     n_rep = ladders.shape[1]
     for e in prange(ladders.shape[0]):
         candidates = np.empty(states.shape[1], dtype=np.int64)
         swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, states, fields,
                                        ladders[e], orders[e], e * n_rep, rounds, steps, trial,
-                                       offset_rate, gibbs, fixed, rng, swap_rng[e], energies,
+                                       offset_rate, table, fixed, rng, swap_rng[e], energies,
                                        best_energies, best_states, offsets, accepted[e],
                                        first_parity, candidates)
 
@@ -291,7 +300,7 @@ temper, temper_serial = _compile(_temper_impl, "temper")
 
 @njit(cache=True, nogil=True, parallel=True)
 def temper_replicas(dense, couplings, indptr, indices, data, states, fields, ladders, orders, rounds,
-                    steps, trial, offset_rate, gibbs, fixed, rng, swap_rng, energies,
+                    steps, trial, offset_rate, table, fixed, rng, swap_rng, energies,
                     best_energies, best_states, offsets, accepted, first_parity):
     """One ensemble (E = 1) with its replicas in parallel: a barrier every round."""
     ladder = ladders[0]
@@ -306,7 +315,7 @@ def temper_replicas(dense, couplings, indptr, indices, data, states, fields, lad
             sched = np.full(steps, ladder[slot[r]])
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
                 dense, couplings, indptr, indices, data, states[r], fields[r], sched, trial,
-                offset_rate, gibbs, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+                offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
                 offsets[r], candidates)
         swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
                                     accepted[0])

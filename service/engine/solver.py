@@ -40,6 +40,10 @@ _DUMMY_DENSE = np.zeros((1, 1), np.float64)
 _DUMMY_INT = np.zeros(1, np.int32)
 
 
+def _table(gibbs: bool) -> np.ndarray:
+    return kernels.GIBBS_TABLE if gibbs else kernels.METROPOLIS_TABLE
+
+
 def _is_cancelled(cancel: Cancel) -> bool:
     if cancel is None:
         return False
@@ -175,7 +179,7 @@ class Replicas:
         """Every replica steps through ``schedule`` (betas): one sweep or parallel trial each."""
         fn = kernels.anneal if self.parallel else kernels.anneal_serial
         fn(*self._problem_args(), self.states, self.fields, np.ascontiguousarray(schedule, np.float64),
-           trial, float(offset_rate), gibbs, self.fixed, self.rng, self.energies,
+           trial, float(offset_rate), _table(gibbs), self.fixed, self.rng, self.energies,
            self.best_energies, self.best_states, self.offsets)
 
     def temper(self, ladders: np.ndarray, orders: np.ndarray, rounds: int, steps: int, trial: bool,
@@ -193,7 +197,7 @@ class Replicas:
             # Too little work per round to pay for waking the threads at every exchange.
             fn = kernels.temper_serial
         fn(*self._problem_args(), self.states, self.fields, ladders, orders, rounds, steps, trial,
-           float(offset_rate), gibbs, self.fixed, self.rng, swap_rng, self.energies,
+           float(offset_rate), _table(gibbs), self.fixed, self.rng, swap_rng, self.energies,
            self.best_energies, self.best_states, self.offsets, accepted, first_parity)
 
     def best(self) -> tuple[np.ndarray, float]:

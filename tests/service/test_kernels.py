@@ -18,27 +18,46 @@ class ReferenceRng:
 
     def __init__(self, state: int) -> None:
         self.s = int(state)
+        self.buffer: list[int] = []
 
-    def uniform(self) -> float:
+    def _step(self) -> int:
         s = self.s
         s ^= s >> 12
         s ^= (s << 25) & MASK64
         s ^= s >> 27
         self.s = s
-        return (((s * 2685821657736338717) & MASK64) >> 11) / 9007199254740992.0
+        return (s * 2685821657736338717) & MASK64
+
+    def uniform(self) -> float:
+        return (self._step() >> 11) / 9007199254740992.0
+
+    def new_sweep(self) -> None:
+        self.buffer = []  # kernels drop unused indices at every sweep / iteration
+
+    def index(self) -> int:
+        if not self.buffer:
+            out = self._step()
+            self.buffer = [(out >> shift) & 0xFFFF for shift in (48, 32, 16, 0)]
+        return self.buffer.pop(0)
 
 
 def accept(d: float, beta: float, rng: ReferenceRng) -> bool:
-    if d <= 0:
-        return True
-    x = beta * d
-    if x > 30.0:
-        return False
-    return rng.uniform() < math.exp(-x)
+    """Metropolis by inverse CDF: an Exp(1) quantile at a uniform 16-bit grid point > beta d."""
+    u = (rng.index() + 0.5) / 65536
+    return float(np.float32(-math.log1p(-u))) > beta * d
+
+
+@pytest.mark.parametrize("t", [-3.0, 0.0, 0.01, 0.5, 1.0, 3.0, 8.0])
+def test_acceptance_tables_give_the_textbook_probabilities(t: float) -> None:
+    metropolis = np.mean(kernels.METROPOLIS_TABLE > t)
+    gibbs = np.mean(kernels.GIBBS_TABLE > t)
+    assert metropolis == pytest.approx(min(1.0, math.exp(-t)), abs=2 / 65536)
+    assert gibbs == pytest.approx(1.0 / (1.0 + math.exp(t)), abs=2 / 65536)
 
 
 def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float,
                     rng: ReferenceRng) -> None:
+    rng.new_sweep()
     for i in range(x.size):
         field = h[i] + q_sym[i] @ x
         d = field if x[i] == 0 else -field
@@ -48,6 +67,7 @@ def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float
 
 def reference_trial(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float, offset: float,
                     rate: float, rng: ReferenceRng) -> float:
+    rng.new_sweep()
     fields = h + q_sym @ x
     d = np.where(x == 0, fields, -fields) - offset
     chosen = [i for i in range(x.size) if accept(float(d[i]), beta, rng)]
