@@ -1,0 +1,314 @@
+"""SpinOut's compact binary transport: a QUBO as numpy arrays in one msgpack body.
+
+A dense 1,024-variable problem in DA JSON is ~20 MB of text that takes a JSON parser and half a
+million dicts to read; the same problem here is its raw array bytes (~12 MB of float64 + int32,
+or less), decoded with ``np.frombuffer`` without a copy. Pure numpy + msgpack, used by both the
+client and the service (which also keeps job payloads and results in this format).
+
+Request body (``CONTENT_TYPE``), a msgpack map::
+
+    {"format": "spinout-qubo/1", "solver": "fujitsuDA2", "parameters": {...DA block...},
+     "num_variables": n, "constant": c,
+     "linear": <array (n,) or nil>, "rows": <array (m,)>, "cols": <array (m,)>, "values": <array (m,)>,
+     "penalty": nil or {same problem keys}, "api_version": "v2" or nil}
+
+where an array is ``{"dtype": "<f8", "shape": [m], "data": <bytes>}`` (little-endian; dtypes
+bool/uint8/int32/int64/uint32/float32/float64). Energy = constant + linear.x + sum_k values[k]
+x[rows[k]] x[cols[k]]; (i, i) pairs count as linear, duplicates add up.
+
+Reply, a msgpack map::
+
+    {"format": "spinout-reply/1", "status": "Done", "job_id": ..., "message": ...,
+     "num_variables": n, "states": <uint8 array (k, ceil(n/8)), np.packbits rows>,
+     "energies": <f8 (k,)>, "frequencies": <i8 (k,)>, "penalty_energies": <f8 (k,)> or nil,
+     "timing": {"queue": s, "setup": s, "anneal": s, "solve": s, "total": s},
+     "progress": [[seconds, energy], ...], "stop_reason": "completed"}
+
+Public names: ``CONTENT_TYPE``, ``TransportError``, ``encode_array``, ``decode_array``,
+``pack_states``, ``unpack_states``, ``CompactProblem``, ``CompactRequest``, ``CompactReply``,
+``encode_request``, ``decode_request``, ``encode_reply``, ``decode_reply``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+__all__ = [
+    "CONTENT_TYPE",
+    "REPLY_FORMAT",
+    "REQUEST_FORMAT",
+    "CompactProblem",
+    "CompactReply",
+    "CompactRequest",
+    "TransportError",
+    "decode_array",
+    "decode_reply",
+    "decode_request",
+    "encode_array",
+    "encode_reply",
+    "encode_request",
+    "pack_states",
+    "unpack_states",
+]
+
+CONTENT_TYPE = "application/x-msgpack"
+REQUEST_FORMAT = "spinout-qubo/1"
+REPLY_FORMAT = "spinout-reply/1"
+_DTYPES = {np.dtype(t).str: np.dtype(t) for t in
+           (np.bool_, np.uint8, np.int32, np.int64, np.uint32, np.float32, np.float64)}
+
+
+class TransportError(ValueError):
+    """A compact body that cannot be decoded (the service answers it with a 400)."""
+
+
+# -------------------------------------------------------------------------------------- arrays
+def encode_array(array: Any) -> dict[str, Any]:
+    """An array as a msgpack-ready map of dtype, shape and raw little-endian bytes."""
+    arr = np.asarray(array)
+    if arr.dtype.str not in _DTYPES:
+        arr = arr.astype(np.float64 if arr.dtype.kind == "f" else np.int64)
+    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"), copy=False))
+    return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
+
+
+def decode_array(obj: Any, name: str = "array") -> np.ndarray:
+    """The inverse of ``encode_array`` (read-only, zero-copy); TransportError on a bad map."""
+    if not isinstance(obj, Mapping):
+        raise TransportError(f"{name}: expected an array map with dtype, shape and data")
+    try:
+        dtype = _DTYPES[obj["dtype"]]
+        shape = tuple(int(s) for s in obj["shape"])
+        data = obj["data"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TransportError(f"{name}: bad array map ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TransportError(f"{name}: data must be bytes")
+    if any(s < 0 for s in shape):
+        raise TransportError(f"{name}: negative dimension in shape {shape}")
+    count = int(np.prod(shape)) if shape else 1
+    if count * dtype.itemsize != len(data):
+        raise TransportError(f"{name}: {len(data)} bytes do not hold shape {shape} of {dtype}")
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+
+
+def pack_states(states: np.ndarray) -> np.ndarray:
+    """(k, n) 0/1 states as (k, ceil(n/8)) uint8, 8 bits a byte (np.packbits, big bit order)."""
+    states = np.asarray(states, dtype=np.uint8)
+    if states.ndim != 2:  # a 1-D state list; with no states at all there are no bits either
+        states = states.reshape(len(states), -1) if states.size else states.reshape(0, 0)
+    return np.packbits(states, axis=1)
+
+
+def unpack_states(packed: np.ndarray, num_variables: int) -> np.ndarray:
+    """The inverse of ``pack_states``: (k, n) uint8 of 0/1."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    if packed.ndim != 2:
+        raise TransportError(f"packed states must be 2-D, got shape {packed.shape}")
+    return np.unpackbits(packed, axis=1, count=num_variables)
+
+
+# ------------------------------------------------------------------------------------ requests
+@dataclass
+class CompactProblem:
+    """A QUBO as arrays: constant + linear.x + sum_k values[k] x[rows[k]] x[cols[k]].
+
+    Example:
+        >>> CompactProblem.from_arrays([0], [1], [2.0], linear=[-1.0, -1.0])
+    """
+
+    num_variables: int
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    linear: np.ndarray | None = None
+    constant: float = 0.0
+
+    @classmethod
+    def from_arrays(cls, rows: Any, cols: Any, values: Any, linear: Any = None,
+                    constant: float = 0.0, num_variables: int | None = None) -> CompactProblem:
+        """From coupling triplets (and optional dense linear terms); the size defaults to one more
+        than the largest index."""
+        r = np.asarray(rows, dtype=np.int64).ravel()
+        c = np.asarray(cols, dtype=np.int64).ravel()
+        v = np.asarray(values, dtype=np.float64).ravel()
+        h = None if linear is None else np.asarray(linear, dtype=np.float64).ravel()
+        if num_variables is None:
+            largest = max(int(r.max(initial=-1)), int(c.max(initial=-1)))
+            num_variables = max(largest + 1, 0 if h is None else h.size)
+        return cls(int(num_variables), r, c, v, h, float(constant))
+
+    @classmethod
+    def from_problem(cls, problem: Any) -> CompactProblem:
+        """From anything with ``num_variables``, ``linear``, ``constant`` and ``to_triplets()``
+        (the engine's BinaryQuadraticProblem) without importing it."""
+        i, j, values = problem.to_triplets()
+        return cls(int(problem.num_variables), np.asarray(i), np.asarray(j), np.asarray(values),
+                   np.asarray(problem.linear, dtype=np.float64), float(problem.constant))
+
+    def to_wire(self) -> dict[str, Any]:
+        rows, cols = self.rows, self.cols
+        if self.num_variables < 2**31 and rows.dtype != np.int32:
+            rows, cols = rows.astype(np.int32), cols.astype(np.int32)
+        return {"num_variables": int(self.num_variables), "constant": float(self.constant),
+                "linear": None if self.linear is None else encode_array(self.linear),
+                "rows": encode_array(rows), "cols": encode_array(cols),
+                "values": encode_array(self.values)}
+
+    @classmethod
+    def from_wire(cls, obj: Any, name: str = "problem") -> CompactProblem:
+        if not isinstance(obj, Mapping):
+            raise TransportError(f"{name} must be a map")
+        try:
+            n = obj["num_variables"]
+        except KeyError:
+            raise TransportError(f"{name}: num_variables is missing") from None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise TransportError(f"{name}: num_variables must be a positive integer")
+        constant = obj.get("constant", 0.0)
+        if not isinstance(constant, int | float) or isinstance(constant, bool):
+            raise TransportError(f"{name}: constant must be a number")
+        rows = decode_array(obj.get("rows"), f"{name}.rows")
+        cols = decode_array(obj.get("cols"), f"{name}.cols")
+        values = decode_array(obj.get("values"), f"{name}.values")
+        linear = None if obj.get("linear") is None else decode_array(obj["linear"], f"{name}.linear")
+        for label, arr in (("rows", rows), ("cols", cols)):
+            if arr.dtype.kind not in "iu":
+                raise TransportError(f"{name}.{label} must be an integer array, got {arr.dtype}")
+        if not (rows.ndim == cols.ndim == values.ndim == 1 and rows.size == cols.size == values.size):
+            raise TransportError(f"{name}: rows, cols and values must be 1-D of equal length")
+        if linear is not None and linear.ndim != 1:
+            raise TransportError(f"{name}.linear must be 1-D")
+        return cls(n, rows, cols, values, linear, float(constant))
+
+
+@dataclass
+class CompactRequest:
+    """A problem, the DA solver key and its parameter block (a plain dict of DA field names)."""
+
+    problem: CompactProblem
+    solver: str = "fujitsuDA2"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    penalty: CompactProblem | None = None
+    api_version: str | None = None
+    #: Auxiliary variables of a reduced higher-order problem: row k is the (a, b) pair that
+    #: variable ``num_output_variables + k`` stands for (the service's job payloads use this).
+    aux_pairs: np.ndarray | None = None
+    #: How many leading variables a reply reports (None: all of them).
+    num_output_variables: int | None = None
+
+
+def encode_request(problem: CompactProblem, solver: str = "fujitsuDA2",
+                   parameters: Mapping[str, Any] | None = None, *,
+                   penalty: CompactProblem | None = None, api_version: str | None = None,
+                   aux_pairs: np.ndarray | None = None, num_output_variables: int | None = None) -> bytes:
+    """The msgpack body for ``POST /spinout/v1/solve`` (and its async twin)."""
+    body = {"format": REQUEST_FORMAT, "solver": solver, "parameters": dict(parameters or {}),
+            **problem.to_wire(), "penalty": None if penalty is None else penalty.to_wire(),
+            "api_version": api_version}
+    if aux_pairs is not None:
+        body["aux_pairs"] = encode_array(np.asarray(aux_pairs, dtype=np.int64).reshape(-1, 2))
+        body["num_output_variables"] = int(num_output_variables or problem.num_variables)
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode_request(body: bytes) -> CompactRequest:
+    """Parse a compact request; TransportError with a message on anything malformed."""
+    obj = _unpack(body)
+    if obj.get("format", REQUEST_FORMAT) != REQUEST_FORMAT:
+        raise TransportError(f"unknown format {obj.get('format')!r}; expected {REQUEST_FORMAT!r}")
+    solver = obj.get("solver", "fujitsuDA2")
+    params = obj.get("parameters") or {}
+    if not isinstance(solver, str) or not isinstance(params, Mapping):
+        raise TransportError("solver must be a string and parameters a map")
+    penalty = obj.get("penalty")
+    version = obj.get("api_version")
+    problem = CompactProblem.from_wire(obj)
+    aux_pairs, n_out = None, None
+    if obj.get("aux_pairs") is not None:
+        aux_pairs = decode_array(obj["aux_pairs"], "aux_pairs")
+        n_out = obj.get("num_output_variables")
+        if not isinstance(n_out, int) or aux_pairs.ndim != 2 or aux_pairs.shape[1] != 2 \
+                or aux_pairs.dtype.kind not in "iu" or n_out + len(aux_pairs) != problem.num_variables \
+                or (aux_pairs.size and (aux_pairs.min() < 0 or np.any(
+                    aux_pairs.max(axis=1) >= n_out + np.arange(len(aux_pairs))))):
+            raise TransportError("aux_pairs must be (m, 2) earlier-variable indices and "
+                                 "num_output_variables + m must equal num_variables")
+    return CompactRequest(problem, solver, dict(params),
+                          None if penalty is None else CompactProblem.from_wire(penalty, "penalty"),
+                          version if isinstance(version, str) else None, aux_pairs, n_out)
+
+
+# ------------------------------------------------------------------------------------- replies
+@dataclass
+class CompactReply:
+    """A solve's answer: states (k, n) uint8 sorted by energy ascending, and its bookkeeping.
+
+    ``timing`` is in seconds: queue, setup, anneal, solve (setup + anneal), total.
+    """
+
+    status: str = "Done"
+    states: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    energies: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    frequencies: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    penalty_energies: np.ndarray | None = None
+    timing: dict[str, float] = field(default_factory=dict)
+    progress: list[tuple[float, float]] = field(default_factory=list)
+    stop_reason: str = "completed"
+    job_id: str | None = None
+    message: str | None = None
+
+    @property
+    def num_variables(self) -> int:
+        return int(self.states.shape[1]) if self.states.ndim == 2 else 0
+
+
+def encode_reply(reply: CompactReply) -> bytes:
+    states = np.asarray(reply.states, dtype=np.uint8)
+    if states.ndim != 2:
+        states = states.reshape(len(states), -1) if states.size else states.reshape(0, 0)
+    body = {"format": REPLY_FORMAT, "status": reply.status, "job_id": reply.job_id,
+            "message": reply.message, "num_variables": int(states.shape[1]),
+            "states": encode_array(pack_states(states)),
+            "energies": encode_array(np.asarray(reply.energies, dtype=np.float64)),
+            "frequencies": encode_array(np.asarray(reply.frequencies, dtype=np.int64)),
+            "penalty_energies": None if reply.penalty_energies is None
+            else encode_array(np.asarray(reply.penalty_energies, dtype=np.float64)),
+            "timing": {k: float(v) for k, v in reply.timing.items()},
+            "progress": [[float(t), float(e)] for t, e in reply.progress],
+            "stop_reason": reply.stop_reason}
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def decode_reply(body: bytes) -> CompactReply:
+    obj = _unpack(body)
+    if obj.get("format") != REPLY_FORMAT:
+        raise TransportError(f"not a {REPLY_FORMAT} reply")
+    n = int(obj.get("num_variables") or 0)
+    packed = decode_array(obj["states"], "states")
+    penalty = obj.get("penalty_energies")
+    return CompactReply(
+        status=str(obj.get("status")),
+        states=unpack_states(packed, n) if packed.size else np.zeros((packed.shape[0], n), np.uint8),
+        energies=decode_array(obj["energies"], "energies"),
+        frequencies=decode_array(obj["frequencies"], "frequencies"),
+        penalty_energies=None if penalty is None else decode_array(penalty, "penalty_energies"),
+        timing=dict(obj.get("timing") or {}),
+        progress=[(float(t), float(e)) for t, e in obj.get("progress") or []],
+        stop_reason=str(obj.get("stop_reason", "completed")),
+        job_id=obj.get("job_id"), message=obj.get("message"))
+
+
+def _unpack(body: bytes) -> dict[str, Any]:
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise TransportError(f"the body is not valid msgpack: {exc}") from None
+    if not isinstance(obj, dict):
+        raise TransportError("the body must be a msgpack map")
+    return obj

@@ -1,0 +1,131 @@
+"""The job lifecycle as the routes see it: submit, list, fetch, delete, cancel, per owner.
+
+Domain errors (``JobNotFoundError``, ``JobLimitError``, ``ProblemError``) are raised here and
+mapped to HTTP in one place (service.web.errors). A job of another key is reported as not found,
+never as forbidden, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from client.models import JobStatus
+from client.transport import CompactReply, CompactRequest, decode_reply, encode_request
+
+from .parsing import ProblemError
+from .records import JobLimitError, JobRecord
+from .solvers import estimate_seconds, qubo_solution_dict
+
+__all__ = ["JobManager", "JobNotFoundError", "JobLimitError", "SolveTimeoutError"]
+
+
+class JobNotFoundError(LookupError):
+    """No job with this id for this key (HTTP 404)."""
+
+
+class SolveTimeoutError(TimeoutError):
+    """A synchronous solve did not finish within the request timeout (HTTP 504)."""
+
+
+class JobManager:
+    def __init__(self, store: Any, runner: Any, *, job_limit: int, max_iterations: int,
+                 max_time_limit_sec: float, sync_time_cap_sec: float, metrics: Any = None,
+                 request_timeout_sec: float | None = None) -> None:
+        self.request_timeout_sec = request_timeout_sec
+        self.store = store
+        self.runner = runner
+        self.job_limit = job_limit
+        self.max_iterations = max_iterations
+        self.max_time_limit_sec = max_time_limit_sec
+        self.sync_time_cap_sec = sync_time_cap_sec
+        self.metrics = metrics
+
+    # ------------------------------------------------------------------ checks
+    def check_limits(self, request: CompactRequest) -> None:
+        p = request.parameters
+        if int(p.get("number_iterations", 0)) > self.max_iterations:
+            raise ProblemError(f"{request.solver}.number_iterations: {p['number_iterations']} exceeds "
+                               f"this server's cap of {self.max_iterations}")
+        if float(p.get("time_limit_sec", 0)) > self.max_time_limit_sec:
+            raise ProblemError(f"{request.solver}.time_limit_sec: {p['time_limit_sec']} exceeds this "
+                               f"server's cap of {self.max_time_limit_sec:g} s")
+
+    def check_sync(self, request: CompactRequest, async_route: str) -> None:
+        """Refuse a synchronous solve whose estimated time exceeds the sync cap."""
+        self.check_limits(request)
+        estimate = estimate_seconds(request)
+        if estimate > self.sync_time_cap_sec:
+            raise ProblemError(
+                f"this solve would take about {estimate:.0f} s, over the synchronous cap of "
+                f"{self.sync_time_cap_sec:g} s; submit it to the asynchronous route {async_route} "
+                "(or lower number_iterations / number_runs)")
+
+    # ------------------------------------------------------------------ sync
+    async def solve_now(self, request: CompactRequest) -> CompactReply:
+        start = time.perf_counter()
+        try:
+            reply: CompactReply = await self.runner.solve_now(request, self.sync_time_cap_sec,
+                                                              self.request_timeout_sec)
+        except TimeoutError:
+            raise SolveTimeoutError(self.request_timeout_sec) from None
+        reply.timing.setdefault("queue", 0.0)
+        reply.timing["total"] = time.perf_counter() - start
+        if self.metrics is not None:
+            self.metrics.job_finished(request.api_version or "compact", "Done", reply.timing.get("solve", 0.0))
+        return reply
+
+    # ------------------------------------------------------------------ async
+    def submit(self, owner: str, request: CompactRequest, version: str, kind: str = "da") -> str:
+        self.check_limits(request)
+        record = JobRecord.create(owner, version, kind)
+        request.api_version = version
+        payload = encode_request(request.problem, request.solver, request.parameters,
+                                 penalty=request.penalty, api_version=version,
+                                 aux_pairs=request.aux_pairs,
+                                 num_output_variables=request.num_output_variables)
+        self.store.create(record, payload, self.job_limit)
+        self.runner.enqueue(record.job_id)
+        if self.metrics is not None:
+            self.metrics.job_submitted(version)
+        return record.job_id
+
+    def list(self, owner: str) -> list[JobRecord]:
+        return self.store.list_owned(owner)
+
+    def get(self, owner: str, job_id: str) -> JobRecord:
+        record = self.store.get(job_id)
+        if record is None or record.owner != owner:
+            raise JobNotFoundError(job_id)
+        return record
+
+    def reply(self, record: JobRecord) -> CompactReply | None:
+        raw = self.store.result(record.job_id)
+        return None if raw is None else decode_reply(raw)
+
+    def result_body(self, record: JobRecord, status: str | None = None) -> dict[str, Any]:
+        """The DA body of GET/DELETE on a job."""
+        body: dict[str, Any] = {"status": status or record.status}
+        if record.status == JobStatus.DONE.value:
+            reply = self.reply(record)
+            if reply is not None:
+                body["qubo_solution"] = qubo_solution_dict(
+                    reply, record.version, queue_seconds=reply.timing.get("queue", 0.0),
+                    total_seconds=reply.timing.get("total"))
+        elif record.status == JobStatus.ERROR.value:
+            body["message"] = record.message or "the job failed"
+        return body
+
+    def delete(self, owner: str, job_id: str) -> tuple[JobRecord, bool]:
+        """(record, removed): a finished job is removed; an unfinished one is left alone."""
+        record = self.get(owner, job_id)
+        if record.status not in (JobStatus.DONE.value, JobStatus.ERROR.value, JobStatus.CANCELED.value):
+            return record, False
+        return record, self.store.delete(job_id)
+
+    def cancel(self, owner: str, job_id: str) -> str:
+        self.get(owner, job_id)
+        status = self.store.cancel(job_id)
+        if status is None:
+            raise JobNotFoundError(job_id)
+        return status

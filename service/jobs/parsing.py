@@ -1,0 +1,420 @@
+"""DA JSON (and compact) request bodies -> a validated ``CompactRequest``, vectorised.
+
+The envelope and the parameter block are validated with the shared pydantic models; the terms
+(half a million for a dense 1,024-variable problem) are not turned into one model object each:
+orjson gives lists of dicts, a few list comprehensions pull out coefficients and index lists,
+and numpy checks them all at once (finite coefficients, non-negative integer indices, degree).
+
+Choices:
+    * Degree > 2 terms: a 400 on v1/v2; on v3+ binary_polynomial they are reduced to a QUBO
+      with auxiliary variables (service.jobs.higher_order) and the replies report the original
+      variables with the exact polynomial energy. In penalty_binary_polynomial: a 400.
+    * DA3 one-hot groups become penalty terms of the annealed problem (service.jobs.one_hot).
+    * ``inequalities`` are refused with a 400 (not supported by this server).
+    * The problem's size is one more than the largest index used (in the problem and the
+      penalty polynomial); it must fit the generation's limit, and guidance/fixed configs must
+      name variables inside it.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from itertools import chain, repeat
+from operator import contains, itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from client.models import (BLOCK_GENERATION, SOLVER_BLOCKS, RequestEnvelope, generation_for_version,
+                           solver_key)
+from client.transport import CompactProblem, CompactRequest, TransportError, decode_request
+
+from .higher_order import reduce_degree
+from .one_hot import add_one_hot_penalties, one_hot_groups
+
+__all__ = ["ProblemError", "parse_da_request", "parse_compact_request", "terms_to_problem",
+           "validate_parameters", "format_validation_error"]
+
+
+class ProblemError(ValueError):
+    """A request the service refuses with a 400; the message says what to fix."""
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """Pydantic's errors as one line that names each field."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "body"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def validate_parameters(solver: str, block: Any, version: str | None) -> dict[str, Any]:
+    """The solver block validated (defaults applied), checked against the path version."""
+    if solver not in SOLVER_BLOCKS:
+        raise ProblemError(f"unknown solver {solver!r}; give one of {', '.join(SOLVER_BLOCKS)}")
+    if version is not None:
+        gen = generation_for_version(version)
+        if solver not in gen.blocks:
+            raise ProblemError(f"{solver} does not belong to /{version}; that path accepts "
+                               f"{', '.join(gen.blocks)} (use /{BLOCK_GENERATION[solver].versions[-1]} "
+                               f"for {solver})")
+    if block is None:
+        block = {}
+    if not isinstance(block, Mapping):
+        raise ProblemError(f"{solver} must be an object of parameters")
+    try:
+        model = SOLVER_BLOCKS[solver].model_validate(block)
+    except ValidationError as exc:
+        raise ProblemError(format_validation_error(exc, f"{solver}.")) from None
+    return model.model_dump(mode="json")
+
+
+def _fast_columns(terms: list[Any]) -> tuple[list[Any] | None, list[Any] | None]:
+    """Coefficients and index lists with C-level ``itemgetter`` when every term uses one
+    spelling (the usual case); (None, None) tells the caller to take the general path."""
+    first = terms[0]
+    if not isinstance(first, dict):
+        return None, None
+    if "c" in first:
+        coeffs = list(map(itemgetter("c"), terms))
+    elif any(map(contains, terms, repeat("c"))):  # mixed spellings: c must win where present
+        return None, None
+    else:
+        coeffs = list(map(itemgetter("coefficient"), terms))
+    key = "p" if "p" in first else "polynomials"
+    other = "polynomials" if key == "p" else "p"
+    if key == "polynomials" and any(map(contains, terms, repeat(other))):
+        return coeffs, None
+    try:
+        polys = list(map(itemgetter(key), terms))
+    except KeyError:  # constants without indices
+        return coeffs, None
+    return coeffs, polys
+
+
+def _term_arrays(terms: Any, where: str, allow_higher: bool,
+                 collect: list[tuple[float, tuple[int, ...]]] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coefficients, first, second) with -1 for absent indices, all checks vectorised.
+
+    Terms of degree > 2 go to ``collect`` (coefficient, distinct sorted indices) and are zeroed
+    in the arrays; without ``collect`` they are a ProblemError.
+    """
+    if not isinstance(terms, list):
+        raise ProblemError(f"{where}.terms must be a list")
+    if not terms:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    try:
+        coeffs, polys = _fast_columns(terms)
+    except (TypeError, KeyError, AttributeError):
+        coeffs = polys = None
+    try:
+        if coeffs is None or polys is None:
+            coeffs = [t["c"] if "c" in t else t["coefficient"] for t in terms]
+            polys = [t["p"] if "p" in t else t.get("polynomials") for t in terms]
+    except (TypeError, KeyError, AttributeError):
+        bad = next(k for k, t in enumerate(terms)
+                   if not isinstance(t, dict) or ("c" not in t and "coefficient" not in t))
+        raise ProblemError(f"{where}.terms[{bad}] must be an object with a coefficient "
+                           "('c' or 'coefficient')") from None
+    try:
+        c = np.array(coeffs, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next(k for k, v in enumerate(coeffs)
+                   if isinstance(v, bool) or not isinstance(v, int | float))
+        raise ProblemError(f"{where}.terms[{bad}]: the coefficient must be a number") from None
+    if not np.all(np.isfinite(c)):
+        bad = int(np.flatnonzero(~np.isfinite(c))[0])
+        raise ProblemError(f"{where}.terms[{bad}]: the coefficient is not finite (NaN or infinity)")
+    polys = [() if p is None else p for p in polys]
+    try:
+        lengths = np.fromiter(map(len, polys), dtype=np.int64, count=len(polys))
+    except TypeError:
+        bad = next(k for k, p in enumerate(polys) if not isinstance(p, list))
+        raise ProblemError(f"{where}.terms[{bad}]: the index list ('p' or 'polynomials') must "
+                           "be a list") from None
+    flat_list = list(chain.from_iterable(polys))
+    try:
+        flat = np.array(flat_list)
+    except (ValueError, TypeError):
+        flat = np.array(flat_list, dtype=object)
+    if flat.ndim != 1:
+        flat = np.array(flat_list + [None], dtype=object)[:-1]
+    if flat.size and flat.dtype.kind not in "iu":
+        if flat.dtype.kind == "f" and np.all(np.abs(flat) < 2**53) and np.all(flat == np.round(flat)) \
+                and not any(isinstance(v, bool) for v in flat_list):
+            flat = flat.astype(np.int64)
+        else:
+            pos = next((k for k, v in enumerate(flat_list)
+                        if isinstance(v, bool) or not isinstance(v, int)
+                        and not (isinstance(v, float) and v.is_integer() and abs(v) < 2**53)
+                        or isinstance(v, float) and not abs(v) < 2**53),
+                       0)
+            term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+            raise ProblemError(f"{where}.terms[{term}]: variable indices must be non-negative "
+                               f"integers, got {flat_list[pos]!r}")
+    flat = flat.astype(np.int64, copy=False)
+    if flat.size and flat.min() < 0:
+        pos = int(np.flatnonzero(flat < 0)[0])
+        term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+        raise ProblemError(f"{where}.terms[{term}]: variable indices must be non-negative, "
+                           f"got {int(flat[pos])}")
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    first = np.full(len(polys), -1, dtype=np.int64)
+    second = np.full(len(polys), -1, dtype=np.int64)
+    has1 = lengths >= 1
+    first[has1] = flat[starts[has1]]
+    has2 = lengths >= 2
+    second[has2] = flat[starts[has2] + 1]
+    high = lengths > 2
+    if np.any(high):
+        # x_i * x_i = x_i: a term of degree > 2 whose indices collapse to <= 2 distinct is fine.
+        for k in np.flatnonzero(high):
+            distinct = sorted(set(int(v) for v in polys[k]))
+            if len(distinct) > 2:
+                if collect is not None and allow_higher:
+                    collect.append((float(c[k]), tuple(distinct)))
+                    c[k], first[k], second[k] = 0.0, -1, -1
+                    continue
+                if allow_higher:
+                    msg = (f"{where}.terms[{k}] has degree {len(distinct)}; higher-order terms are "
+                           f"supported in binary_polynomial only")
+                else:
+                    msg = (f"{where}.terms[{k}] has degree {len(distinct)}; higher-order terms "
+                           "(degree > 2) are accepted on v3, v3c and v4 only")
+                raise ProblemError(msg)
+            first[k] = distinct[0]
+            second[k] = distinct[-1] if len(distinct) == 2 else -1
+    return c, first, second
+
+
+def terms_to_problem(c: np.ndarray, first: np.ndarray, second: np.ndarray,
+                     num_variables: int) -> CompactProblem:
+    """Polynomial terms (with -1 = absent) as a CompactProblem of linear + pair arrays."""
+    const = (first < 0) & (second < 0)
+    lin = ~const & ((second < 0) | (first == second) | (first < 0))
+    quad = ~const & ~lin
+    lin_idx = np.maximum(first[lin], second[lin])
+    linear = np.bincount(lin_idx, weights=c[lin], minlength=num_variables).astype(np.float64)
+    return CompactProblem(num_variables, first[quad], second[quad], c[quad], linear,
+                          float(c[const].sum()))
+
+
+def _polynomial(body: Mapping[str, Any], key: str, allow_higher: bool,
+                collect: list[tuple[float, tuple[int, ...]]] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    poly = body.get(key)
+    if poly is None:
+        return None
+    if not isinstance(poly, Mapping):
+        raise ProblemError(f"{key} must be an object with 'terms'")
+    return _term_arrays(poly.get("terms", []), key, allow_higher, collect)
+
+
+def _qubo_matrix(body: Mapping[str, Any]) -> CompactProblem:
+    qm = body["qubo_matrix"]
+    rows = qm.get("qubo") if isinstance(qm, Mapping) else None
+    if not isinstance(rows, list) or not rows:
+        raise ProblemError("qubo_matrix.qubo must be a non-empty list of {'qubo_row': [...]}")
+    try:
+        lists = [r["qubo_row"] for r in rows]
+        q = np.array(lists, dtype=np.float64)
+    except (TypeError, KeyError):
+        raise ProblemError("each qubo_matrix.qubo entry must be {'qubo_row': [numbers]}") from None
+    except ValueError:
+        raise ProblemError("qubo_matrix rows must be numbers, all of the same length") from None
+    if q.ndim != 2 or q.shape[0] != q.shape[1]:
+        raise ProblemError(f"qubo_matrix must be square, got {q.shape[0]} rows of "
+                           f"{q.shape[1] if q.ndim == 2 else 'uneven'} entries")
+    if not np.all(np.isfinite(q)):
+        raise ProblemError("qubo_matrix contains a non-finite value (NaN or infinity)")
+    n = q.shape[0]
+    linear = np.diag(q).copy()
+    i, j = np.nonzero(q)
+    off = i != j
+    return CompactProblem(n, i[off], j[off], q[i[off], j[off]], linear, 0.0)
+
+
+def parse_da_request(raw: bytes | Mapping[str, Any], version: str,
+                     max_terms: int | None = None) -> CompactRequest:
+    """A DA JSON solve body for path ``version`` -> CompactRequest; ProblemError on bad input."""
+    with _gc_paused():
+        return _parse_da_request(raw, version, max_terms)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while half a million fresh dicts and lists are built: they hold no
+    cycles, and the collector's passes over them would triple the parse time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None) -> CompactRequest:
+    if isinstance(raw, bytes | bytearray | memoryview | str):
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ProblemError(f"the body is not valid JSON: {exc}") from None
+    else:
+        body = raw
+    if not isinstance(body, dict):
+        raise ProblemError("the body must be a JSON object")
+    try:
+        solver = solver_key(body)
+    except ValueError as exc:
+        raise ProblemError(str(exc)) from None
+    params = validate_parameters(solver, body.get(solver), version)
+    try:  # the envelope (only the solver block: the rest was checked above or below)
+        RequestEnvelope.model_validate({solver: body.get(solver) or {}})
+    except ValidationError as exc:
+        raise ProblemError(format_validation_error(exc)) from None
+    gen = generation_for_version(version)
+    v3 = gen.number >= 3
+    if body.get("inequalities"):
+        raise ProblemError("inequalities are not supported by this server; express them as "
+                           "penalty_binary_polynomial terms")
+    if body.get("penalty_binary_polynomial") is not None and not v3:
+        raise ProblemError(f"penalty_binary_polynomial is a v3+ feature, not available on /{version}")
+    has_poly = body.get("binary_polynomial") is not None
+    has_matrix = body.get("qubo_matrix") is not None
+    if has_poly == has_matrix:
+        raise ProblemError("give exactly one of binary_polynomial and qubo_matrix")
+    if has_matrix and v3:
+        raise ProblemError(f"qubo_matrix is a v1/v2 input; /{version} takes binary_polynomial")
+    if max_terms is not None:
+        _check_terms(body, max_terms)
+    penalty_terms = _polynomial(body, "penalty_binary_polynomial", v3)
+    higher: list[tuple[float, tuple[int, ...]]] = []
+    if has_matrix:
+        problem = _qubo_matrix(body)
+        n = problem.num_variables
+    else:
+        terms = _polynomial(body, "binary_polynomial", v3, higher)
+        assert terms is not None
+        n = _size(terms, penalty_terms, params, max((max(ix) for _, ix in higher), default=-1))
+        problem = terms_to_problem(*terms, n)
+    if penalty_terms is not None:
+        n = max(n, _size(penalty_terms, None, params))
+        penalty = terms_to_problem(*penalty_terms, n)
+        _grow(problem, n)
+    else:
+        penalty = None
+    _check_size(n, gen.max_bits, version)
+    _check_configs(params, n)
+    groups = None
+    if solver == "fujitsuDA3":
+        try:
+            groups = one_hot_groups(params, n)
+        except ValueError as exc:
+            raise ProblemError(str(exc)) from None
+    aux_pairs = None
+    if higher:
+        rows, cols, values, linear, aux_pairs, total = reduce_degree(higher, n)
+        _grow(problem, total)
+        assert problem.linear is not None
+        problem.rows = np.concatenate([problem.rows, rows])
+        problem.cols = np.concatenate([problem.cols, cols])
+        problem.values = np.concatenate([problem.values, values])
+        problem.linear = problem.linear + linear
+        if penalty is not None:
+            _grow(penalty, total)
+    if groups:
+        add_one_hot_penalties(problem, groups)
+    return CompactRequest(problem, solver, params, penalty, version, aux_pairs=aux_pairs,
+                          num_output_variables=n if higher else None)
+
+
+def _grow(problem: CompactProblem, n: int) -> None:
+    """Extend a problem to ``n`` variables (the new ones have no terms)."""
+    if problem.num_variables < n:
+        linear = np.zeros(problem.num_variables) if problem.linear is None else problem.linear
+        problem.linear = np.concatenate([linear, np.zeros(n - problem.num_variables)])
+        problem.num_variables = n
+
+
+
+
+def _check_terms(body: Mapping[str, Any], max_terms: int) -> None:
+    count = 0
+    for key in ("binary_polynomial", "penalty_binary_polynomial"):
+        poly = body.get(key)
+        if isinstance(poly, Mapping) and isinstance(poly.get("terms"), list):
+            count += len(poly["terms"])
+    qm = body.get("qubo_matrix")
+    if isinstance(qm, Mapping) and isinstance(qm.get("qubo"), list):
+        count += len(qm["qubo"]) ** 2
+    if count > max_terms:
+        raise ProblemError(f"the problem has {count:,} terms; this server accepts at most {max_terms:,}")
+
+
+def _size(terms: tuple[np.ndarray, np.ndarray, np.ndarray],
+          other: tuple[np.ndarray, np.ndarray, np.ndarray] | None, params: Mapping[str, Any],
+          extra: int = -1) -> int:
+    largest = max(int(terms[1].max(initial=-1)), int(terms[2].max(initial=-1)), extra)
+    if other is not None:
+        largest = max(largest, int(other[1].max(initial=-1)), int(other[2].max(initial=-1)))
+    if largest < 0:
+        raise ProblemError("the problem has no variables (only constant terms)")
+    return largest + 1
+
+
+def _check_size(n: int, max_bits: int, version: str) -> None:
+    if n > max_bits:
+        raise ProblemError(f"the problem has {n} variables; /{version} accepts at most {max_bits:,}")
+
+
+def _check_configs(params: Mapping[str, Any], n: int) -> None:
+    for key in ("guidance_config", "fixed_config"):
+        cfg = params.get(key) or {}
+        bad = [k for k in cfg if int(k) >= n]
+        if bad:
+            raise ProblemError(f"{key}: index {bad[0]} is outside the problem's {n} variables")
+
+
+def parse_compact_request(body: bytes, max_bits: int = 100_000) -> CompactRequest:
+    """A compact (msgpack) body -> CompactRequest with its parameters validated."""
+    try:
+        req = decode_request(body)
+    except TransportError as exc:
+        raise ProblemError(str(exc)) from None
+    version = req.api_version
+    if version is not None and version not in ("v1", "v2", "v3", "v3c", "v4"):
+        raise ProblemError(f"unknown api_version {version!r}")
+    req.parameters = validate_parameters(req.solver, req.parameters, version)
+    p = req.problem
+    n = p.num_variables
+    if n > max_bits:
+        raise ProblemError(f"the problem has {n} variables; this route accepts at most {max_bits:,}")
+    for name, arr in (("rows", p.rows), ("cols", p.cols)):
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+            raise ProblemError(f"{name}: indices must lie in 0..{n - 1}")
+    if p.values.size and not np.all(np.isfinite(p.values)):
+        raise ProblemError("values contain a non-finite number (NaN or infinity)")
+    if p.linear is not None and (p.linear.size > n or not np.all(np.isfinite(p.linear))):
+        raise ProblemError(f"linear must hold at most {n} finite numbers")
+    if not math.isfinite(p.constant):
+        raise ProblemError("the constant is not finite")
+    if req.penalty is not None and req.penalty.num_variables != n:
+        raise ProblemError("the penalty problem must have the same num_variables as the problem")
+    _check_configs(req.parameters, n)
+    if req.solver == "fujitsuDA3":
+        try:
+            groups = one_hot_groups(req.parameters, n)
+        except ValueError as exc:
+            raise ProblemError(str(exc)) from None
+        if groups:
+            add_one_hot_penalties(req.problem, groups)
+    return req

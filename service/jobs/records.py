@@ -1,0 +1,95 @@
+"""The job record and the store interface both backends (SQLite, Redis) implement.
+
+A job is created Waiting with its payload (the compact msgpack request); a worker claims it
+(Waiting -> Running, attempts + 1), then finishes it (Done with the compact reply, or Error with a
+message). Every transition is a compare-and-set on the status, so two workers, a restart and a
+user's cancel never both win. Owners are stored as a SHA-256 digest of the API key, never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from client.models import JobStatus
+
+__all__ = ["JobRecord", "JobStore", "JobLimitError", "new_job_id", "owner_of"]
+
+FINISHED = (JobStatus.DONE.value, JobStatus.ERROR.value, JobStatus.CANCELED.value)
+UNFINISHED = (JobStatus.WAITING.value, JobStatus.RUNNING.value)
+
+
+class JobLimitError(Exception):
+    """The owner already holds the per-key job limit (HTTP 429)."""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def owner_of(api_key: str | None) -> str:
+    """The stored owner of a key: a digest, so the store never holds a usable key."""
+    if api_key is None:
+        return "anonymous"
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    owner: str
+    status: str
+    version: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    message: str | None = None
+    kind: str = "da"  # "da" (DA JSON reply) or "compact" (msgpack reply)
+
+    @staticmethod
+    def create(owner: str, version: str, kind: str = "da") -> JobRecord:
+        return JobRecord(new_job_id(), owner, JobStatus.WAITING.value, version, time.time(), kind=kind)
+
+
+class JobStore(Protocol):
+    """What the job lifecycle needs from persistence."""
+
+    def create(self, record: JobRecord, payload: bytes, limit: int | None) -> None:
+        """Insert; JobLimitError if ``owner`` already holds ``limit`` jobs (atomic)."""
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def payload(self, job_id: str) -> bytes | None: ...
+
+    def result(self, job_id: str) -> bytes | None: ...
+
+    def list_owned(self, owner: str) -> list[JobRecord]: ...
+
+    def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
+        """Waiting -> Running (attempts + 1); None if the job is not Waiting."""
+
+    def finish(self, job_id: str, status: str, result: bytes | None, message: str | None) -> bool:
+        """Running -> Done/Error; False if it was not Running."""
+
+    def cancel(self, job_id: str) -> str | None:
+        """Waiting -> Canceled; returns the status after the call (None: no such job)."""
+
+    def requeue(self, job_id: str) -> bool:
+        """Running -> Waiting (a worker died or the server stopped mid-job)."""
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job; False (and nothing removed) if it is not finished."""
+
+    def unfinished(self) -> list[JobRecord]: ...
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status (at least Waiting and Running), for the metrics."""
+
+    def expire(self, older_than: float) -> int:
+        """Remove finished jobs that finished before ``older_than`` (epoch s)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,237 @@
+"""Scale-out on Redis with rq: the API enqueues, ``spinout worker`` processes run the jobs.
+
+Why rq: a small, well-kept, Redis-only queue whose jobs are plain Python calls; it brings
+worker registration, graceful shutdown and failure bookkeeping without a broker to run besides
+Redis (which also holds the job store). See docs/service.md.
+
+Dead workers: rq notices an abandoned job only a minute or more after its worker died (its
+heartbeat TTLs add 60 s). So each running job also holds a short lease (``lease:{id}``, a few
+seconds, renewed by a thread of the worker). A monitor thread, run by the API and by every
+worker, scans unfinished jobs: a Running job whose lease lapsed is put back to Waiting and
+re-enqueued (another worker takes it), or marked Error after ``max_attempts`` runs. The
+transitions are compare-and-set scripts, so several monitors never double-enqueue.
+
+Workers are rq ``SimpleWorker``s (no fork per job): the compiled kernels stay loaded, and a
+kill -9 of the worker really stops its job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from client.models import JobStatus
+
+from .lifecycle import execute_job, interrupted_message
+from .redis_store import RedisJobStore, lease_key
+
+__all__ = ["QUEUE_NAME", "RedisMonitor", "RedisRunner", "WorkerConfig", "run_job", "run_worker"]
+
+log = logging.getLogger("spinout.jobs")
+
+QUEUE_NAME = "spinout"
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker needs to run jobs (set by ``spinout worker`` from its settings)."""
+
+    job_time_limit: float | None = 3600.0
+    max_iterations: int | None = None
+    max_attempts: int = 3
+    lease_seconds: float = 5.0
+
+
+_config = WorkerConfig()
+_stop = threading.Event()
+
+
+def configure_worker(config: WorkerConfig) -> None:
+    global _config
+    _config = config
+
+
+#: A Waiting job not marked enqueued after this long is enqueued by the monitor.
+ORPHAN_SECONDS = 10.0
+
+
+def mark_enqueued(connection: Redis, job_id: str) -> None:
+    """Record that the job is in rq's queue (only while the job record still exists)."""
+    connection.eval("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], "
+                    "'enqueued_at', ARGV[1]) end return 0", 1, f"spinout:job:{job_id}", time.time())
+
+
+def _enqueue(connection: Redis, job_id: str, timeout: float | None) -> None:
+    from rq import Callback, Queue
+
+    queue = Queue(QUEUE_NAME, connection=connection)
+    queue.enqueue("service.jobs.redis_queue.run_job", job_id,
+                  job_timeout=int(timeout + 120) if timeout else -1, result_ttl=0, failure_ttl=86400,
+                  on_failure=Callback(on_rq_failure))
+
+
+def on_rq_failure(job: Any, connection: Redis, exc_type: type, exc: BaseException, tb: Any) -> None:
+    """rq could not run ``run_job`` (an exception outside the solve, a timeout): the job becomes
+    Error with the reason instead of waiting forever. Abandoned jobs (dead worker) are left to
+    the lease monitor, which may already have handed them to another worker."""
+    from rq.exceptions import AbandonedJobError
+
+    if isinstance(exc, AbandonedJobError) or not job.args:
+        return
+    RedisJobStore(connection).fail_unfinished(str(job.args[0]), f"the worker failed: {exc_type.__name__}: {exc}")
+
+
+class _Lease:
+    """Holds ``lease:{id}`` while a job runs, renewing it from a thread."""
+
+    def __init__(self, connection: Redis, job_id: str, seconds: float) -> None:
+        self.connection, self.key, self.seconds = connection, lease_key(job_id), seconds
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._renew, name="spinout-lease", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self.connection.set(self.key, os.getpid(), px=int(self.seconds * 1000))
+        self.thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self.done.wait(self.seconds / 3):
+            try:
+                self.connection.set(self.key, os.getpid(), px=int(self.seconds * 1000))
+            except Exception:  # Redis hiccup: the next renewal retries
+                log.warning("lease renewal failed", extra={"key": self.key})
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done.set()
+        self.thread.join(timeout=2)
+        self.connection.delete(self.key)
+
+
+def run_job(job_id: str) -> str | None:
+    """The rq job function: run one stored job under a lease."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_job must run inside an rq worker")
+    connection = job.connection
+    store = RedisJobStore(connection)
+    with _Lease(connection, job_id, _config.lease_seconds):
+        return execute_job(store, job_id, stop=_stop, time_limit=_config.job_time_limit,
+                           max_iterations=_config.max_iterations, max_attempts=_config.max_attempts)
+
+
+class RedisMonitor(threading.Thread):
+    """Finds jobs whose worker died (lease lapsed) and re-enqueues them or marks them Error."""
+
+    def __init__(self, connection: Redis, *, interval: float = 1.0, lease_seconds: float = 5.0,
+                 max_attempts: int = 3, job_time_limit: float | None = None) -> None:
+        super().__init__(name="spinout-monitor", daemon=True)
+        self.connection = connection
+        self.store = RedisJobStore(connection)
+        self.interval, self.lease_seconds = interval, lease_seconds
+        self.max_attempts, self.job_time_limit = max_attempts, job_time_limit
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.check()
+            except Exception:
+                log.exception("monitor pass failed")
+
+    def check(self) -> None:
+        now = time.time()
+        for record in self.store.unfinished():
+            if record.status == JobStatus.WAITING.value:
+                self._enqueue_orphan(record, now)
+                continue
+            if record.status != JobStatus.RUNNING.value:
+                continue
+            if self.connection.exists(lease_key(record.job_id)):
+                continue
+            if now - (record.started_at or now) < self.lease_seconds:
+                continue  # just claimed; the lease may not be visible yet
+            if record.attempts >= self.max_attempts:
+                if self.store.finish(record.job_id, JobStatus.ERROR.value, None,
+                                     interrupted_message(record.attempts)):
+                    log.warning("job abandoned too often; marked Error", extra={"job_id": record.job_id})
+            elif self.store.requeue(record.job_id):
+                log.warning("worker lost; re-enqueueing job", extra={"job_id": record.job_id})
+                _enqueue(self.connection, record.job_id, self.job_time_limit)
+
+    def _enqueue_orphan(self, record: Any, now: float) -> None:
+        """A Waiting job never marked enqueued (the API died between storing and enqueueing it)
+        is enqueued here; a duplicate run is impossible, the claim is compare-and-set."""
+        if now - record.created_at < ORPHAN_SECONDS:
+            return
+        key = f"spinout:job:{record.job_id}"
+        if self.connection.hget(key, "enqueued_at") is None and \
+                self.connection.hsetnx(key, "enqueued_at", now):
+            log.warning("enqueueing a job that was stored but never queued", extra={"job_id": record.job_id})
+            _enqueue(self.connection, record.job_id, self.job_time_limit)
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+class RedisRunner:
+    """The API side of the scale-out: store in Redis, jobs to rq, sync solves in-process."""
+
+    def __init__(self, url: str, *, job_time_limit: float | None, max_attempts: int,
+                 lease_seconds: float, sync_workers: int, max_iterations: int | None) -> None:
+        from .pool import EmbeddedRunner
+
+        self.connection = Redis.from_url(url)
+        self.store = RedisJobStore(self.connection)
+        self.job_time_limit = job_time_limit
+        self.monitor = RedisMonitor(self.connection, lease_seconds=lease_seconds,
+                                    max_attempts=max_attempts, job_time_limit=job_time_limit)
+        # Synchronous solves stay in the API process (they are short by the sync cap).
+        self._sync = EmbeddedRunner(self.store, sync_workers, job_time_limit=job_time_limit,
+                                    max_iterations=max_iterations, max_attempts=max_attempts)
+
+    def start(self) -> None:
+        self.connection.ping()
+        self.monitor.start()
+
+    def enqueue(self, job_id: str) -> None:
+        _enqueue(self.connection, job_id, self.job_time_limit)
+        mark_enqueued(self.connection, job_id)
+
+    async def solve_now(self, request: Any, time_limit: float | None, timeout: float | None = None) -> Any:
+        return await self._sync.solve_now(request, time_limit, timeout)
+
+    def shutdown(self) -> None:
+        self.monitor.stop()
+        self._sync.shutdown()
+        self.connection.close()
+
+
+def run_worker(url: str, config: WorkerConfig, *, name: str | None = None, burst: bool = False,
+               monitor_interval: float = 1.0) -> int:
+    """Serve jobs from Redis until stopped (SIGTERM/SIGINT: finish the current job, then exit)."""
+    from rq import Queue, SimpleWorker
+
+    from .solvers import warm_up
+
+    configure_worker(config)
+    warm_up()
+    connection = Redis.from_url(url)
+    connection.ping()
+    monitor = RedisMonitor(connection, interval=monitor_interval, lease_seconds=config.lease_seconds,
+                           max_attempts=config.max_attempts, job_time_limit=config.job_time_limit)
+    monitor.start()
+    worker = SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
+    try:
+        worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+    finally:
+        monitor.stop()
+        _stop.set()
+    return 0

@@ -1,0 +1,257 @@
+"""DA parameter blocks -> engine calls, and engine results -> DA replies.
+
+Mapping (see docs/service.md):
+    * fujitsuDA, fujitsuDAMixedMode -> ``anneal_da(moves="trial")``, the DA's own dynamics.
+      First-generation hardware is fixed point: unless ``expert_mode`` is true the problem is
+      rounded with ``to_hardware_precision`` and the manual temperatures are ignored (automatic
+      schedule); energies are always reported in the original units (``result.rescored``).
+    * fujitsuDA2, fujitsuDA2MixedMode -> ``anneal_da(moves="trial")`` on the original (64-bit)
+      coefficients; ``expert_mode`` false ignores manual temperatures.
+    * fujitsuDAPT -> ``parallel_tempering`` on the rounded problem (its default offset rate of
+      1,000 is in hardware units); fujitsuDA2PT -> ``parallel_tempering`` on the original one,
+      ``maximum_replica_temperature`` sets the ladder's hot end. number_iterations ->
+      num_sweeps 1:1, number_replicas -> num_replicas, moves="trial".
+    * fujitsuDA3 -> ``solve_time_limited``. With a penalty polynomial the annealed objective is
+      energy + penalty_coef x penalty; each solution reports both parts.
+    * ``random_seed`` -> ``seed``. Always ``parallel=False``: the service runs many jobs on a pool
+      of threads, one per core, and numba's parallel layer must not be entered from several.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from client.transport import CompactProblem, CompactReply, CompactRequest
+
+from .higher_order import restore_states
+
+__all__ = ["SolveOptions", "build_problem", "estimate_seconds", "qubo_solution_dict", "solve_request"]
+
+#: Rough cost of one single-bit trial on one core (s); used only to refuse oversized sync solves.
+SECONDS_PER_TRIAL = 1e-8
+
+
+class SolveOptions:
+    """Limits the service imposes on one solve."""
+
+    def __init__(self, time_limit: float | None = None, cancel: threading.Event | Callable[[], bool] | None = None,
+                 max_iterations: int | None = None) -> None:
+        self.time_limit = time_limit
+        self.cancel = cancel
+        self.max_iterations = max_iterations
+
+
+def build_problem(p: CompactProblem) -> Any:
+    """The engine problem of a CompactProblem (ValueError with a message on bad input)."""
+    from service.engine import BinaryQuadraticProblem
+
+    return BinaryQuadraticProblem.from_arrays(p.rows, p.cols, p.values, linear=p.linear,
+                                              constant=p.constant, num_variables=p.num_variables)
+
+
+def _config(cfg: Mapping[str, bool] | None) -> dict[int, bool] | None:
+    return None if not cfg else {int(k): bool(v) for k, v in cfg.items()}
+
+
+def estimate_seconds(request: CompactRequest) -> float:
+    """A rough single-core wall time of the request's solve, for the sync cap."""
+    p = request.parameters
+    n = request.problem.num_variables
+    if request.solver == "fujitsuDA3":
+        return float(p.get("time_limit_sec", 10))
+    copies = p.get("number_runs") or p.get("number_replicas") or 16
+    return float(copies) * float(p.get("number_iterations", 1)) * n * SECONDS_PER_TRIAL
+
+
+def solve_request(request: CompactRequest, options: SolveOptions | None = None) -> CompactReply:
+    """Run the request's solver on the engine; ValueError for a problem the engine refuses."""
+    from service.engine import anneal_da, parallel_tempering, solve_time_limited
+    from service.engine.precision import to_hardware_precision
+
+    options = options or SolveOptions()
+    start = time.perf_counter()
+    p = request.parameters
+    solver = request.solver
+    original = build_problem(request.problem)
+    penalty = None if request.penalty is None else build_problem(request.penalty)
+    objective = original
+    if penalty is not None:
+        coef = float(p.get("penalty_coef", 1.0))
+        objective = _combine(original, penalty, coef)
+    first_gen = solver in ("fujitsuDA", "fujitsuDAMixedMode", "fujitsuDAPT")
+    expert = bool(p.get("expert_mode", False))
+    annealed, scale = objective, 1.0
+    if first_gen and not expert:
+        annealed, scale = to_hardware_precision(objective)
+    seed = p.get("random_seed")
+    common: dict[str, Any] = dict(seed=seed, cancel=options.cancel, parallel=False,
+                                  time_limit=options.time_limit)
+    iterations = int(p.get("number_iterations", 1))
+    if options.max_iterations is not None and iterations > options.max_iterations:
+        raise ValueError(f"{solver}.number_iterations: {iterations} exceeds this server's cap of "
+                         f"{options.max_iterations}")
+    if solver in ("fujitsuDA", "fujitsuDAMixedMode", "fujitsuDA2", "fujitsuDA2MixedMode"):
+        manual = expert
+        result = anneal_da(
+            annealed, num_runs=int(p["number_runs"]), num_iterations=iterations,
+            temperature_start=p.get("temperature_start") if manual else None,
+            temperature_decay=p.get("temperature_decay") if manual else None,
+            temperature_interval=int(p.get("temperature_interval", 100)),
+            temperature_mode=p.get("temperature_mode", "EXPONENTIAL"),
+            noise_model=p.get("noise_model", "METROPOLIS"),
+            offset_increase_rate=p.get("offset_increase_rate"), moves="trial",
+            initial_state=_config(p.get("guidance_config")), solution_mode=p["solution_mode"],
+            **common)
+    elif solver in ("fujitsuDAPT", "fujitsuDA2PT"):
+        replicas = int(p["number_replicas"])
+        beta_range = None
+        top = p.get("maximum_replica_temperature")
+        if top is not None:
+            beta_range = _beta_range_with_top(annealed, float(top), seed)
+        result = parallel_tempering(
+            annealed, num_replicas=replicas, num_sweeps=iterations, beta_range=beta_range,
+            moves="trial", offset_increase_rate=p.get("offset_increase_rate"),
+            initial_states=_config(p.get("guidance_config")), solution_mode=p["solution_mode"],
+            **common)
+    elif solver == "fujitsuDA3":
+        limit = float(p["time_limit_sec"])
+        if options.time_limit is not None:
+            limit = min(limit, options.time_limit)
+        target = p.get("target_energy")
+        result = solve_time_limited(
+            annealed, time_limit_sec=limit, target_energy=target, num_run=int(p["num_run"]),
+            num_group=int(p["num_group"]), num_output_solution=int(p["num_output_solution"]),
+            guidance=_config(p.get("guidance_config")), fixed=_config(p.get("fixed_config")),
+            seed=seed, cancel=options.cancel, parallel=False)
+    else:
+        raise ValueError(f"unknown solver {solver!r}")
+    if annealed is not objective:
+        result = result.rescored(objective)
+    states, freq = result.states, result.frequencies
+    penalty_energies = None
+    if request.aux_pairs is not None:
+        states, freq = _drop_auxiliaries(states, freq, request.aux_pairs, request.num_output_variables)
+        full = np.zeros((len(states), original.num_variables), dtype=np.uint8)
+        full[:, : states.shape[1]] = states
+        states_for_energy = restore_states(full, request.aux_pairs, states.shape[1])
+    else:
+        states_for_energy = states
+    if penalty is None and request.aux_pairs is None:
+        # result.energies are exact on ``objective``, which is the original problem here
+        energies = np.asarray(result.energies, dtype=np.float64)
+        order = np.lexsort((-freq, energies))
+    else:
+        energies = np.atleast_1d(original.energies(states_for_energy)).astype(np.float64)
+    if penalty is None:
+        if request.aux_pairs is not None:
+            order = np.lexsort((-freq, energies))
+    else:
+        penalty_energies = np.atleast_1d(penalty.energies(states_for_energy)).astype(np.float64)
+        # Feasible (zero penalty) first, then by the annealed objective.
+        total = energies + float(p.get("penalty_coef", 1.0)) * penalty_energies
+        order = np.lexsort((energies, total, penalty_energies > 1e-9))
+    states, energies, freq = states[order], energies[order], freq[order]
+    if penalty_energies is not None:
+        penalty_energies = penalty_energies[order]
+    solve_seconds = time.perf_counter() - start
+    timing = {"setup": float(result.timing.get("setup", 0.0)),
+              "anneal": float(result.timing.get("anneal", 0.0)), "solve": solve_seconds}
+    return CompactReply(status="Done", states=states, energies=energies, frequencies=freq,
+                        penalty_energies=penalty_energies, timing=timing,
+                        # progress of a rounded problem is in hardware units: scale it back
+                        progress=[(float(t), float(e) / scale) for t, e in result.progress],
+                        stop_reason=result.stop_reason)
+
+
+def _drop_auxiliaries(states: np.ndarray, freq: np.ndarray, aux_pairs: np.ndarray,
+                      n_out: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The original variables of each state (auxiliaries dropped), duplicates merged."""
+    from service.engine.result import distinct_states
+
+    n = states.shape[1] - len(aux_pairs) if n_out is None else n_out
+    return distinct_states(np.ascontiguousarray(states[:, :n]), freq)
+
+
+def warm_up() -> float:
+    """Load every serial kernel the service uses (from numba's cache) so that the first request
+    does not pay for it; returns the seconds it took."""
+    from client.transport import CompactProblem
+
+    start = time.perf_counter()
+    problem = CompactProblem.from_arrays([0, 1, 2], [1, 2, 3], [1.0, -2.0, 1.5], linear=[-1.0, 0.5, -0.5, 1.0])
+    blocks: list[tuple[str, dict[str, Any]]] = [
+        ("fujitsuDA2", {"number_runs": 2, "number_iterations": 4}),
+        ("fujitsuDA2PT", {"number_replicas": 3, "number_iterations": 4})]
+    for solver, params in blocks:
+        params.update(solution_mode="COMPLETE", random_seed=0)
+        solve_request(CompactRequest(problem, solver, params))
+    dense = CompactProblem.from_arrays(*np.triu_indices(12, 1), np.ones(66), num_variables=12)
+    solve_request(CompactRequest(dense, "fujitsuDA2", {"number_runs": 2, "number_iterations": 4,
+                                                         "solution_mode": "COMPLETE"}))
+    return time.perf_counter() - start
+
+
+def _combine(a: Any, b: Any, coef: float) -> Any:
+    from service.engine import BinaryQuadraticProblem
+
+    ia, ja, va = a.to_triplets()
+    ib, jb, vb = b.to_triplets()
+    return BinaryQuadraticProblem.from_arrays(
+        np.concatenate([ia, ib]), np.concatenate([ja, jb]), np.concatenate([va, coef * vb]),
+        linear=a.linear + coef * b.linear, constant=a.constant + coef * b.constant,
+        num_variables=a.num_variables)
+
+
+def _beta_range_with_top(problem: Any, top_temperature: float, seed: int | None) -> tuple[float, float]:
+    """The automatic ladder's cold end, with the hot end at ``maximum_replica_temperature``."""
+    from service.engine import Replicas
+    from service.engine.schedule import beta_range_from_deltas
+
+    reps = Replicas(problem, 4, seed, parallel=False)
+    large, small = reps.delta_scales()
+    _, cold = beta_range_from_deltas(large, small)
+    hot = 1.0 / top_temperature
+    if hot >= cold:
+        cold = hot * 10.0
+    return hot, cold
+
+
+def _ms(seconds: float) -> int:
+    return int(round(max(seconds, 0.0) * 1000))
+
+
+def qubo_solution_dict(reply: CompactReply, version: str, *, queue_seconds: float = 0.0,
+                       total_seconds: float | None = None) -> dict[str, Any]:
+    """The DA ``qubo_solution`` of a reply for path ``version`` (v1/v2 int ms, v3+ str ms)."""
+    n = reply.num_variables
+    keys = [str(i) for i in range(n)]
+    v3 = version not in ("v1", "v2")
+    solutions = []
+    states = reply.states.astype(bool)
+    for k in range(len(reply.energies)):
+        sol: dict[str, Any] = {"energy": float(reply.energies[k]),
+                               "frequency": int(reply.frequencies[k]),
+                               "configuration": dict(zip(keys, states[k].tolist()))}
+        if v3:
+            sol["penalty_energy"] = (0.0 if reply.penalty_energies is None
+                                     else float(reply.penalty_energies[k]))
+        solutions.append(sol)
+    t = reply.timing
+    solve = t.get("solve", t.get("setup", 0.0) + t.get("anneal", 0.0))
+    total = total_seconds if total_seconds is not None else queue_seconds + solve
+    if v3:
+        timing: dict[str, Any] = {"cpu_time": str(_ms(solve)), "queue_time": str(_ms(queue_seconds)),
+                                  "solve_time": str(_ms(solve)), "total_elapsed_time": str(_ms(total)),
+                                  "detailed": {"anneal_time": str(_ms(t.get("anneal", 0.0)))}}
+        progress = [{"energy": float(e), "penalty_energy": 0.0, "time": round(float(s), 6)}
+                    for s, e in reply.progress if math.isfinite(e)]
+        return {"result_status": True, "solutions": solutions, "timing": timing, "progress": progress}
+    timing = {"cpu_time": _ms(solve), "queue_time": _ms(queue_seconds), "solve_time": _ms(solve),
+              "total_elapsed_time": _ms(total), "detailed": {"anneal_time": _ms(t.get("anneal", 0.0))}}
+    return {"result_status": True, "solutions": solutions, "timing": timing}

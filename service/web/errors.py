@@ -1,0 +1,85 @@
+"""Domain errors -> HTTP, in one place, always answered with the DA error envelope.
+
+``{"error": {"code", "title", "message"}}``. FastAPI's own 422 for a malformed body becomes a
+400 (the DA's code for bad input); an unexpected exception is a logged 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from client.models import error_title
+from client.transport import TransportError
+from service.jobs.manager import JobNotFoundError, SolveTimeoutError
+from service.jobs.parsing import ProblemError
+from service.jobs.records import JobLimitError
+
+__all__ = ["ApiError", "error_response", "install_error_handlers"]
+
+log = logging.getLogger("spinout.web")
+
+
+class ApiError(Exception):
+    """An HTTP error with the DA envelope."""
+
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.headers = code, message, headers
+
+
+def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"code": code, "title": error_title(code), "message": message}}
+    return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> Response:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(TransportError)
+    async def _transport(request: Request, exc: TransportError) -> Response:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(JobNotFoundError)
+    async def _missing(request: Request, exc: JobNotFoundError) -> Response:
+        return error_response(404, f"job {exc.args[0]} was not found")
+
+    @app.exception_handler(SolveTimeoutError)
+    async def _timeout(request: Request, exc: SolveTimeoutError) -> Response:
+        return error_response(504, f"the solve did not finish within the request timeout of "
+                                   f"{exc.args[0]:g} s; use the asynchronous routes for long solves")
+
+    @app.exception_handler(JobLimitError)
+    async def _limit(request: Request, exc: JobLimitError) -> Response:
+        return error_response(429, "Exceed limit of number of request.")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+            parts.append(f"{loc or 'body'}: {err.get('msg')}")
+        return error_response(400, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        return error_response(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal server error; the request id in the logs has details")

@@ -1,0 +1,258 @@
+"""Round trips against the real service (``spinout serve`` on loopback, see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import dimod
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from client import (NO_RETRY, AsyncSolverClient, AuthenticationError, BadRequestError, JobFailedError,
+                    LimitReachedError, NotFoundError, ProblemError, SolverClient, SolveTimeoutError,
+                    encode_problem)
+
+N = 10
+
+
+@pytest.fixture(scope="module")
+def qubo() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    q = rng.integers(-9, 10, size=(N, N)).astype(np.float64)
+    return np.triu(q)
+
+
+@pytest.fixture(scope="module")
+def ground(qubo: np.ndarray) -> float:
+    x = np.array(list(itertools.product([0, 1], repeat=N)), dtype=np.float64)
+    return float(np.einsum("ki,ij,kj->k", x, qubo, x).min())
+
+
+def forms(q: np.ndarray) -> dict[str, object]:
+    rows, cols = np.nonzero(q)
+    as_dict = {(int(i), int(j)): float(q[i, j]) for i, j in zip(rows, cols)}
+    return {
+        "dense": q,
+        "sparse": sp.coo_matrix(q),
+        "dict": as_dict,
+        "terms": [{"coefficient": c, "polynomials": [i, j]} for (i, j), c in as_dict.items()],
+        "bqm": dimod.BinaryQuadraticModel.from_qubo(as_dict),
+    }
+
+
+def check(result, problem, ground: float) -> None:
+    enc = encode_problem(problem)
+    assert result.states.shape[1] == N
+    np.testing.assert_allclose(result.energies, enc.energies(result.states))  # the service scored right
+    assert np.all(np.diff(result.energies) >= 0)
+    assert result.best.energy == pytest.approx(ground)
+
+
+@pytest.mark.parametrize("form", ["dense", "sparse", "dict", "terms", "bqm"])
+def test_sync_round_trip_each_form(service, qubo, ground, form) -> None:
+    problem = forms(qubo)[form]
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        result = client.solve(problem, "fujitsuDA2", number_iterations=2000, random_seed=1)
+    assert result.job_id is None
+    assert result.frequencies.sum() >= 1
+    check(result, problem, ground)
+    if form == "bqm":
+        assert result.labels == tuple(problem.variables)
+
+
+def test_v1_solvers_sync(service, qubo, ground) -> None:
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        for solver, params in (("fujitsuDA", {"number_iterations": 2000, "number_runs": 16}),
+                               ("fujitsuDAPT", {"number_iterations": 500, "number_replicas": 16})):
+            check(client.solve(qubo, solver, random_seed=3, **params), qubo, ground)
+
+
+@pytest.mark.parametrize("form", ["dense", "sparse", "dict", "terms", "bqm"])
+def test_async_round_trip_each_form(service, qubo, ground, form) -> None:
+    """fujitsuDA3 goes the asynchronous route; the finished job is fetched and removed."""
+    problem = forms(qubo)[form]
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        result = client.solve(problem, "fujitsuDA3", time_limit_sec=5, target_energy=ground)
+        check(result, problem, ground)
+        assert result.job_id and result.timing["total_elapsed_time"] < 5
+        assert result.job_id not in {j.job_id for j in client.list_jobs()}  # consumed
+        with pytest.raises(NotFoundError):
+            client.status(result.job_id)
+
+
+def test_async_client_concurrent_solves(service, qubo, ground) -> None:
+    problems = forms(qubo)
+
+    async def go():
+        async with AsyncSolverClient(service.url, api_key=service.api_key) as client:
+            assert await client.healthcheck()
+            sync = client.solve(problems["dense"], "fujitsuDA2", number_iterations=2000)
+            a = client.solve(problems["dict"], "fujitsuDA3", time_limit_sec=5, target_energy=ground)
+            b = client.solve(problems["bqm"], "fujitsuDA2", mode="async", number_iterations=2000)
+            return await asyncio.gather(sync, a, b)
+
+    results = asyncio.run(go())
+    for result, name in zip(results, ["dense", "dict", "bqm"]):
+        check(result, problems[name], ground)
+    assert results[0].job_id is None and results[1].job_id and results[2].job_id
+
+
+def test_submit_wait_keep_and_delete(service, qubo, ground) -> None:
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        job_id = client.submit(qubo, "fujitsuDA3", time_limit_sec=5, target_energy=ground)
+        assert client.status(job_id) in ("Waiting", "Running", "Done")
+        assert job_id in {j.job_id for j in client.list_jobs()}
+        result = client.wait(job_id)
+        check(result, qubo, ground)
+        again = client.result(job_id)  # waiting did not remove it
+        assert again is not None and again.best.energy == result.best.energy
+        assert client.delete(job_id) == "Deleted"
+        with pytest.raises(NotFoundError) as info:
+            client.result(job_id)
+        assert info.value.job_id == job_id
+
+
+def test_delete_and_cancel_leave_a_running_job(service, qubo) -> None:
+    """With one worker: a 2 s job runs, a second waits. DELETE leaves the running one alone,
+    cancel turns the waiting one to Canceled."""
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        running = client.submit(qubo, "fujitsuDA3", time_limit_sec=2)
+        waiting = client.submit(qubo, "fujitsuDA3", time_limit_sec=2)
+        deadline = time.monotonic() + 10
+        while client.status(running) == "Waiting" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.status(running) == "Running"
+        assert client.status(waiting) == "Waiting"
+        assert client.delete(running) == "Running"  # not removed
+        assert client.cancel(waiting) == "Canceled"
+        assert client.status(waiting) == "Canceled"
+        with pytest.raises(JobFailedError, match="canceled") as info:
+            client.wait(waiting)
+        assert info.value.job_id == waiting
+        assert client.cancel(running) in ("Running", "Done")  # only a Waiting job can be cancelled
+        assert client.wait(running, delete=True).status == "Deleted"
+        client.delete(waiting)
+        assert not {running, waiting} & {j.job_id for j in client.list_jobs()}
+
+
+def test_timeout_says_how_to_resume(service, qubo) -> None:
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        with pytest.raises(SolveTimeoutError) as info:
+            client.solve(qubo, "fujitsuDA3", time_limit_sec=2, timeout=0.3)
+        job_id = info.value.job_id
+        assert job_id and f"client.wait({job_id!r})" in str(info.value)
+        result = client.wait(job_id, timeout=30, delete=True)
+        assert result.job_id == job_id and len(result) >= 1
+
+
+def test_authentication_errors(service, qubo) -> None:
+    with SolverClient(service.url, api_key="not-a-key") as client, pytest.raises(AuthenticationError) as info:
+        client.list_jobs()
+    assert info.value.status_code == 401 and info.value.server_message
+    with SolverClient(service.url) as client, pytest.raises(BadRequestError):
+        client.list_jobs()  # no key at all: the DA answers 400
+
+
+def test_jobs_belong_to_their_key(service, qubo) -> None:
+    with SolverClient(service.url, api_key=service.api_key) as owner, \
+            SolverClient(service.url, api_key=service.other_key) as other:
+        job_id = owner.submit(qubo, "fujitsuDA3", time_limit_sec=1)
+        with pytest.raises(NotFoundError):
+            other.status(job_id)
+        assert job_id not in {j.job_id for j in other.list_jobs()}
+        owner.wait(job_id, delete=True)
+
+
+def test_server_side_bad_request_carries_message(service, qubo) -> None:
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        with pytest.raises(BadRequestError) as info:  # two problem forms in one body
+            client.solve(qubo, "fujitsuDA2", extra={"qubo_matrix": {"qubo": [{"qubo_row": [1.0]}]}})
+        assert info.value.status_code == 400 and info.value.server_message
+        with pytest.raises(NotFoundError):
+            client.status("no-such-job")
+        with pytest.raises(ProblemError):  # refused before sending: 1,025 bits on a v1 solver
+            client.solve({(0, 1024): 1.0}, "fujitsuDA")
+
+
+def test_job_limit_is_limit_reached(service, qubo) -> None:
+    with SolverClient(service.url, api_key=service.limit_key, retry=NO_RETRY) as client:
+        jobs = [client.submit(qubo, "fujitsuDA3", time_limit_sec=1) for _ in range(service.job_limit)]
+        with pytest.raises(LimitReachedError) as info:
+            client.submit(qubo, "fujitsuDA3", time_limit_sec=1)
+        assert info.value.status_code == 429
+        for job_id in jobs:
+            client.cancel(job_id)
+            client.wait(job_id, delete=True) if client.status(job_id) != "Canceled" else client.delete(job_id)
+        assert client.list_jobs() == []
+
+
+@pytest.fixture(scope="module")
+def big_qubo() -> np.ndarray:
+    """150 variables, dense: ~11,000 terms, past the compact transport's threshold."""
+    rng = np.random.default_rng(5)
+    return np.triu(rng.integers(-20, 21, size=(150, 150)).astype(np.float64))
+
+
+def test_compact_transport_same_answer_as_json(service, big_qubo) -> None:
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        compact = client.solve(big_qubo, "fujitsuDA2", number_iterations=3000, random_seed=9)
+        as_json = client.solve(big_qubo, "fujitsuDA2", number_iterations=3000, random_seed=9,
+                               transport="json")
+    assert compact.raw.get("transport") == "compact" and "transport" not in as_json.raw
+    np.testing.assert_allclose(compact.energies, encode_problem(big_qubo).energies(compact.states))
+    np.testing.assert_array_equal(compact.states, as_json.states)  # same seed, same problem
+    np.testing.assert_allclose(compact.energies, as_json.energies)
+
+
+def test_compact_transport_async_job(service, big_qubo) -> None:
+    async def go():
+        async with AsyncSolverClient(service.url, api_key=service.api_key) as client:
+            return await client.solve(big_qubo, "fujitsuDA3", time_limit_sec=1, transport="compact")
+
+    result = asyncio.run(go())
+    assert result.job_id and result.states.shape[1] == 150
+    np.testing.assert_allclose(result.energies, encode_problem(big_qubo).energies(result.states))
+
+
+def test_async_client_job_methods(service, qubo, ground) -> None:
+    async def go() -> None:
+        async with AsyncSolverClient(service.url, api_key=service.api_key) as client:
+            first = await client.submit(qubo, "fujitsuDA3", time_limit_sec=2)
+            second = await client.submit(qubo, "fujitsuDA3", time_limit_sec=1)
+            assert {first, second} <= {j.job_id for j in await client.list_jobs()}
+            assert await client.status(second) == "Waiting"  # one worker, busy with the first
+            assert await client.result(second) is None
+            assert await client.cancel(second) == "Canceled"
+            assert await client.delete(second) == "Deleted"
+            assert await client.delete(first) in ("Waiting", "Running")  # left alone
+            with pytest.raises(SolveTimeoutError) as info:
+                await client.wait(first, timeout=0.1)
+            result = await client.wait(info.value.job_id, timeout=30)
+            check(result, qubo, ground)
+            assert (await client.result(first)).best.energy == result.best.energy
+            assert await client.delete(first) == "Deleted"
+            with pytest.raises(NotFoundError):
+                await client.status(first)
+
+    asyncio.run(go())
+
+
+def test_one_client_shared_by_threads(service, qubo, ground) -> None:
+    """httpx's pool is thread-safe: one SolverClient can serve a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+    with SolverClient(service.url, api_key=service.api_key, max_connections=4) as client, \
+            ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda seed: client.solve(qubo, "fujitsuDA2", number_iterations=2000,
+                                                          random_seed=seed), range(8)))
+    for result in results:
+        check(result, qubo, ground)
+
+
+def test_da_prefix_in_base_url(service, qubo, ground) -> None:
+    """The service also serves every route under /da, as the DA does: a base URL with a path works."""
+    with SolverClient(service.url + "/da/", api_key=service.api_key) as client:
+        assert client.healthcheck()
+        check(client.solve(qubo, "fujitsuDA3", time_limit_sec=5, target_energy=ground), qubo, ground)
