@@ -31,6 +31,8 @@ InitialState = Mapping[int, bool] | np.ndarray | None
 ENSEMBLES_PER_GROUP = 2
 #: Single-flip trials per tempering round above which one ensemble's replicas run in parallel.
 PARALLEL_ROUND_WORK = 1 << 18
+#: Rounds of the first ladder-tuning stage (later stages double).
+TUNE_ROUNDS = 10
 #: How often the incremental local fields are recomputed exactly.
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
@@ -341,10 +343,13 @@ class Tempering:
         driver.observe(self.replicas)
         return rounds
 
-    def tune(self, driver: _Driver, rounds_per_stage: int, stages: int = 4) -> None:
-        """Feedback iterations of ``equalize_ladder`` from measured swap rates (part of the run)."""
+    def tune(self, driver: _Driver, first_stage_rounds: int, stages: int = 6) -> None:
+        """Feedback iterations of ``equalize_ladder`` from measured swap rates, in stages that
+        double in length: a usable ladder within a few dozen rounds, a refined one later. The
+        rounds are part of the search (replicas keep their states)."""
         if self.size < 3:
             return
+        rounds_per_stage = first_stage_rounds
         for _ in range(stages):
             self.accepted[:] = 0
             self._rounds_counted = 0
@@ -353,6 +358,7 @@ class Tempering:
             if driver.should_stop():
                 return
             self.ladder = equalize_ladder(self.ladder, self.swap_rates())
+            rounds_per_stage *= 2
         self.accepted[:] = 0
         self._rounds_counted = 0
 
@@ -529,7 +535,8 @@ def parallel_tempering(
     total_rounds = max(1, num_sweeps // steps_per_exchange)
     driver.begin_anneal()
     if tune_ladder:
-        tempering.tune(driver, min(max(total_rounds // 20, 10), 100))
+        # Six doubling stages take 63 x the first: about 5 % of the rounds, at least 10 first.
+        tempering.tune(driver, max(TUNE_ROUNDS, total_rounds // 1260))
     while tempering.rounds_done < total_rounds and not driver.should_stop():
         tempering.advance(driver, total_rounds - tempering.rounds_done)
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
@@ -579,7 +586,7 @@ def solve_time_limited(
         reps.reset_best()
 
     driver.begin_anneal()
-    tempering.tune(driver, 100)
+    tempering.tune(driver, TUNE_ROUNDS)
     while not driver.should_stop():
         tempering.advance(driver, None)
         harvest()
