@@ -1,0 +1,118 @@
+"""Ising-Dropout's masks and the paper's W* bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.dropout import registry
+from trainer.dropout.base import VariantSpec
+
+
+def make(include_input: bool = True, mode: str = "train", **options):
+    torch.manual_seed(0)
+    options.setdefault("solve_every", 1000)
+    spec = VariantSpec(sizes=[12, 8, 6, 3], include_input=include_input, mode=mode, options=options)
+    return registry.get("ising")(spec)
+
+
+def one_step(model, x, y, step: int = 1) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for s in range(step, step + 3):   # several steps so Adam's momentum is non-zero
+        model.before_step(x, s)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step(x, s)
+
+
+def test_dropped_units_keep_their_weights_and_kept_ones_train() -> None:
+    model = make()
+    x, y = torch.rand(16, 12), torch.randint(0, 3, (16,))
+    # warm Adam up with all units kept, then drop some
+    opt_state_model = model
+    one_step(opt_state_model, x, y)
+    state = np.ones(model.layout.num_variables, dtype=np.uint8)
+    dropped_in, dropped_h1, dropped_h2 = 3, 12 + 2, 12 + 8 + 4
+    state[[dropped_in, dropped_h1, dropped_h2]] = 0
+    model.set_state(state)
+    before = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in model.linears]
+    one_step(model, x, y)
+    w0, w1, w2 = (lin.weight.detach() for lin in model.linears)
+    b0, b1 = model.linears[0].bias.detach(), model.linears[1].bias.detach()
+    # outgoing weights of the dropped input pixel 3
+    assert torch.equal(w0[:, 3], before[0][0][:, 3])
+    # hidden unit 2 of h1: incoming row, bias and outgoing column
+    assert torch.equal(w0[2], before[0][0][2]) and torch.equal(b0[2], before[0][1][2])
+    assert torch.equal(w1[:, 2], before[1][0][:, 2])
+    # hidden unit 4 of h2
+    assert torch.equal(w1[4], before[1][0][4]) and torch.equal(b1[4], before[1][1][4])
+    assert torch.equal(w2[:, 4], before[2][0][:, 4])
+    # kept connections moved
+    assert not torch.equal(w0[0, 0], before[0][0][0, 0])
+    assert not torch.equal(w1[0, 0], before[1][0][0, 0])
+    assert not torch.equal(w2[0, 0], before[2][0][0, 0])
+
+
+def test_masks_apply_in_eval_only_in_train_plus_infer_mode() -> None:
+    x = torch.rand(4, 12)
+    for mode, changes in (("train", False), ("train+infer", True)):
+        model = make(mode=mode)
+        model.eval()
+        full = model(x)
+        state = np.ones(model.layout.num_variables, dtype=np.uint8)
+        state[12:16] = 0
+        model.set_state(state)
+        assert (not torch.allclose(model(x), full)) == changes
+
+
+def test_keep_masks_cover_every_candidate_layer() -> None:
+    model = make(include_input=False)
+    state = np.ones(model.layout.num_variables, dtype=np.uint8)
+    state[0] = 0
+    model.set_state(state)
+    masks = model.unit_keep_masks()
+    assert [m.numel() for m in masks] == [12, 8, 6]
+    assert float(masks[0].min()) == 1.0 and float(masks[1][0]) == 0.0
+
+
+def test_solving_sets_masks_from_the_engine() -> None:
+    model = make(solve_every=1)
+    x = torch.rand(16, 12)
+    model.before_step(x, 1)
+    assert model.num_solves == 1
+    assert set(np.unique(model.state)) <= {0, 1}
+    timings = model.timing_breakdown()
+    assert timings["solve"] > 0 and timings["ising_build"] > 0
+    parts = torch.cat(list(model.candidate_masks().values()))
+    assert np.array_equal(parts.numpy().astype(np.uint8), model.state)
+
+
+def test_kept_weights_follow_the_optimizer_bit_for_bit() -> None:
+    """Restoring dropped weights must not perturb kept ones: compare with a twin that skips it."""
+    x, y = torch.rand(16, 12), torch.randint(0, 3, (16,))
+    state = np.ones(12 + 8 + 6, dtype=np.uint8)
+    state[[0, 5, 12 + 1, 12 + 8 + 2]] = 0
+    runs = []
+    for bookkeeping in (True, False):
+        model = make()
+        opt = torch.optim.Adam(model.parameters(), lr=0.05)
+        for step in range(6):
+            if step == 3:
+                model.set_state(state)   # drop after Adam has momentum
+            model.before_step(x, step + 1)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if bookkeeping:
+                model.after_step(x, step + 1)
+        runs.append(model)
+    model, twin = runs
+    for index, (lin, lin_twin) in enumerate(zip(model.linears, twin.linears)):
+        w_mask, _ = model._restore[index]
+        kept = w_mask < 0.5
+        assert torch.equal(lin.weight[kept], lin_twin.weight[kept])
+        assert not torch.equal(lin.weight[~kept], lin_twin.weight[~kept])   # the twin's drifted

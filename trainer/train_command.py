@@ -1,0 +1,263 @@
+"""``spinout train``: train one MLP with a dropout variant and report its metrics.
+
+The last line of standard output is one JSON object (the run's metrics) so scripts and the
+reproduction grid can read it; the progress bar goes to standard error and a readable summary
+table precedes the JSON line. ``--out DIR`` also writes the JSON, the masks, the training curves
+and, with the input layer included, the kept-pixel mask as an image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .data import DATASETS
+
+#: Dedicated flags that are really variant options: (flag dest, option key).
+_OPTION_FLAGS = (("lambda_in", "lambda_in"), ("lambda_out", "lambda_out"), ("ising_energy", "ising_energy"),
+                 ("solve_every", "solve_every"), ("num_sweeps", "num_sweeps"), ("solver", "solver"),
+                 ("keep_ratio", "keep_ratio"))
+
+
+def _variant_names() -> list[str]:
+    from .dropout import registry
+    return registry.names()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``train`` arguments to ``parser``."""
+    names = _variant_names()
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory with the four IDX .gz files (default: $SPINOUT_DATA_DIR, "
+                             "then ~/.cache/spinout/<dataset>, downloading what is missing)")
+    parser.add_argument("--arch", default="784,100,100,10", help="layer sizes, input first")
+    parser.add_argument("--activation", default=None, choices=("sigmoid", "relu", "selu", "identity"),
+                        help="hidden units (default: sigmoid as in the paper; selu for 'alpha')")
+    parser.add_argument("--dropout", default="ising", choices=names, metavar="NAME",
+                        help=f"dropout variant: {', '.join(names)}")
+    parser.add_argument("--include-input", action="store_true", help="make the input layer a candidate")
+    parser.add_argument("--mode", choices=("train", "train+infer"), default="train",
+                        help="masks while training only, or also at inference (compression)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early stopping: epochs without a better validation accuracy")
+    parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    parser.add_argument("--limit-train", type=int, default=None, help="train on this many images only")
+    parser.add_argument("--limit-test", type=int, default=None, help="test on this many images only")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--p", type=float, default=None, help="drop probability (random variants)")
+    parser.add_argument("--lambda-in", type=float, default=None, help="DropNeuron incoming-group weight")
+    parser.add_argument("--lambda-out", type=float, default=None, help="DropNeuron outgoing-group weight")
+    parser.add_argument("--solver", default=None, help="Ising: 'embedded' (default) or a service URL")
+    parser.add_argument("--ising-energy", default=None, choices=("importance", "paper"),
+                        help="Ising: the default sound formulation, or the paper's eq. 5 literally")
+    parser.add_argument("--solve-every", type=int, default=None, help="Ising: re-solve every k mini-batches")
+    parser.add_argument("--num-sweeps", type=int, default=None, help="Ising: annealing sweeps per solve")
+    parser.add_argument("--keep-ratio", default=None,
+                        help="Ising: cardinality target, one fraction or one per layer (e.g. 0.6,0.7,0.75)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="any variant option, repeatable (e.g. --option estimator=knn)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default=None, help="directory for the JSON, masks and plots")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_options(items: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; a clear error on a missing ``=``."""
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option expects KEY=VALUE, got {item!r}")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def _error(message: str) -> int:
+    print(f"spinout train: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import DataError, load_dataset
+    from .dropout import VariantSpec, registry
+    from .harness import train
+    from .models import parse_sizes
+
+    try:
+        sizes = parse_sizes(args.arch)
+        options: dict[str, Any] = parse_options(args.option)
+        for dest, key in _OPTION_FLAGS:
+            value = getattr(args, dest, None)
+            if value is not None:
+                options[key] = value
+        for name, value in (("epochs", args.epochs), ("batch size", args.batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not (args.lr > 0 and math.isfinite(args.lr)):
+            raise ValueError(f"learning rate must be a positive number, got {args.lr}")
+        if args.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {args.threads}")
+    except ValueError as exc:
+        return _error(str(exc))
+    torch.set_num_threads(args.threads)
+    try:
+        data = load_dataset(args.dataset, args.data_dir, val_size=args.val_size, limit_train=args.limit_train,
+                            limit_test=args.limit_test, seed=args.seed)
+    except (DataError, ValueError) as exc:
+        return _error(str(exc))
+    if data.num_features != sizes[0]:
+        return _error(f"the architecture's input size {sizes[0]} does not match the data's "
+                      f"{data.num_features} features")
+    if sizes[-1] < data.num_classes:
+        return _error(f"the output layer has {sizes[-1]} units for {data.num_classes} classes")
+    activation = args.activation or ("selu" if args.dropout == "alpha" else "sigmoid")
+    torch.manual_seed(args.seed)
+    try:
+        spec = VariantSpec(sizes=sizes, include_input=args.include_input, p=args.p, mode=args.mode,
+                           activation=activation, seed=args.seed, options=options)
+        model = registry.get(args.dropout)(spec)
+    except (ValueError, KeyError) as exc:
+        return _error(str(exc).strip("'\""))
+
+    def on_epoch(record: Any) -> None:
+        rates = " ".join(f"h{i}={r:.1f}%" for i, r in enumerate(record.drop_rate_per_layer))
+        print(f"epoch {record.epoch:3d}  loss {record.loss:.4f}  train {record.train_accuracy:6.2f}%  "
+              f"val {record.val_accuracy:6.2f}%  {rates}  {record.seconds:.1f}s", flush=True)
+
+    try:
+        result = train(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, patience=args.patience, progress=not args.no_progress,
+                       max_steps_per_epoch=args.max_steps_per_epoch, on_epoch=on_epoch)
+    except (ValueError, FloatingPointError, RuntimeError) as exc:
+        return _error(str(exc))
+    summary = result_json(args, sizes, activation, options, result)
+    print(summary_table(summary))
+    if args.out:
+        write_outputs(Path(args.out), summary, model, result)
+    print(json.dumps(summary, separators=(",", ":")), flush=True)
+    return 0
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 4) if math.isfinite(value) else None
+
+
+def result_json(args: argparse.Namespace, sizes: list[int], activation: str, options: dict[str, Any],
+                result: Any) -> dict[str, Any]:
+    """The run's metrics as one JSON-ready dict (the CLI's last line)."""
+    per_step = result.seconds_per_step
+    return {
+        "dataset": args.dataset,
+        "arch": ",".join(map(str, sizes)),
+        "activation": activation,
+        "dropout": args.dropout,
+        "include_input": bool(args.include_input),
+        "mode": args.mode,
+        "test_accuracy": round(result.test_accuracy, 4),
+        "best_val_accuracy": round(result.best_val_accuracy, 4),
+        "best_epoch": result.best_epoch,
+        "drop_rate_per_layer": {f"h{i}": round(r, 4) for i, r in enumerate(result.drop_rate_per_layer)},
+        "params_total": result.params_total,
+        "params_removed_pct": round(result.params_removed_pct, 4),
+        "compression_ratio": _finite(result.compression_ratio),
+        "params_total_exact": result.params_total_exact,
+        "params_removed_pct_exact": round(result.params_removed_pct_exact, 4),
+        "epochs": result.epochs_run,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 3),
+        "ms_per_step": {k: round(1000 * v, 4) for k, v in per_step.items()},
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "p": args.p,
+        "options": {k: str(v) for k, v in options.items()},
+        "limit_train": args.limit_train,
+        "log": result.log,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """A small aligned table for humans."""
+    rates = ", ".join(f"{k} {v:.2f}%" for k, v in summary["drop_rate_per_layer"].items()) or "-"
+    steps = summary["ms_per_step"]
+    timing = ", ".join(f"{k} {v:.3f}" for k, v in steps.items() if v > 0)
+    rows = [
+        ("dataset / arch", f"{summary['dataset']} / {summary['arch']} ({summary['activation']})"),
+        ("dropout", f"{summary['dropout']} (mode {summary['mode']}, input "
+                    f"{'included' if summary['include_input'] else 'excluded'})"),
+        ("test accuracy", f"{summary['test_accuracy']:.2f}%"),
+        ("best val accuracy", f"{summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']})"),
+        ("units dropped", rates),
+        ("params removed", f"{summary['params_removed_pct']:.2f}% of {summary['params_total']} (eq. 6), "
+                           f"ratio {summary['compression_ratio']}"),
+        ("epochs / time", f"{summary['epochs']} epochs, {summary['steps']} steps, {summary['seconds']:.1f}s"),
+        ("ms per step", timing or "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 3 + max(len(v) for _, v in rows))
+    return "\n".join([line] + [f"{k:<{width}} | {v}" for k, v in rows] + [line])
+
+
+def write_outputs(out: Path, summary: dict[str, Any], model: Any, result: Any) -> None:
+    """result.json, masks.npz / masks.pt, curves.png (loss, accuracy, drop rates per epoch) and,
+    with the input layer included, input_mask.png (the kept pixels, like the paper's Fig. 4)."""
+    import numpy as np
+    import torch
+
+    from .harness import keep_masks
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    masks = keep_masks(model) or []
+    arrays = {f"h{i}": m.numpy() for i, m in enumerate(masks)}
+    if arrays:
+        np.savez(out / "masks.npz", **arrays)
+        torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, out / "masks.pt")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r.epoch for r in result.history]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4))
+    ax1.plot(epochs, [r.loss for r in result.history], marker="o")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2.plot(epochs, [r.train_accuracy for r in result.history], marker="o", label="train (masked)")
+    ax2.plot(epochs, [r.val_accuracy for r in result.history], marker="o", label="validation")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.legend()
+    for layer in range(len(result.history[0].drop_rate_per_layer) if result.history else 0):
+        ax3.plot(epochs, [r.drop_rate_per_layer[layer] for r in result.history], marker="o", label=f"h{layer}")
+    ax3.set_xlabel("epoch")
+    ax3.set_ylabel("units dropped (%)")
+    ax3.set_ylim(-2, 102)
+    if result.history and result.history[0].drop_rate_per_layer:
+        ax3.legend()
+    fig.suptitle(f"{summary['dataset']} {summary['arch']} {summary['dropout']} ({summary['mode']})")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=100)
+    plt.close(fig)
+    if summary["include_input"] and masks:
+        side = int(round(math.sqrt(masks[0].numel())))
+        if side * side == masks[0].numel():
+            fig, ax = plt.subplots(figsize=(3, 3))
+            ax.imshow(masks[0].numpy().reshape(side, side), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"kept pixels ({100 - summary['drop_rate_per_layer']['h0']:.1f}%)")
+            ax.axis("off")
+            fig.tight_layout()
+            fig.savefig(out / "input_mask.png", dpi=100)
+            plt.close(fig)
