@@ -209,8 +209,8 @@ class Replicas:
     def delta_scales(self) -> tuple[float, float]:
         """Typical single-flip |dE|: (median at random states, 5th percentile at local minima).
 
-        Quenches a copy of the replicas with greedy sweeps to find the minima; the original
-        replicas are untouched.
+        Quenches a copy of (up to 8 of) the replicas with greedy sweeps to find the minima; the
+        original replicas are untouched.
         """
         d_random = np.abs(self.fields[:, self.fixed == 0]).astype(np.float64)
         nonzero = d_random[d_random > 0]
@@ -220,8 +220,13 @@ class Replicas:
         probe = Replicas.__new__(Replicas)
         probe.__dict__.update(self.__dict__)
         for name in ("states", "fields", "energies", "offsets", "best_states", "best_energies", "rng"):
-            setattr(probe, name, getattr(self, name)[:16].copy())
-        probe.anneal(np.full(50, np.inf), False, 0.0, False)
+            setattr(probe, name, getattr(self, name)[:8].copy())
+        # Greedy sweeps (beta = inf) until no state changes, at most 40.
+        for _ in range(8):
+            before = probe.states.copy()
+            probe.anneal(np.full(5, np.inf), False, 0.0, False)
+            if np.array_equal(before, probe.states):
+                break
         probe.resync()
         d = (1.0 - 2.0 * probe.states) * probe.fields
         d = d[:, self.fixed == 0]
@@ -444,7 +449,10 @@ def anneal_da(
         raise ValueError(f"noise_model must be METROPOLIS or GIBBS, got {noise_model!r}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
     reps = Replicas(problem, num_runs, seed, initial_state, fixed, parallel)
-    large, small = reps.delta_scales()
+    # Measuring the problem costs a short quench: skip it when the caller set everything.
+    needs_scales = (temperature_start is None or temperature_decay is None or moves == "auto"
+                    or (offset_increase_rate is None and moves != "sweep"))
+    large, small = reps.delta_scales() if needs_scales else (1.0, 1.0)
     beta_hot, beta_cold = beta_range_from_deltas(large, small)
     if temperature_start is None:
         schedule = TemperatureSchedule.spanning(beta_hot, beta_cold, num_iterations,
