@@ -159,21 +159,26 @@ class BinaryQuadraticProblem:
         cls, h: np.ndarray, mat: Any, constant: float = 0.0, storage: str = "auto",
         dtype: Any = np.float64,
     ) -> BinaryQuadraticProblem:
-        """From linear terms and an already symmetric, zero-diagonal coupling matrix."""
-        mat = sp.csr_array(mat)
+        """From linear terms and an already symmetric, zero-diagonal coupling matrix (a dense
+        ndarray stays dense without a sparse detour, which keeps big dense builds lean)."""
         n = h.shape[0]
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         if storage not in ("auto", "dense", "sparse"):
             raise ValueError(f"storage must be 'auto', 'dense' or 'sparse', got {storage!r}")
-        density = mat.nnz / max(n * (n - 1), 1)
+        dense_input = isinstance(mat, np.ndarray)
+        nnz = int(np.count_nonzero(mat)) if dense_input else sp.csr_array(mat).nnz
+        density = nnz / max(n * (n - 1), 1)
+        couplings: np.ndarray | sp.csr_array
         if storage == "sparse" or (storage == "auto" and density <= SPARSE_DENSITY_THRESHOLD):
             csr = sp.csr_array(mat, dtype=dtype)
             csr.sort_indices()
-            couplings: np.ndarray | sp.csr_array = csr
+            couplings = csr
+        elif dense_input:
+            couplings = np.ascontiguousarray(mat, dtype=dtype)
         else:
-            couplings = np.ascontiguousarray(mat.toarray(), dtype=dtype)
+            couplings = np.ascontiguousarray(sp.csr_array(mat).toarray(), dtype=dtype)
         return cls(linear=h, couplings=couplings, constant=constant)
 
     @classmethod
@@ -199,7 +204,7 @@ class BinaryQuadraticProblem:
         h = np.diag(q).copy()
         sym = q + q.T
         np.fill_diagonal(sym, 0.0)
-        return cls.from_parts(h, sp.csr_array(sym), float(constant), storage, dtype)
+        return cls.from_parts(h, sym, float(constant), storage, dtype)
 
     @classmethod
     def from_dict(
@@ -301,15 +306,16 @@ class BinaryQuadraticProblem:
         _check_finite("h", hs)
         if isinstance(J, Mapping):
             keys = np.array(list(J.keys()), dtype=np.int64).reshape(-1, 2)
-            rows, cols = keys[:, 0], keys[:, 1]
             vals = np.fromiter(J.values(), dtype=np.float64, count=len(J))
+            spin = cls.from_arrays(keys[:, 0], keys[:, 1], vals, num_variables=hs.size,
+                                   storage="sparse")
         else:
-            coo = sp.coo_array(J if sp.issparse(J) else np.atleast_2d(np.asarray(J, dtype=np.float64)))
-            rows, cols, vals = coo.row, coo.col, coo.data
-        spin = cls.from_arrays(rows, cols, vals, num_variables=hs.size, storage="sparse")
-        # from_arrays puts J_ii into "linear"; for spins s_i^2 = 1, so it is a constant.
+            spin = cls.from_qubo_matrix(J, storage="sparse" if sp.issparse(J) else "auto")
+        if spin.num_variables != hs.size:
+            raise ValueError(f"h has {hs.size} entries but J is over {spin.num_variables} spins")
+        # The constructors put J_ii into "linear"; for spins s_i^2 = 1, so it is a constant.
         offset = float(offset) + float(spin.linear.sum())
-        jm = sp.csr_array(spin.couplings)
+        jm = spin.couplings
         row_sum = np.asarray(jm.sum(axis=1)).ravel()
         linear = 2.0 * hs - 2.0 * row_sum
         const = offset - hs.sum() + 0.5 * row_sum.sum()
