@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .data import DataSplits
-from .dropout.base import HarnessContext, exact_parameter_counts, paper_parameter_counts
+from .dropout.base import HarnessContext, exact_parameter_counts, is_deterministic, paper_parameter_counts
 
 EVAL_CHUNK = 10_000
 
@@ -39,8 +39,14 @@ class RunResult:
     """Metrics of one training run; percentages are in 0..100.
 
     ``params_*`` follow the paper's eq. 6 accounting (:func:`paper_parameter_counts`) unless the
-    method reports its own ``parameter_counts()``; ``params_*_exact`` count the weights and
-    biases a pruned network would really keep.
+    method reports its own ``parameter_counts()``. ``params_*_exact`` count the weights and
+    biases a pruned network would really keep when the method's keep masks are 0/1 (or it counts
+    its pruned weights itself): ``params_exact_basis`` is then "pruned". Random methods report
+    keep *fractions*, which prune nothing; for them the fields repeat eq. 6 with the expected
+    drop rates (what the paper's tables show) and the basis is "eq6-expected". ``selection``
+    says whose weights were evaluated: "best" (best validation accuracy), "best-selectable"
+    (best among the epochs the model's ``selectable`` hook allowed) or "last" (no epoch was
+    selectable).
     """
 
     test_accuracy: float
@@ -55,10 +61,12 @@ class RunResult:
     compression_ratio: float
     params_total_exact: int
     params_removed_pct_exact: float
+    params_exact_basis: str | None
     seconds: float
     timings: dict[str, float]
     history: list[EpochRecord] = field(default_factory=list)
     log: dict[str, Any] = field(default_factory=dict)
+    selection: str = "best"
 
     @property
     def seconds_per_step(self) -> dict[str, float]:
@@ -222,7 +230,9 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
 
     The weights (and mask buffers) of the epoch with the best validation accuracy are restored
     before ``finish_training`` and the test evaluation. With ``patience`` set, training stops
-    after that many epochs without a better validation accuracy.
+    after that many epochs without a better validation accuracy. A model with a
+    ``selectable(epoch)`` hook restricts both to the epochs it allows (e.g. SparseVD: after the
+    KL warm-up); if it allows none, the last epoch's weights are kept.
 
     Args:
         model: the network built by a variant factory.
@@ -245,6 +255,7 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
     trainer = Trainer(model, data, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
                       max_steps_per_epoch=max_steps_per_epoch)
     epoch_hook = _hook(model, "on_epoch_end")
+    selectable = _hook(model, "selectable")
     best_val, best_epoch, best_state, stale = -math.inf, 0, None, 0
     for _ in range(epochs):
         t0 = time.perf_counter()
@@ -259,6 +270,8 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
         trainer.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        if selectable is not None and not selectable(trainer.epochs_done):
+            continue
         if val_acc > best_val:
             best_val, best_epoch, stale = val_acc, trainer.epochs_done, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -266,7 +279,12 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
             stale += 1
             if patience is not None and stale >= patience:
                 break
-    if best_state is not None:
+    if best_state is None:  # no selectable epoch: keep the last one as it is
+        selection = "last"
+        best_epoch = trainer.epochs_done
+        best_val = trainer.history[-1].val_accuracy if trainer.history else math.nan
+    else:
+        selection = "best" if selectable is None else "best-selectable"
         model.load_state_dict(best_state)
         restore = _hook(model, "on_state_restored")
         if restore is not None:
@@ -277,7 +295,9 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
         finish(trainer.context())
         trainer.timings["hooks"] += time.perf_counter() - th
     test_acc = trainer.evaluate(data.test_x, data.test_y)
-    return summarize(model, trainer, test_acc, best_val, best_epoch, time.perf_counter() - start)
+    result = summarize(model, trainer, test_acc, best_val, best_epoch, time.perf_counter() - start)
+    result.selection = selection
+    return result
 
 
 def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: float, best_epoch: int,
@@ -294,10 +314,15 @@ def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: flo
     elif len(sizes) >= 3:
         keep = [float(m.mean()) for m in masks] if masks else None
         total, remaining = paper_parameter_counts(sizes, keep)
-    total_exact, removed_exact_pct = 0, 0.0
-    if masks and len(sizes) >= 2:
+    total_exact, removed_exact_pct, basis = 0, 0.0, None
+    if counts_hook is not None and total:
+        total_exact, removed_exact_pct, basis = total, 100.0 * (1 - remaining / total), "pruned"
+    elif masks and len(sizes) >= 2 and is_deterministic(masks):
         total_exact, rem_exact = exact_parameter_counts(sizes, masks)
-        removed_exact_pct = 100.0 * (1 - rem_exact / total_exact)
+        removed_exact_pct, basis = 100.0 * (1 - rem_exact / total_exact), "pruned"
+    elif masks and len(sizes) >= 3:
+        total_exact, rem_expected = paper_parameter_counts(sizes, [float(m.mean()) for m in masks])
+        removed_exact_pct, basis = 100.0 * (1 - rem_expected / total_exact), "eq6-expected"
     removed_pct = 100.0 * (1.0 - remaining / total) if total else 0.0
     ratio = total / remaining if remaining > 0 else math.inf
     timings = dict(trainer.timings)
@@ -306,5 +331,5 @@ def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: flo
                      epochs_run=trainer.epochs_done, steps=trainer.steps, drop_rate_per_layer=rates,
                      params_total=total, params_remaining=remaining, params_removed_pct=removed_pct,
                      compression_ratio=ratio, params_total_exact=total_exact,
-                     params_removed_pct_exact=removed_exact_pct, seconds=seconds, timings=timings,
+                     params_removed_pct_exact=removed_exact_pct, params_exact_basis=basis, seconds=seconds, timings=timings,
                      history=trainer.history, log=trainer.log)

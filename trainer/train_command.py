@@ -29,18 +29,42 @@ def _variant_names() -> list[str]:
     return registry.names()
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps hyphenated variant names (``dropalan-beta-scaled``) whole when help text wraps, and
+    the epilog's one-variant-per-line layout."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def _variant_epilog() -> str:
+    import textwrap
+
+    from .dropout import registry
+    lines = ["variant options (--option KEY=VALUE; others are rejected):"]
+    for name in registry.names():
+        known = sorted(registry.known_options(name))
+        lines += textwrap.wrap(f"{name}: {', '.join(known) if known else '(none)'}", 78,
+                               initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False)
+    return "\n".join(lines)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` arguments to ``parser``."""
     names = _variant_names()
+    parser.formatter_class = _HelpFormatter
+    parser.epilog = _variant_epilog()
     parser.add_argument("--dataset", choices=DATASETS, default="mnist")
     parser.add_argument("--data-dir", default=None,
                         help="directory with the four IDX .gz files (default: $SPINOUT_DATA_DIR, "
                              "then ~/.cache/spinout/<dataset>, downloading what is missing)")
     parser.add_argument("--arch", default="784,100,100,10", help="layer sizes, input first")
     parser.add_argument("--activation", default=None, choices=("sigmoid", "relu", "selu", "identity"),
-                        help="hidden units (default: sigmoid as in the paper; selu for 'alpha')")
+                        help="hidden units (default: sigmoid as in the paper; 'alpha' always uses selu and the "
+                             "DropAlan variants identity)")
     parser.add_argument("--dropout", default="ising", choices=names, metavar="NAME",
-                        help=f"dropout variant: {', '.join(names)}")
+                        help=f"dropout variant, one of: {', '.join(names)} (default: ising)")
     parser.add_argument("--include-input", action="store_true", help="make the input layer a candidate")
     parser.add_argument("--mode", choices=("train", "train+infer"), default="train",
                         help="masks while training only, or also at inference (compression)")
@@ -65,7 +89,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-ratio", default=None,
                         help="Ising: cardinality target, one fraction or one per layer (e.g. 0.6,0.7,0.75)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="any variant option, repeatable (e.g. --option estimator=knn)")
+                        help="a variant option, repeatable (e.g. --option estimator=knn); each "
+                             "variant's valid keys are listed below")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="directory for the JSON, masks and plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -109,6 +134,7 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"learning rate must be a positive number, got {args.lr}")
         if args.threads < 1:
             raise ValueError(f"threads must be >= 1, got {args.threads}")
+        registry.check_options(args.dropout, options)
     except ValueError as exc:
         return _error(str(exc))
     torch.set_num_threads(args.threads)
@@ -126,10 +152,16 @@ def main(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     try:
         spec = VariantSpec(sizes=sizes, include_input=args.include_input, p=args.p, mode=args.mode,
-                           activation=activation, seed=args.seed, options=options)
+                           activation=activation, seed=args.seed, options=options,
+                           num_train=int(data.train_x.shape[0]))
         model = registry.get(args.dropout)(spec)
     except (ValueError, KeyError) as exc:
         return _error(str(exc).strip("'\""))
+    # Some variants fix their own units (alpha: SELU, DropAlan: none): report what was built.
+    activation = str(getattr(model, "activation_name", activation))
+    if args.activation is not None and args.activation != activation:
+        print(f"spinout train: note: --activation {args.activation} does not apply to {args.dropout}, "
+              f"whose network uses {activation}", file=sys.stderr)
 
     def on_epoch(record: Any) -> None:
         rates = " ".join(f"h{i}={r:.1f}%" for i, r in enumerate(record.drop_rate_per_layer))
@@ -174,6 +206,8 @@ def result_json(args: argparse.Namespace, sizes: list[int], activation: str, opt
         "compression_ratio": _finite(result.compression_ratio),
         "params_total_exact": result.params_total_exact,
         "params_removed_pct_exact": round(result.params_removed_pct_exact, 4),
+        "params_exact_basis": result.params_exact_basis,
+        "epoch_selection": result.selection,
         "epochs": result.epochs_run,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
@@ -199,10 +233,13 @@ def summary_table(summary: dict[str, Any]) -> str:
         ("dropout", f"{summary['dropout']} (mode {summary['mode']}, input "
                     f"{'included' if summary['include_input'] else 'excluded'})"),
         ("test accuracy", f"{summary['test_accuracy']:.2f}%"),
-        ("best val accuracy", f"{summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']})"),
+        ("best val accuracy", f"{summary['best_val_accuracy']:.2f}% (epoch {summary['best_epoch']}, "
+                              f"{summary['epoch_selection']})"),
         ("units dropped", rates),
         ("params removed", f"{summary['params_removed_pct']:.2f}% of {summary['params_total']} (eq. 6), "
                            f"ratio {summary['compression_ratio']}"),
+        ("params removed, exact", f"{summary['params_removed_pct_exact']:.2f}% of {summary['params_total_exact']} "
+                                  f"({summary['params_exact_basis'] or '-'})"),
         ("epochs / time", f"{summary['epochs']} epochs, {summary['steps']} steps, {summary['seconds']:.1f}s"),
         ("ms per step", timing or "-"),
     ]

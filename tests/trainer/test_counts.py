@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.dropout.base import exact_parameter_counts, paper_parameter_counts, paper_parameter_terms
+from trainer.data import DataSplits
+from trainer.dropout import registry
+from trainer.dropout.base import (VariantSpec, exact_parameter_counts, is_deterministic, paper_parameter_counts,
+                                  paper_parameter_terms)
+from trainer.harness import train
 
 
 def eq6(sizes: list[int]) -> int:
@@ -50,3 +54,49 @@ def test_exact_counts_remove_incoming_and_outgoing_weights() -> None:
     total, remaining = exact_parameter_counts(sizes, masks)
     assert total == 4 * 3 + 3 + 3 * 2 + 2
     assert remaining == 2 * 2 + 2 + 2 * 2 + 2
+
+
+def test_exact_counts_refuse_keep_fractions() -> None:
+    """A random method's 0.5 keep rate prunes nothing; it must not be read as 'all removed'."""
+    with pytest.raises(ValueError, match="0/1 keep masks"):
+        exact_parameter_counts([4, 3, 2], [torch.full((4,), 0.5), torch.ones(3)])
+    assert is_deterministic([torch.tensor([0.0, 1.0]), torch.ones(3)])
+    assert not is_deterministic([torch.tensor([0.0, 0.97])])
+
+
+def _tiny_data() -> DataSplits:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 20, generator=gen)
+    y = (x[:, 0] > 0.5).long()
+    return DataSplits("tiny", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
+
+
+@pytest.mark.parametrize(("name", "include_input", "basis"), [
+    ("dropout", True, "eq6-expected"),
+    ("dropout", False, "eq6-expected"),
+    ("alpha", True, "eq6-expected"),
+    ("dropalan-beta", False, "eq6-expected"),
+    ("none", False, "pruned"),
+    ("gaussian", True, "pruned"),
+    ("ising", True, "pruned"),
+    ("dropneuron", False, "pruned"),
+    ("sparsevd", False, "pruned"),
+])
+def test_exact_fields_say_their_basis(name: str, include_input: bool, basis: str) -> None:
+    torch.manual_seed(0)
+    model = registry.get(name)(VariantSpec([20, 8, 6, 2], include_input=include_input, mode="train+infer"))
+    result = train(model, _tiny_data(), epochs=1, lr=0.01, seed=0)
+    assert result.params_exact_basis == basis
+    assert 0.0 <= result.params_removed_pct_exact < 100.0
+    if basis == "eq6-expected":  # random methods: the paper's count with the expected drop rates
+        assert result.params_removed_pct_exact == pytest.approx(result.params_removed_pct)
+        assert result.params_total_exact == result.params_total
+
+
+def test_dropout_with_input_reports_half_the_parameters_not_all() -> None:
+    torch.manual_seed(0)
+    model = registry.get("dropout")(VariantSpec([20, 8, 6, 2], include_input=True))
+    result = train(model, _tiny_data(), epochs=1, lr=0.01, seed=0)
+    removed = 100 * (1 - paper_parameter_counts([20, 8, 6, 2], [0.5, 0.5, 0.5])[1] / result.params_total)
+    assert result.params_removed_pct_exact == pytest.approx(removed)
+    assert 45.0 < result.params_removed_pct_exact < 50.0

@@ -19,13 +19,24 @@ by name: it calls ``forward`` for the loss and then looks for these OPTIONAL hoo
 ``on_state_restored() -> None``
     after the harness reloads the best epoch's ``state_dict`` (buffers such as masks included),
     for methods that keep derived state outside the buffers.
+``selectable(epoch) -> bool``
+    whether the weights after ``epoch`` completed epochs may be chosen by best-epoch restoration
+    and count towards early stopping. Methods whose compression builds up during training use
+    it so that restoration cannot throw the compression away: SparseVD allows only epochs after
+    its KL warm-up (``epoch > kl_warmup_end``); DropNeuron, whose group regularisers prune more
+    the longer they act, allows none unless its ``select_from`` option says from which epoch on,
+    so by default its last epoch is kept. Non-selectable epochs neither set the best weights nor
+    advance the patience counter; when no epoch is selectable the last epoch's weights are used.
+    Without the hook every epoch is selectable.
 ``finish_training(context) -> None``
     once after the last epoch and after the best weights are restored (pruning, MI retraining);
     ``context.fit(epochs)`` trains further on the same data.
 ``unit_keep_masks() -> list[Tensor]``
     for layers 0..N (input, hidden), a float tensor per layer with each unit's kept fraction
     (1 = kept, 0 = dropped; values in between for random methods). Drives the reported drop
-    rate per layer and, through :func:`paper_parameter_counts`, the compression.
+    rate per layer and, through :func:`paper_parameter_counts`, the compression. Only 0/1
+    masks describe a network that can really be pruned (:func:`exact_parameter_counts`); for
+    fractional ones the harness reports eq. 6 with the expected drop rates, as the paper does.
 ``parameter_counts() -> tuple[int, int]``
     (total, remaining) when the method counts compression its own way (pruned weights).
 ``timing_breakdown() -> dict[str, float]``
@@ -50,7 +61,7 @@ Example, a variant that drops a fixed half of every hidden layer::
         def unit_keep_masks(self):
             return [getattr(m, "mask", torch.ones(n)) for m, n in zip(self.unit_modules, self.sizes)]
 
-    @register("half")
+    @register("half", options=())   # the keys it reads from spec.options, none here
     def build(spec: VariantSpec) -> nn.Module:
         return HalfNet(spec.sizes, spec.activation,
                        unit_dropout=lambda layer, n: FixedMask(n) if layer else None)
@@ -78,8 +89,11 @@ class VariantSpec:
         mode: "train" (masks only while training) or "train+infer" (also at test time).
         activation: hidden non-linearity ("sigmoid" as in the paper).
         seed: seed for the method's own randomness.
-        options: free-form extras, e.g. ``{"lambda_in": 1e-4, "estimator": "knn"}``; values
-            arrive as strings from ``--option key=value`` unless a dedicated flag typed them.
+        options: method-specific extras, e.g. ``{"lambda_in": 1e-4, "estimator": "knn"}``; values
+            arrive as strings from ``--option key=value`` unless a dedicated flag typed them. Each
+            variant declares the keys it accepts when it registers; others are rejected.
+        num_train: the training-set size when known before training (methods whose loss scales
+            with it, such as SparseVD's KL term, need it from the first step).
     """
 
     sizes: list[int]
@@ -89,12 +103,15 @@ class VariantSpec:
     activation: str = "sigmoid"
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    num_train: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.p is not None and not 0.0 <= float(self.p) < 1.0:
             raise ValueError(f"p must be in [0, 1), got {self.p}")
+        if self.num_train is not None and int(self.num_train) < 1:
+            raise ValueError(f"num_train must be >= 1, got {self.num_train}")
 
     def option(self, name: str, default: Any, cast: Callable[[Any], Any] | None = None) -> Any:
         """Read an option with a default, converting strings with ``cast`` (bool-aware)."""
@@ -175,14 +192,26 @@ def paper_parameter_counts(sizes: Sequence[int], keep_fractions: Sequence[float]
     return total, float(total) - removed
 
 
+def is_deterministic(keep_masks: Sequence[torch.Tensor]) -> bool:
+    """True when every mask entry is exactly 0 or 1 (units kept or removed for good)."""
+    return all(bool(((m == 0) | (m == 1)).all()) for m in keep_masks)
+
+
 def exact_parameter_counts(sizes: Sequence[int], keep_masks: Sequence[torch.Tensor]) -> tuple[int, int]:
     """(total weights and biases, those still used) when units are removed for good.
 
     A dropped unit removes its incoming weights and bias (hidden) and its outgoing weights; this
     is the physical size of the pruned network, reported beside the paper's count.
+
+    Raises:
+        ValueError: a mask holds a fraction (a random method's keep rate): such a network
+            cannot be pruned, use :func:`paper_parameter_counts` with the fractions instead.
     """
     sizes = list(sizes)
+    if not is_deterministic(keep_masks):
+        raise ValueError("exact counts need 0/1 keep masks; fractional ones are expected keep rates "
+                         "(use paper_parameter_counts)")
     total = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    kept = [int(torch.count_nonzero(m > 0.5)) for m in keep_masks] + [sizes[-1]]
+    kept = [int(torch.count_nonzero(m)) for m in keep_masks] + [sizes[-1]]
     remaining = sum(kept[l] * kept[l + 1] + kept[l + 1] for l in range(len(sizes) - 1))
     return total, remaining

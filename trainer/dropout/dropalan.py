@@ -181,4 +181,4 @@ def _factory(kind: str, scaled: bool) -> Callable[[VariantSpec], nn.Module]:
 
 for _name, _kind, _scaled in (("dropalan-alpha", "alpha", False), ("dropalan-beta", "beta", False),
                               ("dropalan-beta-scaled", "beta", True)):
-    register(_name)(_factory(_kind, _scaled))
+    register(_name, options=("max_rate", "inference"))(_factory(_kind, _scaled))

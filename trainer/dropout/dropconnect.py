@@ -132,7 +132,7 @@ class DropConnectMLP(MLP):
         return f"{super().extra_repr()}, p={self.p}, inference={self.inference}, num_samples={self.num_samples}"
 
 
-@register("dropconnect")
+@register("dropconnect", options=("inference", "num_samples"))
 def build(spec: VariantSpec) -> nn.Module:
     """Weight drop rate ``p`` (default 0.5) on the connections leaving every hidden layer and,
     with ``include_input``, those leaving the input; options ``inference`` (mean | moment) and

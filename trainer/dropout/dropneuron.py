@@ -196,11 +196,16 @@ class DropNeuronMLP(MLP):
         lambda_out: coefficient of ``lo`` on every layer.
         l1: L1 coefficient beside the group terms (the paper's MNIST run adds 1e-4; default 2e-5).
         threshold: prune ``|w| <`` this after training (0.01).
+        select_from: the first epoch (epochs completed) that best-epoch restoration and early
+            stopping may consider; None (default): none, the last epoch is kept, since the group
+            norms prune more the longer they act and an early "best" epoch would discard that.
     """
 
     def __init__(self, sizes: list[int], activation: str = "sigmoid", lambda_in: float = DEFAULT_LAMBDA_IN,
                  lambda_out: float = DEFAULT_LAMBDA_OUT, l1: float = DEFAULT_L1,
-                 threshold: float = DEFAULT_THRESHOLD) -> None:
+                 threshold: float = DEFAULT_THRESHOLD, select_from: int | None = None) -> None:
+        if select_from is not None and select_from < 1:
+            raise ValueError(f"DropNeuron select_from must be >= 1 epoch, got {select_from}")
         for name, value in (("lambda_in", lambda_in), ("lambda_out", lambda_out), ("l1", l1),
                             ("threshold", threshold)):
             if not (value >= 0.0 and value < float("inf")):
@@ -208,6 +213,7 @@ class DropNeuronMLP(MLP):
         super().__init__(sizes, activation)
         self.lambda_in, self.lambda_out, self.l1 = float(lambda_in), float(lambda_out), float(l1)
         self.threshold = float(threshold)
+        self.select_from = select_from
         self.pruned = False
 
     def layers(self) -> list[nn.Linear]:
@@ -220,6 +226,11 @@ class DropNeuronMLP(MLP):
 
     def regularization_loss(self) -> torch.Tensor:
         return group_regularizer(self.weights(), self.lambda_in, self.lambda_out, self.l1)
+
+    def selectable(self, epoch: int) -> bool:
+        """Whether the weights after ``epoch`` completed epochs may be restored as the best ones:
+        only from ``select_from`` on (never by default, so the last, sparsest epoch is kept)."""
+        return self.select_from is not None and epoch >= self.select_from
 
     def finish_training(self, context: HarnessContext) -> None:
         """Prune ``|w| < threshold``, remove dead units, and log what went."""
@@ -257,16 +268,18 @@ class DropNeuronMLP(MLP):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, lambda_in={self.lambda_in}, lambda_out={self.lambda_out}, "
-                f"l1={self.l1}, threshold={self.threshold}")
+                f"l1={self.l1}, threshold={self.threshold}, select_from={self.select_from}")
 
 
-@register("dropneuron")
+@register("dropneuron", options=("lambda_in", "lambda_out", "l1", "threshold", "select_from"))
 def build(spec: VariantSpec) -> nn.Module:
-    """Options ``lambda_in``, ``lambda_out`` (1e-4 each), ``l1`` (2e-5), ``threshold`` (0.01);
+    """Options ``lambda_in``, ``lambda_out`` (1e-4 each), ``l1`` (2e-5), ``threshold`` (0.01),
+    ``select_from`` (none: the last epoch is kept rather than the best validation epoch);
     ``p``, ``mode`` and ``include_input`` have no effect (input pixels are removed through
     ``lo`` on the first layer)."""
     return DropNeuronMLP(spec.sizes, spec.activation,
                          lambda_in=spec.option("lambda_in", DEFAULT_LAMBDA_IN, float),
                          lambda_out=spec.option("lambda_out", DEFAULT_LAMBDA_OUT, float),
                          l1=spec.option("l1", DEFAULT_L1, float),
-                         threshold=spec.option("threshold", DEFAULT_THRESHOLD, float))
+                         threshold=spec.option("threshold", DEFAULT_THRESHOLD, float),
+                         select_from=spec.option("select_from", None, int))

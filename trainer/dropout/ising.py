@@ -324,7 +324,7 @@ class IsingDropoutMLP(MLP):
                 f"solve_every={self.solve_every}, solver={self.solver_spec}")
 
 
-@register("ising")
+@register("ising", options=KNOWN_OPTIONS)
 def build(spec: VariantSpec) -> nn.Module:
     """Ising-Dropout; ``spec.options`` as in this module's table."""
     return IsingDropoutMLP(spec)

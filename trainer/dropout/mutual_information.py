@@ -357,7 +357,8 @@ class MutualInformationMLP(MLP):
                 f"fill={self.fill}")
 
 
-@register("mi")
+@register("mi", options=("estimator", "bins", "binning", "k", "samples", "tolerance",
+                          "retrain_epochs", "fill"))
 def build(spec: VariantSpec) -> nn.Module:
     """Options ``estimator`` (histogram | knn), ``bins`` (30), ``binning`` (quantile | uniform),
     ``k`` (3), ``samples`` (10000), ``fill`` (mean | zero),

@@ -137,7 +137,8 @@ class SparseVDMLP(MLP):
         sizes, activation: as :class:`trainer.models.MLP`.
         kl_warmup_start, kl_warmup_end: epochs between which the KL weight rises from 0 to 1.
         num_train: training-set size N for the KL scale; learnt from the harness at the end of
-            the first epoch when not given (the KL weight of epoch 0 is then taken as 0).
+            the first epoch when not given (the KL weight of epoch 0 is then taken as 0). The
+            CLI passes it (``VariantSpec.num_train``), so the KL can act from the first step.
         threshold: prune ``log alpha >=`` this at inference (3).
     """
 
@@ -177,10 +178,10 @@ class SparseVDMLP(MLP):
     def selectable(self, epoch: int) -> bool:
         """Whether the weights after ``epoch`` completed epochs may be chosen as the best ones.
 
-        A proposed hook, not yet honoured by the harness: before the KL weight reaches 1 the
-        network is barely sparse, yet its validation accuracy is often the run's highest, so
-        best-epoch restoration would throw the compression away (seen: 40 epochs, warm-up
-        5 -> 15, restored epoch 5, 1.02x instead of ~17x).
+        Only epochs trained with the full KL weight: before that the network is barely sparse,
+        yet its validation accuracy is often the run's highest, so best-epoch restoration would
+        throw the compression away (seen: 40 epochs, warm-up 5 -> 15, restored epoch 5, 1.02x
+        instead of ~17x).
         """
         return epoch > self.kl_warmup_end
 
@@ -209,13 +210,14 @@ class SparseVDMLP(MLP):
                 f"num_train={self.num_train}")
 
 
-@register("sparsevd")
+@register("sparsevd", options=("kl_warmup_start", "kl_warmup_end", "num_train", "threshold"))
 def build(spec: VariantSpec) -> nn.Module:
-    """Options ``kl_warmup_start`` (0), ``kl_warmup_end`` (5 epochs), ``num_train`` (from the
-    data), ``threshold`` (3); ``p``, ``mode`` and ``include_input`` have no effect (the input's
-    weights are pruned like all others)."""
+    """Options ``kl_warmup_start`` (0), ``kl_warmup_end`` (5 epochs), ``num_train`` (default
+    ``spec.num_train``, else learnt from the data after epoch 0), ``threshold`` (3); ``p``,
+    ``mode`` and ``include_input`` have no effect (the input's weights are pruned like all
+    others). Best-epoch restoration considers only epochs after the warm-up (``selectable``)."""
     return SparseVDMLP(spec.sizes, spec.activation,
                        kl_warmup_start=spec.option("kl_warmup_start", 0.0, float),
                        kl_warmup_end=spec.option("kl_warmup_end", 5.0, float),
-                       num_train=spec.option("num_train", None, int),
+                       num_train=spec.option("num_train", spec.num_train, int),
                        threshold=spec.option("threshold", PRUNE_LOG_ALPHA, float))

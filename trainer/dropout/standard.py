@@ -45,7 +45,7 @@ class DropoutMLP(MLP):
         return f"{super().extra_repr()}, p={self.p}, p_input={self.p_input}"
 
 
-@register("dropout")
+@register("dropout", options=("p_input",))
 def build(spec: VariantSpec) -> nn.Module:
     """``p`` (default 0.5) on hidden layers and, with ``include_input``, on the input
     (option ``p_input`` overrides the input's rate; default the same ``p``). ``mode`` has no
