@@ -19,13 +19,15 @@ import numpy as np
 __all__ = ["reduce_degree", "restore_states"]
 
 
-def reduce_degree(terms: Sequence[tuple[float, tuple[int, ...]]], num_variables: int
+def reduce_degree(terms: Sequence[tuple[float, tuple[int, ...]]], num_variables: int,
+                  max_variables: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Quadratise ``terms`` (coefficient, distinct sorted indices, degree > 2).
 
     Returns (rows, cols, values, linear, aux_pairs, total): pair terms and linear terms (length
     ``total``) to add to the problem, the (a, b) pair each auxiliary stands for, in creation
     order (an auxiliary's pair may hold earlier auxiliaries), and the new number of variables.
+    Raises ValueError as soon as the auxiliaries would take the problem past ``max_variables``.
     """
     aux_of: dict[tuple[int, int], int] = {}
     pairs: list[tuple[int, int]] = []
@@ -41,6 +43,9 @@ def reduce_degree(terms: Sequence[tuple[float, tuple[int, ...]]], num_variables:
             if y is None:
                 y = total
                 total += 1
+                if max_variables is not None and total > max_variables:
+                    raise ValueError(f"the higher-order terms need auxiliary variables that take the "
+                                     f"problem's {num_variables:,} variables past {max_variables:,}")
                 aux_of[pair] = y
                 pairs.append(pair)
             current = [y, *current[2:]]

@@ -27,11 +27,18 @@ def one_hot_groups(params: Mapping[str, Any], num_variables: int) -> list[np.nda
     """The groups (index arrays) a fujitsuDA3 block asks for; ValueError if they do not fit."""
     one_way = (params.get("one_way_one_hot_groups") or {}).get("numbers") or []
     two_way = (params.get("two_way_one_hot_groups") or {}).get("numbers") or []
+    for name, sizes in (("one_way_one_hot_groups", one_way), ("two_way_one_hot_groups", two_way)):
+        if any(size < 1 for size in sizes):
+            raise ValueError(f"{name}: group sizes must be >= 1, got {min(sizes)}")
+    covered = sum(one_way) + sum(two_way)
+    if covered > num_variables:  # checked before anything of that size is allocated
+        raise ValueError(f"the one-hot groups cover {covered} variables but the problem has {num_variables}")
+    bad = [size for size in two_way if math.isqrt(size) ** 2 != size]
+    if bad:
+        raise ValueError(f"two_way_one_hot_groups: sizes must be squares k*k, got {bad[0]}")
     groups: list[np.ndarray] = []
     start = 0
     for size in one_way:
-        if size < 1:
-            raise ValueError(f"one_way_one_hot_groups: group sizes must be >= 1, got {size}")
         groups.append(np.arange(start, start + size))
         start += size
     for size in two_way:

@@ -160,6 +160,10 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
             term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
             raise ProblemError(f"{where}.terms[{term}]: variable indices must be non-negative "
                                f"integers, got {flat_list[pos]!r}")
+    if flat.dtype.kind == "u" and flat.size and int(flat.max()) > np.iinfo(np.int64).max:
+        pos = int(np.argmax(flat))  # orjson gives 2**63 .. 2**64-1 as uint64: would wrap negative
+        term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
+        raise ProblemError(f"{where}.terms[{term}]: variable index {flat_list[pos]} is too large")
     flat = flat.astype(np.int64, copy=False)
     if flat.size and flat.min() < 0:
         pos = int(np.flatnonzero(flat < 0)[0])
@@ -263,6 +267,8 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None) -> CompactRequest:
+    if isinstance(raw, bytes | bytearray) and max_terms is not None:
+        _precount_terms(raw, max_terms)
     if isinstance(raw, bytes | bytearray | memoryview | str):
         try:
             body = orjson.loads(raw)
@@ -305,9 +311,11 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         terms = _polynomial(body, "binary_polynomial", v3, higher)
         assert terms is not None
         n = _size(terms, penalty_terms, params, max((max(ix) for _, ix in higher), default=-1))
+        _check_size(n, gen.max_bits, version)  # before anything is allocated at size n
         problem = terms_to_problem(*terms, n)
     if penalty_terms is not None:
         n = max(n, _size(penalty_terms, None, params))
+        _check_size(n, gen.max_bits, version)
         penalty = terms_to_problem(*penalty_terms, n)
         _grow(problem, n)
     else:
@@ -322,7 +330,10 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
             raise ProblemError(str(exc)) from None
     aux_pairs = None
     if higher:
-        rows, cols, values, linear, aux_pairs, total = reduce_degree(higher, n)
+        try:  # the auxiliaries count against the generation's size limit too
+            rows, cols, values, linear, aux_pairs, total = reduce_degree(higher, n, gen.max_bits)
+        except ValueError as exc:
+            raise ProblemError(f"{exc}, the limit of /{version}") from None
         _grow(problem, total)
         assert problem.linear is not None
         problem.rows = np.concatenate([problem.rows, rows])
@@ -345,6 +356,16 @@ def _grow(problem: CompactProblem, n: int) -> None:
         problem.num_variables = n
 
 
+
+
+def _precount_terms(raw: bytes | bytearray, max_terms: int) -> None:
+    """Refuse a body holding more terms than the cap before it is turned into Python objects
+    (64 MiB of ``{"c":0}`` is 8 million dicts, gigabytes). Every term has a "c" or a
+    "coefficient" key, so the larger count is a lower bound on the terms: no false refusals."""
+    count = max(raw.count(b'"c":'), raw.count(b'"coefficient":'))
+    if count > max_terms:
+        raise ProblemError(f"the problem has at least {count:,} terms; this server accepts at most "
+                           f"{max_terms:,}")
 
 
 def _check_terms(body: Mapping[str, Any], max_terms: int) -> None:

@@ -21,10 +21,13 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from client.models import JobStatus
 
@@ -36,6 +39,7 @@ __all__ = ["QUEUE_NAME", "RedisMonitor", "RedisRunner", "WorkerConfig", "run_job
 log = logging.getLogger("spinout.jobs")
 
 QUEUE_NAME = "spinout"
+QUEUE_KEY = f"rq:queue:{QUEUE_NAME}"  # rq's list of queued job ids
 
 
 @dataclass
@@ -61,19 +65,33 @@ def configure_worker(config: WorkerConfig) -> None:
 ORPHAN_SECONDS = 10.0
 
 
-def mark_enqueued(connection: Redis, job_id: str) -> None:
-    """Record that the job is in rq's queue (only while the job record still exists)."""
+def mark_enqueued(connection: Redis, job_id: str, rq_id: str | None = None) -> None:
+    """Record that the job is in rq's queue, and as which rq job (only while the record exists)."""
     connection.eval("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], "
-                    "'enqueued_at', ARGV[1]) end return 0", 1, f"spinout:job:{job_id}", time.time())
+                    "'enqueued_at', ARGV[1]) if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], "
+                    "'rq_id', ARGV[2]) end end return 0", 1, f"spinout:job:{job_id}", time.time(),
+                    rq_id or "")
 
 
-def _enqueue(connection: Redis, job_id: str, timeout: float | None) -> None:
+def _enqueue(connection: Redis, job_id: str, timeout: float | None, rq_id: str | None = None) -> str:
+    """Put ``run_job(job_id)`` on rq's queue as rq job ``rq_id`` (new if None); its rq id."""
     from rq import Callback, Queue
 
     queue = Queue(QUEUE_NAME, connection=connection)
-    queue.enqueue("service.jobs.redis_queue.run_job", job_id,
-                  job_timeout=int(timeout + 120) if timeout else -1, result_ttl=0, failure_ttl=86400,
-                  on_failure=Callback(on_rq_failure))
+    job = queue.enqueue("service.jobs.redis_queue.run_job", job_id,
+                        job_timeout=int(timeout + 120) if timeout else -1, result_ttl=0,
+                        failure_ttl=86400, on_failure=Callback(on_rq_failure),
+                        job_id=rq_id or uuid.uuid4().hex)
+    return str(job.id)
+
+
+#: Compare-and-set of a Waiting job's rq id: only one monitor re-enqueues a dropped job.
+_SWAP_RQ_ID = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'Waiting' then return 0 end
+if redis.call('HGET', KEYS[1], 'rq_id') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rq_id', ARGV[2], 'enqueued_at', ARGV[3])
+return 1
+"""
 
 
 def on_rq_failure(job: Any, connection: Redis, exc_type: type, exc: BaseException, tb: Any) -> None:
@@ -138,6 +156,8 @@ class RedisMonitor(threading.Thread):
         self.interval, self.lease_seconds = interval, lease_seconds
         self.max_attempts, self.job_time_limit = max_attempts, job_time_limit
         self.done = threading.Event()
+        self._suspects: dict[str, float] = {}  # rq ids seen missing from the queue, since when
+        self._swap_rq_id = connection.register_script(_SWAP_RQ_ID)
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
@@ -148,9 +168,14 @@ class RedisMonitor(threading.Thread):
 
     def check(self) -> None:
         now = time.time()
+        queued: set[str] | None = None
         for record in self.store.unfinished():
             if record.status == JobStatus.WAITING.value:
                 self._enqueue_orphan(record, now)
+                if queued is None and now - record.created_at >= ORPHAN_SECONDS:
+                    queued = {_text(i) for i in self.connection.lrange(QUEUE_KEY, 0, -1)}
+                if queued is not None:
+                    self._recover_dropped(record, now, queued)
                 continue
             if record.status != JobStatus.RUNNING.value:
                 continue
@@ -164,7 +189,8 @@ class RedisMonitor(threading.Thread):
                     log.warning("job abandoned too often; marked Error", extra={"job_id": record.job_id})
             elif self.store.requeue(record.job_id):
                 log.warning("worker lost; re-enqueueing job", extra={"job_id": record.job_id})
-                _enqueue(self.connection, record.job_id, self.job_time_limit)
+                rq_id = _enqueue(self.connection, record.job_id, self.job_time_limit)
+                mark_enqueued(self.connection, record.job_id, rq_id)
 
     def _enqueue_orphan(self, record: Any, now: float) -> None:
         """A Waiting job never marked enqueued (the API died between storing and enqueueing it)
@@ -175,10 +201,37 @@ class RedisMonitor(threading.Thread):
         if self.connection.hget(key, "enqueued_at") is None and \
                 self.connection.hsetnx(key, "enqueued_at", now):
             log.warning("enqueueing a job that was stored but never queued", extra={"job_id": record.job_id})
-            _enqueue(self.connection, record.job_id, self.job_time_limit)
+            rq_id = _enqueue(self.connection, record.job_id, self.job_time_limit)
+            mark_enqueued(self.connection, record.job_id, rq_id)
+
+    def _recover_dropped(self, record: Any, now: float, queued: set[str]) -> None:
+        """A Waiting job whose rq job is no longer queued was taken by a worker that died or
+        lost Redis before it claimed the job (a worker claims within milliseconds of taking
+        it): seen so on two passes, it is enqueued again (the claim is compare-and-set, so an
+        old rq job that still turns up cannot run it twice)."""
+        key = f"spinout:job:{record.job_id}"
+        enqueued_at, rq_id = (_text(v) for v in self.connection.hmget(key, ["enqueued_at", "rq_id"]))
+        if not rq_id or not enqueued_at or now - float(enqueued_at) < ORPHAN_SECONDS:
+            return
+        if rq_id in queued:
+            self._suspects.pop(rq_id, None)
+            return
+        first_seen = self._suspects.setdefault(rq_id, now)
+        if now - first_seen < max(2 * self.interval, 2.0):
+            return
+        del self._suspects[rq_id]
+        new_id = uuid.uuid4().hex
+        if self._swap_rq_id(keys=[key], args=[rq_id, new_id, now]):
+            log.warning("re-enqueueing a Waiting job whose queue entry was lost",
+                        extra={"job_id": record.job_id})
+            _enqueue(self.connection, record.job_id, self.job_time_limit, new_id)
 
     def stop(self) -> None:
         self.done.set()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value) if value is not None else ""
 
 
 class RedisRunner:
@@ -202,8 +255,8 @@ class RedisRunner:
         self.monitor.start()
 
     def enqueue(self, job_id: str) -> None:
-        _enqueue(self.connection, job_id, self.job_time_limit)
-        mark_enqueued(self.connection, job_id)
+        rq_id = _enqueue(self.connection, job_id, self.job_time_limit)
+        mark_enqueued(self.connection, job_id, rq_id)
 
     async def solve_now(self, request: Any, time_limit: float | None, timeout: float | None = None) -> Any:
         return await self._sync.solve_now(request, time_limit, timeout)
@@ -212,6 +265,38 @@ class RedisRunner:
         self.monitor.stop()
         self._sync.shutdown()
         self.connection.close()
+
+
+def _clear_stale_registration(worker: Any) -> None:
+    """A worker restarted under its old ``--name`` after a kill -9 finds its dead self still
+    registered in Redis (rq keeps the key for minutes) and rq refuses to start. If that
+    registration is from this host and its process is gone, it is stale: remove it."""
+    import socket
+
+    from rq import worker_registration
+
+    key = worker.key
+    if not worker.connection.exists(key) or worker.connection.hexists(key, "death"):
+        return
+    host, pid = (_text_of(v) for v in worker.connection.hmget(key, ["hostname", "pid"]))
+    if host != socket.gethostname() or not pid or not pid.isdigit():
+        return  # another machine's worker: rq's own refusal (a clear message) stands
+    try:
+        if int(pid) != os.getpid():  # our own earlier registration (lost Redis) is stale too
+            os.kill(int(pid), 0)
+            return  # alive: a real name clash
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return
+    log.warning("removing the stale registration of a dead worker with this name",
+                extra={"worker": worker.name, "dead_pid": int(pid)})
+    worker_registration.unregister(worker)
+    worker.connection.delete(key)
+
+
+def _text_of(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def run_worker(url: str, config: WorkerConfig, *, name: str | None = None, burst: bool = False,
@@ -228,10 +313,39 @@ def run_worker(url: str, config: WorkerConfig, *, name: str | None = None, burst
     monitor = RedisMonitor(connection, interval=monitor_interval, lease_seconds=config.lease_seconds,
                            max_attempts=config.max_attempts, job_time_limit=config.job_time_limit)
     monitor.start()
-    worker = SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection, name=name)
     try:
-        worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+        while True:
+            worker = SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection,
+                                  name=name)
+            _clear_stale_registration(worker)
+            try:
+                worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+                return 0
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # rq retries a lost connection while it waits for a job, but not while it
+                # finishes one: it quits. Wait for Redis (bounded) and serve again; the job it
+                # was finishing is re-run by the lease monitor if its record was not written.
+                log.warning("lost Redis while finishing a job; reconnecting", extra={"error": str(exc)})
+                _wait_for_redis(connection, RECONNECT_SECONDS)
+                name = name or worker.name
     finally:
         monitor.stop()
         _stop.set()
-    return 0
+
+
+#: How long a worker that lost Redis mid-job waits for it before giving up (exit 1).
+RECONNECT_SECONDS = 300.0
+
+
+def _wait_for_redis(connection: Redis, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except (RedisConnectionError, RedisTimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -77,7 +77,8 @@ class SqliteJobStore:
                      record.kind, payload))
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._conn.execute("ROLLBACK")
                 raise
 
     def get(self, job_id: str) -> JobRecord | None:

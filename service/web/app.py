@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.api_keys = [k.encode() for k in settings.keys]
+    app.state.parse_slots = asyncio.Semaphore(settings.max_parallel_parses)
     app.state.metrics = metrics
     install_error_handlers(app)
     da = build_da_router()

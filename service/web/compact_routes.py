@@ -20,7 +20,7 @@ from client.transport import CONTENT_TYPE, CompactReply, CompactRequest, encode_
 from service.jobs.parsing import ProblemError, parse_compact_request
 
 from .auth import authenticate
-from .routes import json_response, read_body
+from .routes import check_content_type, json_response, read_body
 
 __all__ = ["build_compact_router"]
 
@@ -31,7 +31,7 @@ _BODY = {"requestBody": {"required": True, "description": "msgpack map, see clie
 _REPLY: dict[int | str, dict[str, Any]] = {200: {"description": "msgpack reply (client.transport.decode_reply): status, packed states, "
                 "energies, frequencies, timing", "content": {CONTENT_TYPE: {"schema": {
                     "type": "string", "format": "binary"}}}},
-          **{code: {"model": ErrorEnvelope} for code in (400, 401, 404, 413, 429)}}
+          **{code: {"model": ErrorEnvelope} for code in (400, 401, 404, 413, 415, 429, 503)}}
 
 
 COMPACT_INLINE_BYTES = 16 * 1024 * 1024
@@ -42,13 +42,15 @@ def _msgpack(reply: CompactReply) -> Response:
 
 
 async def _parse(request: Request) -> CompactRequest:
+    check_content_type(request, (CONTENT_TYPE, "application/msgpack", "application/octet-stream"))
     body = await read_body(request)
     if not body:
         raise ProblemError("the request body is empty")
     # Decoding is zero-copy (np.frombuffer) plus vectorised checks: ~2 ms for 90,000 couplings,
     # cheaper inline than a thread hop; only very large bodies go to a worker thread.
     if len(body) > COMPACT_INLINE_BYTES:
-        req = await run_in_threadpool(parse_compact_request, body)
+        async with request.app.state.parse_slots:
+            req = await run_in_threadpool(parse_compact_request, body)
     else:
         req = parse_compact_request(body)
     if req.solver not in SOLVER_BLOCKS:

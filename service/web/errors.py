@@ -1,16 +1,19 @@
 """Domain errors -> HTTP, in one place, always answered with the DA error envelope.
 
-``{"error": {"code", "title", "message"}}``. FastAPI's own 422 for a malformed body becomes a
+``{"error": {"code", "title", "message"}}``. A job store that cannot answer (disk full,
+Redis down) is a 503 with Retry-After, not a 500. FastAPI's own 422 for a malformed body becomes a
 400 (the DA's code for bad input); an unexpected exception is a logged 500 without internals.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -63,6 +66,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobLimitError)
     async def _limit(request: Request, exc: JobLimitError) -> Response:
         return error_response(429, "Exceed limit of number of request.")
+
+    @app.exception_handler(sqlite3.Error)
+    async def _sqlite(request: Request, exc: sqlite3.Error) -> Response:
+        log.warning("job store error", extra={"error": f"{exc.__class__.__name__}: {exc}"})
+        return error_response(503, f"the job store cannot take this request now ({exc}); "
+                                   "reads still work, retry later", {"Retry-After": "10"})
+
+    @app.exception_handler(RedisError)
+    async def _redis(request: Request, exc: RedisError) -> Response:
+        log.warning("job store error", extra={"error": f"{exc.__class__.__name__}: {exc}"})
+        return error_response(503, "the job store (Redis) is unavailable; retry later",
+                              {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

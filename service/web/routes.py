@@ -21,7 +21,7 @@ from service.jobs.solvers import qubo_solution_dict
 from .auth import authenticate
 from .errors import ApiError
 
-__all__ = ["build_da_router", "json_response", "read_body"]
+__all__ = ["build_da_router", "check_content_type", "json_response", "read_body"]
 
 SYNC_VERSIONS = ("v1", "v2")
 ASYNC_VERSIONS = ("v2", "v3", "v3c", "v4")
@@ -29,7 +29,7 @@ ASYNC_VERSIONS = ("v2", "v3", "v3c", "v4")
 INLINE_PARSE_BYTES = 256 * 1024
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 413, 429)}
+    code: {"model": ErrorEnvelope} for code in (400, 401, 404, 413, 415, 429, 503)}
 _SOLVE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/SolveRequest"}}}}}
 
@@ -42,24 +42,42 @@ async def read_body(request: Request) -> bytes:
     """The body, refusing more than the configured cap with a 413 as soon as it is exceeded."""
     limit = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
+    # "Connection: close" makes uvicorn drop the connection after the 413 instead of reading
+    # (and discarding) the rest of an oversized upload.
+    close = {"Connection": "close"}
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the request body is {int(declared):,} bytes; the limit is {limit:,}")
+        raise ApiError(413, f"the request body is {int(declared):,} bytes; the limit is {limit:,}", close)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"the request body exceeds the limit of {limit:,} bytes")
+            raise ApiError(413, f"the request body exceeds the limit of {limit:,} bytes", close)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
+def check_content_type(request: Request, accepted: tuple[str, ...]) -> None:
+    """415 for a body declared as something else. A missing Content-Type is accepted (plain
+    clients send none); refusing text/plain and forms keeps browsers from posting jobs
+    cross-site as CORS "simple requests" when authentication is off."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media not in accepted and not (media.startswith("application/") and media.endswith("+json")
+                                      and "application/json" in accepted):
+        raise ApiError(415, f"unsupported Content-Type {media[:100]!r}; send {accepted[0]}")
+
+
 async def parse_body(request: Request, version: str) -> Any:
+    check_content_type(request, ("application/json",))
     body = await read_body(request)
     if not body:
         raise ProblemError("the request body is empty; send a DA solve request as JSON")
     max_terms = request.app.state.settings.max_terms
     if len(body) > INLINE_PARSE_BYTES:
-        return await run_in_threadpool(parse_da_request, body, version, max_terms)
+        async with request.app.state.parse_slots:  # bounds the memory of concurrent big parses
+            return await run_in_threadpool(parse_da_request, body, version, max_terms)
     return parse_da_request(body, version, max_terms)
 
 

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, description="solver threads; 0 = one per core")
     job_limit: int = Field(16, ge=1, description="jobs one key may hold at once (429 beyond)")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="request body cap (413)")
-    max_terms: int = Field(20_000_000, ge=1, description="terms/couplings per problem")
+    max_terms: int = Field(2_000_000, ge=1, description="terms/couplings per problem (a DA JSON "
+                           "term costs ~300 bytes while parsed: 2e6 terms ~ 600 MB)")
+    max_parallel_parses: int = Field(2, ge=1, description="large bodies parsed at once (memory bound)")
     max_iterations: int = Field(2_000_000_000, ge=1, description="number_iterations cap")
     max_time_limit_sec: float = Field(3600.0, gt=0, description="DA3 time_limit_sec cap")
     job_time_limit_sec: float = Field(3600.0, gt=0, description="hard wall-time stop of any job")
