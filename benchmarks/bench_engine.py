@@ -162,10 +162,11 @@ def peer_tts(peer: Peer, inst: Instance, sweeps_grid: list[int], reads: int) -> 
     return best
 
 
-def section_tts(instances: list[Instance], peers: list[Peer], quick: bool) -> list[dict]:
+def section_tts(instances: list[Instance], peers: list[Peer], quick: bool,
+                repeats: int | None = None) -> list[dict]:
     rows = []
     sweeps_grid = [250, 1000, 4000] if quick else [250, 1000, 4000, 16000]
-    repeats = 5 if quick else 10
+    repeats = repeats or (5 if quick else 10)
     for inst in instances:
         print(f"  {inst.name} (best known {inst.best_known:g})", flush=True)
         row = {"instance": inst.name}
@@ -229,11 +230,11 @@ def section_rate(peers: list[Peer], seconds: float) -> list[dict]:
             row[f"spinout_{moves}"] = r.info["rounds_done"] * replicas * p.num_variables / r.timing["anneal"]
         bqm = to_bqm(p)
         for peer in peers:
-            # Two sweep counts: the difference cancels the per-call set-up (model conversion).
-            short, long = (50, 550) if inst.name.startswith("SK") else (100, 2100)
-            _, t_short = peer.sample(bqm, 8, short, SEED, peer.overhead(bqm))
-            _, t_long = peer.sample(bqm, 8, long, SEED, peer.overhead(bqm))
-            row[peer.name] = 8 * (long - short) * p.num_variables / max(t_long - t_short, 1e-9)
+            # One read at two sweep counts: the difference cancels the per-call set-up.
+            short, long = (200, 2200) if inst.name.startswith("SK") else (1000, 21000)
+            _, t_short = peer.sample(bqm, 1, short, SEED)
+            _, t_long = peer.sample(bqm, 1, long, SEED)
+            row[peer.name] = (long - short) * p.num_variables / max(t_long - t_short, 1e-9)
         rows.append(row)
     print("\nSingle-flip attempts per second (millions; the parallel trial counts n trials per "
           "iteration)")
@@ -301,6 +302,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sections", default="tts,equal_time,rate,startup")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--instances", help="comma-separated subset, e.g. G1,G11 (tts, equal_time)")
+    parser.add_argument("--repeats", type=int, help="SpinOut runs per instance for TTS (default 10)")
     args = parser.parse_args()
     import numba
 
@@ -317,12 +320,19 @@ def main() -> None:
     report: dict[str, object] = {}
     gset = [load_instance(DATA / "gset" / f"{g}.txt") for g in ("G1", "G2", "G11", "G14")]
     bqp = [load_instance(f"{DATA / 'beasley' / 'bqp250.txt'}:{k}") for k in (1, 2)]
+    chosen = set(args.instances.split(",")) if args.instances else None
+
+    def pick(instances: list[Instance]) -> list[Instance]:
+        return [i for i in instances if chosen is None or i.name in chosen]
+
     if "tts" in sections:
         print("\n== time to target ==")
-        report["tts"] = section_tts(gset + bqp[:1 if args.quick else 2], peers, args.quick)
+        report["tts"] = section_tts(pick(gset + bqp[:1 if args.quick else 2]), peers, args.quick,
+                                    args.repeats)
     if "equal_time" in sections:
         print("\n== equal wall-clock budgets ==")
-        report["equal_time"] = section_equal_time(gset + bqp[:1] + [sk_instance()], peers, args.quick)
+        report["equal_time"] = section_equal_time(pick(gset + bqp[:1] + [sk_instance()]), peers,
+                                                  args.quick)
     if "rate" in sections:
         print("\n== flip attempts per second ==")
         report["rate"] = section_rate(peers, 1.0 if args.quick else 3.0)
