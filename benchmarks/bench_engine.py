@@ -315,7 +315,7 @@ def main() -> None:
     warm()
     peers = load_peers()
     for peer in peers:  # their own one-time start-up
-        peer.sample(to_bqm(sk_instance(16).problem), 1, 10, 0)  # noqa: their own warm-up
+        peer.sample(to_bqm(sk_instance(16).problem), 1, 10, 0)  # their own warm-up
     sections = set(args.sections.split(","))
     report: dict[str, object] = {}
     gset = [load_instance(DATA / "gset" / f"{g}.txt") for g in ("G1", "G2", "G11", "G14")]

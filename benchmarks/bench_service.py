@@ -22,9 +22,7 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,14 +39,9 @@ sys.path.insert(0, str(REPO))
 from client.transport import CONTENT_TYPE, CompactProblem, decode_reply, encode_request  # noqa: E402
 from service.jobs.parsing import parse_da_request  # noqa: E402
 from service.jobs.solvers import solve_request  # noqa: E402
+from tests.servers import ServerProcess, free_port  # noqa: E402
 
 SEED = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def small_terms(n: int = 64, density: float = 0.2, seed: int = SEED) -> list[dict[str, Any]]:
@@ -179,24 +172,14 @@ def main() -> int:
           f"median {statistics.median(times) * 1000:.0f} ms (of {len(times)})")
     del dense
 
-    tmp = tempfile.mkdtemp(prefix="spinout-bench-")
+    tmp = Path(tempfile.mkdtemp(prefix="spinout-bench-"))
     port = free_port()
-    env = {**os.environ, "SPINOUT_LOG_LEVEL": "WARNING", "SPINOUT_API_KEYS": "",
-           "SPINOUT_DATABASE": f"{tmp}/jobs.sqlite3"}
-    server = subprocess.Popen([sys.executable, "-m", "service", "serve", "--port", str(port)], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(["serve", "--port", str(port)],
+                           {"SPINOUT_LOG_LEVEL": "WARNING", "SPINOUT_API_KEYS": "",
+                            "SPINOUT_DATABASE": str(tmp / "jobs.sqlite3")}, tmp / "server.log", port)
+    url = server.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/healthcheck", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.1)
+        server.start()
 
         # 1. small synchronous jobs
         params = {"number_iterations": 1000, "number_runs": 16, "random_seed": SEED}
@@ -225,8 +208,7 @@ def main() -> int:
         for iterations in args.layered_iterations:
             results["layered"].append(time_layered(url, problem, iterations, args.repeats))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -26,9 +26,9 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from trainer.data import load_dataset  # noqa: E402
 from trainer.dropout import registry  # noqa: E402
 from trainer.dropout.base import VariantSpec  # noqa: E402
 from trainer.harness import Trainer  # noqa: E402
+from tests.servers import ServerProcess, free_port  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 SIZES = [784, 100, 100, 10]
@@ -52,29 +53,11 @@ def machine() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_service() -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
-
+def start_service() -> ServerProcess:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--workers", "1"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/healthcheck", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("the service did not start within 60 s")
+    log = Path(tempfile.mkdtemp(prefix="spinout-bench-")) / "server.log"
+    return ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], {},
+                         log, port).start()
 
 
 class StepBench:
@@ -121,7 +104,8 @@ def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
     ]
     proc = None
     if not args.no_http:
-        proc, url = start_service()
+        proc = start_service()
+        url = proc.url
         http_budget = {"solve_every": 1, "moves": "trial", "num_sweeps": args.http_iterations}
         configs.append(StepBench("ising embedded (DA trials, every batch)", "ising", dict(http_budget),
                                  data, args.seed))
@@ -137,8 +121,7 @@ def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
                 c.run(max(1, args.steps // rounds))
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
+            proc.stop()
     results = {c.name: c.per_step_ms() for c in configs}
     base = results["no dropout"]["total"]
     for name, r in results.items():

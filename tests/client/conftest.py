@@ -7,13 +7,7 @@ real service cannot be asked to do on cue: answer 503 twice, then 200.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,15 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import REPO, ServerProcess, free_port
 
 
 class ScriptedApp:
@@ -107,7 +96,6 @@ def dead_url() -> str:
 API_KEY = "client-test-key"
 OTHER_KEY = "client-other-key"
 LIMIT_KEY = "client-limit-key"
-REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data"
 
 
@@ -121,65 +109,25 @@ class Service:
     workers: int
 
 
-def _serve_options() -> set[str]:
-    """The long options ``spinout serve`` understands (so the fixture adapts to its CLI)."""
-    import argparse
-    module = importlib.import_module("service.serve_command")
-    parser = argparse.ArgumentParser()
-    module.configure(parser)
-    return {opt for action in parser._actions for opt in action.option_strings}
-
-
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """``spinout serve`` on a loopback port, SQLite store in a temp dir, three API keys, one
     worker and a job limit of 3 per key; stopped (and checked to stop) at the end."""
-    if importlib.util.find_spec("service.serve_command") is None:
-        pytest.skip("service.serve_command (issue 3) is not built yet")
-    options = _serve_options()
     port = free_port()
     workdir = tmp_path_factory.mktemp("service")
     job_limit, workers = 3, 1
-    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--job-limit", str(job_limit), "--database", str(workdir / "jobs.sqlite3")]
     for key in (API_KEY, OTHER_KEY, LIMIT_KEY):
-        cmd += ["--api-key", key]
-    database = workdir / "jobs.sqlite3"
-    # The service's settings are SPINOUT_* variables (service/web/settings.py); its flags set the
-    # same settings, so pass the flags it has and the variables for the rest.
-    env = dict(os.environ, SPINOUT_JOB_LIMIT=str(job_limit), SPINOUT_WORKERS=str(workers),
-               SPINOUT_DATABASE=str(database))
-    env.pop("SPINOUT_API_KEYS", None)
-    env.pop("SPINOUT_REDIS_URL", None)
-    for flag, value in (("--workers", workers), ("--job-limit", job_limit), ("--database", database)):
-        if flag in options:
-            cmd += [flag, str(value)]
-    log = (workdir / "service.log").open("wb")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+        args += ["--api-key", key]
+    # Keys and scale-out come from the flags only, never from the caller's environment.
+    env: dict[str, str | None] = {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None}
+    proc = ServerProcess(args, env, workdir / "service.log", port)
     try:
-        deadline = time.monotonic() + 120  # first start may compile the kernels
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"spinout serve exited with {proc.returncode}:\n"
-                                   f"{(workdir / 'service.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/v1/healthcheck", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("spinout serve did not answer its healthcheck within 120 s:\n"
-                                   f"{(workdir / 'service.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield Service(url, API_KEY, OTHER_KEY, LIMIT_KEY, job_limit, workers)
+        proc.start(timeout=120)  # the first start may compile the kernels
+        yield Service(proc.url, API_KEY, OTHER_KEY, LIMIT_KEY, job_limit, workers)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ The longer versions (more bursts, more jobs) are ``benchmarks/fault_service.py``
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess

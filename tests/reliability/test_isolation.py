@@ -32,9 +32,9 @@ def test_a_key_cannot_touch_another_keys_job(keyed_server: ServerProcess) -> Non
         for jid in (job_id, long_id):
             listed = check_answer(b.get("/v2/async/jobs"), PART).json()["job_status_list"]
             assert jid not in {j["job_id"] for j in listed}
-            for method, path in (("GET", f"/v2/async/jobs/result/{{}}"), ("DELETE", f"/v2/async/jobs/result/{{}}"),
-                                 ("GET", f"/da/v4/async/jobs/result/{{}}"),
-                                 ("GET", f"/spinout/v1/async/jobs/result/{{}}")):
+            for method, path in (("GET", "/v2/async/jobs/result/{}"), ("DELETE", "/v2/async/jobs/result/{}"),
+                                 ("GET", "/da/v4/async/jobs/result/{}"),
+                                 ("GET", "/spinout/v1/async/jobs/result/{}")):
                 theirs = check_answer(b.request(method, path.format(jid)), PART)
                 nobody = check_answer(b.request(method, path.format(unknown)), PART)
                 assert theirs.status_code == nobody.status_code == 404

@@ -3,77 +3,19 @@ ports, a real redis-server, httpx clients, and small DA problems."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import REPO, ServerProcess, free_port  # noqa: F401  (re-exported)
+
 KEY_A, KEY_B = "test-key-a", "test-key-b"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """A ``spinout serve``/``spinout worker`` subprocess we can stop politely or kill -9."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int | None = None) -> None:
-        self.args, self.env, self.log, self.port = args, env, log, port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, wait: bool = True) -> ServerProcess:
-        full_env = {**os.environ, **self.env}
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "service", *self.args], cwd=REPO,
-                                         env=full_env, stdout=out, stderr=subprocess.STDOUT)
-        if wait and self.port is not None:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/healthcheck", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready in {timeout} s: {self.log.read_text()[-3000:]}")
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
 
 
 def serve_args(port: int, *extra: str) -> list[str]:

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -21,48 +14,23 @@ from trainer.dropout.ising_energy import EnergyOptions, IsingLayout, QuboBuilder
 from trainer.dropout.ising_solver import AnnealBudget, EmbeddedSolver, RemoteSolver
 from trainer.harness import train
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.servers import ServerProcess, free_port
+
 KEY = "trainer-test-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("service")
-    port = _free_port()
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--api-key", KEY, "--workers", "1",
-                             "--database", str(tmp / "jobs.sqlite3")],
-                            cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    proc = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
+                          "--workers", "1", "--database", str(tmp / "jobs.sqlite3")], {},
+                         tmp / "server.log", port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the service exited: {(tmp / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/healthcheck", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the service did not start in 60 s")
-            time.sleep(0.1)
-        yield url
+        proc.start()
+        yield proc.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        proc.stop()
 
 
 def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None:

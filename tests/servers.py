@@ -1,0 +1,76 @@
+"""Real SpinOut processes on loopback for tests and benchmarks: a free port, and a
+``python -m service serve|worker`` subprocess that waits for its healthcheck, stops politely or
+dies by kill -9. One definition, used by every test folder and the service benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A ``spinout serve``/``spinout worker`` subprocess we can stop politely or kill -9.
+
+    ``env`` overrides the inherited environment; a value of None removes that variable.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str | None], log: Path,
+                 port: int | None = None) -> None:
+        self.args, self.env, self.log, self.port = args, env, log, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True, timeout: float = 60.0) -> ServerProcess:
+        merged = {**os.environ, **self.env}
+        full_env = {k: v for k, v in merged.items() if v is not None}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "service", *self.args], cwd=REPO,
+                                         env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        if wait and self.port is not None:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/healthcheck", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready in {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
