@@ -194,37 +194,32 @@ class _Block(BaseModel):
         return value
 
 
-class FujitsuDA(_Block):
+class _AnnealingBlock(_Block):
+    """The fields every DA annealing block shares (schedule, dynamic offset, output, guidance)."""
+
+    number_iterations: int = Field(10_000, ge=1, le=MAX_ITERATIONS)
+    offset_increase_rate: float | None = Field(None, ge=0)
+    temperature_start: float | None = Field(None, gt=0)
+    temperature_decay: float | None = Field(None, gt=0, lt=1)
+    temperature_interval: int = Field(100, ge=1, le=MAX_ITERATIONS)
+    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
+    solution_mode: SolutionMode = SolutionMode.COMPLETE
+    guidance_config: GuidanceConfig | None = None
+
+
+class FujitsuDAMixedMode(_AnnealingBlock):
+    """As fujitsuDA without expert_mode (always the hardware precision, automatic temperatures
+    unless given)."""
+
+    number_runs: int = Field(100, ge=1, le=1024)
+    noise_model: NoiseModel = NoiseModel.METROPOLIS
+
+
+class FujitsuDA(FujitsuDAMixedMode):
     """First-generation DA annealing (v1). ``expert_mode`` false: coefficients rounded to the
     hardware precision and manual temperatures ignored."""
 
     expert_mode: bool = False
-    number_iterations: int = Field(10_000, ge=1, le=MAX_ITERATIONS)
-    number_runs: int = Field(100, ge=1, le=1024)
-    noise_model: NoiseModel = NoiseModel.METROPOLIS
-    offset_increase_rate: float | None = Field(None, ge=0)
-    temperature_start: float | None = Field(None, gt=0)
-    temperature_decay: float | None = Field(None, gt=0, lt=1)
-    temperature_interval: int = Field(100, ge=1, le=MAX_ITERATIONS)
-    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
-    solution_mode: SolutionMode = SolutionMode.COMPLETE
-    guidance_config: GuidanceConfig | None = None
-
-
-class FujitsuDAMixedMode(_Block):
-    """As fujitsuDA without expert_mode (always the hardware precision, automatic temperatures
-    unless given)."""
-
-    number_iterations: int = Field(10_000, ge=1, le=MAX_ITERATIONS)
-    number_runs: int = Field(100, ge=1, le=1024)
-    noise_model: NoiseModel = NoiseModel.METROPOLIS
-    offset_increase_rate: float | None = Field(None, ge=0)
-    temperature_start: float | None = Field(None, gt=0)
-    temperature_decay: float | None = Field(None, gt=0, lt=1)
-    temperature_interval: int = Field(100, ge=1, le=MAX_ITERATIONS)
-    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
-    solution_mode: SolutionMode = SolutionMode.COMPLETE
-    guidance_config: GuidanceConfig | None = None
 
 
 class FujitsuDAPT(_Block):
@@ -237,33 +232,16 @@ class FujitsuDAPT(_Block):
     guidance_config: GuidanceConfig | None = None
 
 
-class FujitsuDA2(_Block):
+class FujitsuDA2MixedMode(_AnnealingBlock):
+    """Second-generation mixed mode (v2): as fujitsuDA2 without expert_mode."""
+
+    number_runs: int = Field(16, ge=16, le=128)
+
+
+class FujitsuDA2(FujitsuDA2MixedMode):
     """Second-generation annealing (v2): as fujitsuDA without noise_model."""
 
     expert_mode: bool = False
-    number_iterations: int = Field(10_000, ge=1, le=MAX_ITERATIONS)
-    number_runs: int = Field(16, ge=16, le=128)
-    offset_increase_rate: float | None = Field(None, ge=0)
-    temperature_start: float | None = Field(None, gt=0)
-    temperature_decay: float | None = Field(None, gt=0, lt=1)
-    temperature_interval: int = Field(100, ge=1, le=MAX_ITERATIONS)
-    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
-    solution_mode: SolutionMode = SolutionMode.COMPLETE
-    guidance_config: GuidanceConfig | None = None
-
-
-class FujitsuDA2MixedMode(_Block):
-    """Second-generation mixed mode (v2): as fujitsuDA2 without expert_mode."""
-
-    number_iterations: int = Field(10_000, ge=1, le=MAX_ITERATIONS)
-    number_runs: int = Field(16, ge=16, le=128)
-    offset_increase_rate: float | None = Field(None, ge=0)
-    temperature_start: float | None = Field(None, gt=0)
-    temperature_decay: float | None = Field(None, gt=0, lt=1)
-    temperature_interval: int = Field(100, ge=1, le=MAX_ITERATIONS)
-    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
-    solution_mode: SolutionMode = SolutionMode.COMPLETE
-    guidance_config: GuidanceConfig | None = None
 
 
 class FujitsuDA2PT(_Block):
