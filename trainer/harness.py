@@ -108,6 +108,10 @@ def drop_rates(masks: list[torch.Tensor] | None) -> list[float]:
     return [100.0 * (1.0 - float(m.mean())) if m.numel() else 0.0 for m in masks]
 
 
+#: Learning-rate schedules of :func:`train`.
+LR_DECAYS = ("none", "linear")
+
+
 class Trainer:
     """Holds the model, data, optimizer and timing of one run; :func:`train` drives it.
 
@@ -224,7 +228,7 @@ class Trainer:
 
 def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 32, lr: float = 0.01,
           seed: int = 0, patience: int | None = None, progress: bool = False,
-          max_steps_per_epoch: int | None = None,
+          max_steps_per_epoch: int | None = None, lr_decay: str = "none",
           on_epoch: Callable[[EpochRecord], None] | None = None) -> RunResult:
     """Train ``model`` with Adam and early stopping on the validation split; return its metrics.
 
@@ -242,6 +246,8 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
         patience: epochs without improvement before stopping (None: run all epochs).
         progress: tqdm bar per epoch on stderr.
         max_steps_per_epoch: cut epochs short (benchmarks, smoke tests).
+        lr_decay: "none" (constant ``lr``) or "linear" (from ``lr`` down to ``lr / epochs`` in the
+            last epoch, the schedule Sparse Variational Dropout was published with).
         on_epoch: called with each epoch's record (the CLI prints a line).
 
     Returns:
@@ -251,13 +257,18 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be >= 1, got {patience}")
+    if lr_decay not in LR_DECAYS:
+        raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {lr_decay!r}")
     start = time.perf_counter()
     trainer = Trainer(model, data, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
                       max_steps_per_epoch=max_steps_per_epoch)
     epoch_hook = _hook(model, "on_epoch_end")
     selectable = _hook(model, "selectable")
     best_val, best_epoch, best_state, stale = -math.inf, 0, None, 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if lr_decay == "linear":
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = lr * (1.0 - epoch / epochs)
         t0 = time.perf_counter()
         loss, train_acc = trainer.run_epoch()
         val_acc = trainer.evaluate(data.val_x, data.val_y) if data.val_x.shape[0] else train_acc

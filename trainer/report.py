@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments import DATASETS, NETWORKS, Run
+from .experiments import DATASETS, NETWORKS, SPARSEVD_EPOCHS, Run
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _EPOCH_LINE = re.compile(r"^epoch\s+(\d+)\s+loss\s+(\S+)\s+train\s+(\S+)%\s+val\s+(\S+)%")
@@ -315,8 +315,11 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
     ]
     if settings:
         lines.append("- settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
-                     + "; Adam lr 0.01, batch 32, sigmoid units (SELU for alpha, none for DropAlan), "
-                       "best validation epoch restored (SparseVD after its KL warm-up, DropNeuron its last)")
+                     + "; Adam lr 0.01, batch 32, 32 epochs, sigmoid units (SELU for alpha; DropAlan "
+                       "on the last hidden layer instead of its activation), best validation epoch restored "
+                       "(SparseVD after its KL warm-up, DropNeuron its last); SparseVD with its published "
+                       "schedule: ReLU, batch 100, Adam 1e-3 decayed linearly to 0, "
+                       f"{SPARSEVD_EPOCHS} epochs")
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

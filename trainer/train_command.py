@@ -61,8 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "then ~/.cache/spinout/<dataset>, downloading what is missing)")
     parser.add_argument("--arch", default="784,100,100,10", help="layer sizes, input first")
     parser.add_argument("--activation", default=None, choices=("sigmoid", "relu", "selu", "identity"),
-                        help="hidden units (default: sigmoid as in the paper; 'alpha' always uses selu and the "
-                             "DropAlan variants identity)")
+                        help="hidden units (default: sigmoid as in the paper; 'alpha' always uses selu, and "
+                             "DropAlan layers have none)")
     parser.add_argument("--dropout", default="ising", choices=names, metavar="NAME",
                         help=f"dropout variant, one of: {', '.join(names)} (default: ising)")
     parser.add_argument("--include-input", action="store_true", help="make the input layer a candidate")
@@ -71,6 +71,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr-decay", choices=("none", "linear"), default="none",  # harness.LR_DECAYS
+                        help="learning-rate schedule: constant, or linear decay over the epochs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patience", type=int, default=None,
                         help="early stopping: epochs without a better validation accuracy")
@@ -157,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
         model = registry.get(args.dropout)(spec)
     except (ValueError, KeyError) as exc:
         return _error(str(exc).strip("'\""))
-    # Some variants fix their own units (alpha: SELU, DropAlan: none): report what was built.
+    # Some variants fix their own units (alpha: SELU): report what was built.
     activation = str(getattr(model, "activation_name", activation))
     if args.activation is not None and args.activation != activation:
         print(f"spinout train: note: --activation {args.activation} does not apply to {args.dropout}, "
@@ -171,7 +173,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = train(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        seed=args.seed, patience=args.patience, progress=not args.no_progress,
-                       max_steps_per_epoch=args.max_steps_per_epoch, on_epoch=on_epoch)
+                       max_steps_per_epoch=args.max_steps_per_epoch, lr_decay=args.lr_decay,
+                       on_epoch=on_epoch)
     except (ValueError, FloatingPointError, RuntimeError) as exc:
         return _error(str(exc))
     summary = result_json(args, sizes, activation, options, result)
@@ -214,6 +217,7 @@ def result_json(args: argparse.Namespace, sizes: list[int], activation: str, opt
         "ms_per_step": {k: round(1000 * v, 4) for k, v in per_step.items()},
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "lr_decay": args.lr_decay,
         "seed": args.seed,
         "p": args.p,
         "options": {k: str(v) for k, v in options.items()},

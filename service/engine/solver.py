@@ -37,9 +37,6 @@ TUNE_ROUNDS = 10
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
 CHUNK_SECONDS = 0.05
-# Placeholders for the unused form of the couplings (the kernels take both).
-_DUMMY_DENSE = np.zeros((1, 1), np.float64)
-_DUMMY_INT = np.zeros(1, np.int32)
 
 
 def _table(gibbs: bool) -> np.ndarray:
@@ -98,19 +95,11 @@ class Replicas:
         self.dense = not problem.is_sparse
         self.couplings: np.ndarray
         self.data: np.ndarray
-        if self.dense:
-            # float32 halves memory traffic in the O(n) field updates; fields are re-synced exactly
-            # from the original float64 couplings.
-            self.couplings = np.ascontiguousarray(problem.couplings, dtype=np.float32)
-            self.exact_couplings = np.ascontiguousarray(problem.couplings, dtype=np.float64)
-            self.indptr, self.indices, self.data = _DUMMY_INT, _DUMMY_INT, np.zeros(1)
-        else:
-            csr = sp.csr_array(problem.couplings)
-            self.couplings = _DUMMY_DENSE
-            self.exact_couplings = self.couplings
-            self.indptr = csr.indptr.astype(np.int32)
-            self.indices = csr.indices.astype(np.int32)
-            self.data = csr.data.astype(np.float64)
+        # The exact arrays (float64) re-sync the fields; the kernels' own copy of a dense matrix
+        # is float32, which halves memory traffic in the O(n) field updates.
+        _, self.exact_couplings, self.indptr, self.indices, self.data = problem.kernel_arrays
+        self.couplings = (np.ascontiguousarray(problem.couplings, dtype=np.float32) if self.dense
+                          else self.exact_couplings)
         self.field_dtype = np.float32 if self.dense else np.float64
         seeds = np.random.SeedSequence(seed)
         children = seeds.spawn(num_replicas + 2)

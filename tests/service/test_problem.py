@@ -31,6 +31,25 @@ def test_qubo_matrix_energies_match_xtqx(storage: str) -> None:
     assert p.energy(x[5]) == pytest.approx(expected[5])
 
 
+@pytest.mark.parametrize("storage", ["auto", "dense", "sparse"])
+def test_triplets_with_duplicates_build_the_same_problem_in_every_storage(storage: str) -> None:
+    # Duplicates and (j, i) twins add up; dense-enough triplets take the direct dense build.
+    rng = np.random.default_rng(4)
+    n = 10
+    i, j = rng.integers(0, n, 120), rng.integers(0, n, 120)
+    c = rng.normal(size=120)
+    q = np.zeros((n, n))
+    np.add.at(q, (i, j), c)
+    p = BinaryQuadraticProblem.from_arrays(i, j, c, num_variables=n, storage=storage)
+    assert p.is_sparse == (storage == "sparse")
+    x = all_states(n)
+    expected = np.einsum("ki,ij,kj->k", x.astype(float), q, x.astype(float))
+    np.testing.assert_allclose(p.energies(x), expected, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(p.energies(x.astype(bool)), expected, rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError, match="0/1"):
+        p.energies(np.full(n, 2))
+
+
 def test_storage_chosen_by_density() -> None:
     rng = np.random.default_rng(2)
     assert not BinaryQuadraticProblem.from_qubo_matrix(rng.normal(size=(50, 50))).is_sparse

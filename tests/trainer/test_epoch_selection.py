@@ -120,3 +120,29 @@ def test_sparsevd_takes_the_training_set_size_from_the_spec() -> None:
     assert override.num_train == 99
     late = registry.get("sparsevd")(VariantSpec([6, 4, 2], options={"kl_warmup_end": "0"}))
     assert float(late.regularization_loss().detach()) == 0.0  # N unknown until the first epoch ends
+
+
+class LearningRateProbe(MLP):
+    """Records the optimizer's learning rate seen at the end of every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__([6, 4, 2])
+        self.seen: list[float] = []
+
+    def on_epoch_end(self, epoch: int, context: object) -> None:
+        self.seen.append(context.optimizer.param_groups[0]["lr"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("decay", "expected"), [("none", [0.01] * 4),
+                                                  ("linear", [0.01, 0.0075, 0.005, 0.0025])])
+def test_linear_lr_decay_lowers_the_rate_each_epoch(easy_data: DataSplits, decay: str,
+                                                    expected: list[float]) -> None:
+    model = LearningRateProbe()
+    result = train(model, easy_data, epochs=4, lr=0.01, lr_decay=decay)
+    assert model.seen == pytest.approx(expected)
+    assert result.test_accuracy > 80
+
+
+def test_unknown_lr_decay_is_refused(easy_data: DataSplits) -> None:
+    with pytest.raises(ValueError, match="lr_decay"):
+        train(MLP([6, 2]), easy_data, epochs=1, lr_decay="cosine")

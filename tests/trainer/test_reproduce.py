@@ -70,6 +70,15 @@ def test_run_ids_are_unique_and_stable() -> None:
     assert all(re.fullmatch(r"[a-z0-9_.-]+", i) for i in ids)
 
 
+def test_rows_keep_their_own_epochs_unless_the_grid_sets_them() -> None:
+    own = {(r.dataset, r.network, r.row.key): r for r in build_grid()}
+    svd = own[("mnist", "784-300-100-10", "sparsevd")]
+    assert svd.epochs == experiments.SPARSEVD_EPOCHS
+    assert svd.train_args()[svd.train_args().index("--lr-decay") + 1] == "linear"
+    assert own[("mnist", "784-100-100-10", "none")].epochs == experiments.DEFAULT_EPOCHS
+    assert {r.epochs for r in build_grid(epochs=4)} == {3, 4}  # the literal-energy rows' cap is 3
+
+
 def test_quick_grid_is_small_and_unknown_names_are_rejected() -> None:
     quick = build_grid(networks=experiments.QUICK_NETWORKS, rows=experiments.QUICK_ROWS, epochs=2)
     assert 10 <= len(quick) <= 30

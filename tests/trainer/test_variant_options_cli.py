@@ -54,7 +54,7 @@ def test_cli_rejects_unknown_variant_options(mnist_dir: Path, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize(("name", "activation", "basis"), [
-    ("dropalan-beta", "identity", "eq6-expected"),
+    ("dropalan-beta", "sigmoid", "eq6-expected"),
     ("alpha", "selu", "eq6-expected"),
     ("none", "sigmoid", "pruned"),
 ])

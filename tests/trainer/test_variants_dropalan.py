@@ -109,11 +109,24 @@ def test_other_inference_rules_and_checks():
     assert "kind=beta" in repr(mode) and "scaled=False" in repr(mode)
 
 
-def test_registered_variants_have_no_activation_function():
+def test_registered_variants_put_dropalan_on_the_last_hidden_layer_by_default():
     for name, kind, scaled in (("dropalan-alpha", "alpha", False), ("dropalan-beta", "beta", False),
                                ("dropalan-beta-scaled", "beta", True)):
         net = registry.get(name)(VariantSpec([784, 30, 20, 10], include_input=True))
         assert isinstance(net, DropAlanMLP)
-        assert all(isinstance(a, torch.nn.Identity) for a in net.activations)
+        # The paper's design: earlier layers keep their activation (its ReLU convolutions),
+        # the dense layer before the classifier has DropAlan and no activation.
+        assert isinstance(net.activations[0], torch.nn.Sigmoid)
+        assert isinstance(net.activations[1], torch.nn.Identity)
         assert isinstance(net.unit_modules[0], torch.nn.Identity)  # pixels >= 0: never dropped
-        assert [(m.kind, m.scaled) for m in net.unit_modules[1:]] == [(kind, scaled)] * 2
+        assert isinstance(net.unit_modules[1], torch.nn.Identity)
+        assert (net.unit_modules[2].kind, net.unit_modules[2].scaled) == (kind, scaled)
+
+
+def test_placement_all_removes_every_activation():
+    spec = VariantSpec([784, 30, 20, 10], options={"placement": "all"})
+    net = registry.get("dropalan-beta-scaled")(spec)
+    assert all(isinstance(a, torch.nn.Identity) for a in net.activations)
+    assert [m.kind for m in net.unit_modules[1:]] == ["beta", "beta"]
+    with pytest.raises(ValueError, match="placement"):
+        registry.get("dropalan-beta")(VariantSpec([784, 30, 10], options={"placement": "first"}))

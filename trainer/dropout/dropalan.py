@@ -26,11 +26,13 @@ Inference (``inference=``):
   while "expected" gave 97.2 % test accuracy.
 - "mode": the most probable mask ``1[p(z) < 0.5]`` (for beta exactly a ReLU).
 
-What the method means for an MLP whose only non-linearity is DropAlan: the scaled variants are
-linear in expectation, so the network learns (nearly) a linear classifier — about 91-92 % on
-MNIST whatever the inference rule — whereas the unscaled ones learn a genuine stochastic
-ReLU-like non-linearity. (The paper's MNIST/CIFAR numbers come from CNNs whose convolutions
-carry ReLUs; DropAlan there replaced only the dense layer's activation.)
+Placement (``placement=``). The paper's networks are CNNs whose convolutions carry ReLUs; DropAlan
+replaces only the activation of the dense layer in front of the classifier. The MLP twin of that
+design, the default "last", keeps the network's activation (``--activation``, sigmoid) on every
+hidden layer but the last, and puts DropAlan without activation on the last one. "all" puts it on
+every hidden layer and leaves no activation anywhere: then the scaled variants are linear in
+expectation and the network learns (nearly) a linear classifier — about 91-92 % on MNIST whatever
+the inference rule — whereas the unscaled ones learn a stochastic ReLU-like non-linearity.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .registry import register
 
 KINDS = ("alpha", "beta")
 INFERENCE_MODES = ("identity", "expected", "mode")
+PLACEMENTS = ("last", "all")
 
 
 def _check(kind: str, max_rate: float, inference: str) -> None:
@@ -146,18 +149,37 @@ class DropAlan(nn.Module):
 
 
 class DropAlanMLP(MLP):
-    """An MLP without activation functions whose hidden layers carry :class:`DropAlan`.
+    """An MLP whose last hidden layer (``placement="last"``) or every hidden layer (``"all"``)
+    carries :class:`DropAlan` on its pre-activations instead of an activation function.
 
-    The input is never a DropAlan candidate (pixels are >= 0, so ``p`` would be 0 there);
-    ``include_input`` is accepted and ignored.
+    Layers without DropAlan keep ``activation``. The input is never a DropAlan candidate (pixels
+    are >= 0, so ``p`` would be 0 there); ``include_input`` is accepted and ignored.
+
+    Example:
+        >>> net = DropAlanMLP([784, 100, 100, 10], "beta", scaled=True)
+        >>> [type(a).__name__ for a in net.activations], [type(m).__name__ for m in net.unit_modules]
+        (['Sigmoid', 'Identity'], ['Identity', 'Identity', 'DropAlan'])
     """
 
     def __init__(self, sizes: list[int], kind: str = "beta", scaled: bool = False,
-                 max_rate: float = 0.95, inference: str = "expected") -> None:
+                 max_rate: float = 0.95, inference: str = "expected", placement: str = "last",
+                 activation: str = "sigmoid") -> None:
         _check(kind, max_rate, inference)
-        super().__init__(sizes, "identity",
-                         unit_dropout=lambda layer, n: DropAlan(kind, scaled, max_rate, inference) if layer else None)
-        self.kind, self.scaled = kind, bool(scaled)
+        if placement not in PLACEMENTS:
+            raise ValueError(f"DropAlan placement must be one of {PLACEMENTS}, got {placement!r}")
+        num_hidden = len(sizes) - 2
+
+        def carries(layer: int) -> bool:
+            return 1 <= layer <= num_hidden and (placement == "all" or layer == num_hidden)
+
+        super().__init__(sizes, activation,
+                         unit_dropout=lambda layer, n: DropAlan(kind, scaled, max_rate, inference)
+                         if carries(layer) else None)
+        # The activation of hidden layer l sits at index l - 1; DropAlan layers have none.
+        for layer in range(1, num_hidden + 1):
+            if carries(layer):
+                self.activations[layer - 1] = nn.Identity()
+        self.kind, self.scaled, self.placement = kind, bool(scaled), placement
 
     def unit_keep_masks(self) -> list[torch.Tensor]:
         """Expected keep fraction ``1 - p(z)`` of each unit over the last mini-batch seen."""
@@ -172,13 +194,16 @@ def _factory(kind: str, scaled: bool) -> Callable[[VariantSpec], nn.Module]:
     def build(spec: VariantSpec) -> nn.Module:
         return DropAlanMLP(spec.sizes, kind, scaled,
                            max_rate=spec.option("max_rate", 0.95, float),
-                           inference=spec.option("inference", "expected", str))
-    build.__doc__ = (f"DropAlan {kind}{' (scaled)' if scaled else ''} on every hidden layer, no "
-                     "activation function; options ``max_rate`` (0.95) and ``inference`` "
-                     "(expected | identity | mode).")
+                           inference=spec.option("inference", "expected", str),
+                           placement=spec.option("placement", "last", str),
+                           activation=spec.activation)
+    build.__doc__ = (f"DropAlan {kind}{' (scaled)' if scaled else ''} on the last hidden layer's "
+                     "pre-activations (or every hidden layer), no activation function there; options "
+                     "``max_rate`` (0.95), ``inference`` (expected | identity | mode) and ``placement`` "
+                     "(last | all).")
     return build
 
 
 for _name, _kind, _scaled in (("dropalan-alpha", "alpha", False), ("dropalan-beta", "beta", False),
                               ("dropalan-beta-scaled", "beta", True)):
-    register(_name, options=("max_rate", "inference"))(_factory(_kind, _scaled))
+    register(_name, options=("max_rate", "inference", "placement"))(_factory(_kind, _scaled))
