@@ -319,7 +319,7 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
                        "on the last hidden layer instead of its activation), best validation epoch restored "
                        "(SparseVD after its KL warm-up, DropNeuron its last); SparseVD with its published "
                        "schedule: ReLU, batch 100, Adam 1e-3 decayed linearly to 0, "
-                       f"{SPARSEVD_EPOCHS} epochs")
+                       f"{SPARSEVD_EPOCHS} epochs, KL weight warmed up over the first half")
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

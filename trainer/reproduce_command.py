@@ -214,6 +214,7 @@ def run_grid(runs: Sequence[Run], out: Path, *, jobs: int = 1, data_root: str | 
             outcomes.append(Outcome(run.run_id, "skipped"))
         else:
             todo.append(run)
+    todo.sort(key=lambda run: run.relative_cost, reverse=True)  # longest first
     bar = None
     if progress:
         from tqdm import tqdm

@@ -66,3 +66,22 @@ def test_training_against_the_service_learns(service_url: str, mnist_small) -> N
     assert model.num_solves >= 5
     assert result.timings["transport"] > 0
     assert 0.0 < result.drop_rate_per_layer[0] < 100.0
+
+
+@pytest.mark.parametrize("storage", ["sparse", "dense"])
+def test_upper_triplets_carry_the_same_energies(storage: str) -> None:
+    from service.engine import BinaryQuadraticProblem
+    from trainer.dropout.ising_solver import upper_triplets
+
+    rng = np.random.default_rng(3)
+    n = 12
+    i, j = np.triu_indices(n, 1)
+    keep = rng.random(i.size) < 0.5
+    problem = BinaryQuadraticProblem.from_arrays(i[keep], j[keep], rng.normal(size=keep.sum()),
+                                                 linear=rng.normal(size=n), constant=1.5, storage=storage)
+    encoded = upper_triplets(problem)
+    assert np.all(encoded.rows < encoded.cols) and encoded.values.size == keep.sum()
+    x = rng.integers(0, 2, size=(20, n)).astype(np.uint8)
+    mine = (encoded.constant + x @ encoded.linear
+            + (encoded.values * x[:, encoded.rows] * x[:, encoded.cols]).sum(axis=1))
+    np.testing.assert_allclose(mine, problem.energies(x), rtol=1e-12, atol=1e-9)
