@@ -70,10 +70,16 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q)) if values else float("nan")
 
 
-async def run_clients(url: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _httpx_clients(url: str, body: bytes, clients: int, stop: float,
+                         latencies: list[float]) -> int:
     errors = 0
-    stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         async def one_client() -> None:
@@ -81,16 +87,62 @@ async def run_clients(url: str, body: bytes, clients: int, seconds: float) -> di
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
                 r = await client.post("/v1/qubo/solve", content=body, headers={"Content-Type": "application/json"})
-                if r.status_code != 200:
-                    errors += 1
+                errors += r.status_code != 200
                 latencies.append(time.perf_counter() - t0)
 
-        start = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(clients)))
-        elapsed = time.perf_counter() - start
-    return {"clients": clients, "jobs": len(latencies), "jobs_per_s": len(latencies) / elapsed,
-            "p50_ms": 1000 * percentile(latencies, 50), "p99_ms": 1000 * percentile(latencies, 99),
-            "errors": errors}
+    return errors
+
+
+async def _lean_clients(url: str, body: bytes, clients: int, stop: float, latencies: list[float]) -> int:
+    """Keep-alive HTTP/1.1 over raw asyncio streams: a load generator that takes a small share
+    of the two cores it shares with the server (as wrk or hey would), so the figure is the
+    server's. Each response is read whole (headers, then Content-Length bytes) and its status
+    checked."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (f"POST /v1/qubo/solve HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    errors = 0
+
+    async def one_client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                errors += not head.startswith(b"HTTP/1.1 200")
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return errors
+
+
+async def run_clients(url: str, body: bytes, clients: int, seconds: float, *, lean: bool = False,
+                      server_pid: int | None = None) -> dict[str, float]:
+    latencies: list[float] = []
+    server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
+    client_cpu = time.process_time()
+    start = time.perf_counter()
+    runner = _lean_clients if lean else _httpx_clients
+    errors = await runner(url, body, clients, start + seconds, latencies)
+    elapsed = time.perf_counter() - start
+    jobs = max(len(latencies), 1)
+    row = {"clients": clients, "load_generator": "lean" if lean else "httpx", "jobs": len(latencies),
+           "jobs_per_s": len(latencies) / elapsed, "p50_ms": 1000 * percentile(latencies, 50),
+           "p99_ms": 1000 * percentile(latencies, 99), "errors": errors,
+           "client_cpu_ms_per_job": 1000 * (time.process_time() - client_cpu) / jobs}
+    if server_pid:
+        row["server_cpu_ms_per_job"] = 1000 * (process_cpu_seconds(server_pid) - server_cpu) / jobs
+    return row
 
 
 def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: int) -> dict[str, Any]:
@@ -196,11 +248,16 @@ def main() -> int:
               f"median {results['small_inprocess_ms']:.1f} ms")
         asyncio.run(run_clients(url, small, 2, 1.0))  # warm connections and threads
         results["small_sync"] = []
-        for clients in args.clients:
-            row = asyncio.run(run_clients(url, small, clients, args.seconds))
-            results["small_sync"].append(row)
-            print(f"  {clients:>3} clients: {row['jobs_per_s']:7.1f} jobs/s  p50 {row['p50_ms']:7.1f} ms  "
-                  f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}")
+        pid = server.proc.pid if server.proc is not None else None
+        for lean in (True, False):
+            print(f"  load generator: {'lean asyncio streams' if lean else 'httpx.AsyncClient'}")
+            for clients in args.clients:
+                row = asyncio.run(run_clients(url, small, clients, args.seconds, lean=lean, server_pid=pid))
+                results["small_sync"].append(row)
+                print(f"  {clients:>3} clients: {row['jobs_per_s']:7.1f} jobs/s  p50 {row['p50_ms']:7.1f} ms  "
+                      f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  CPU per job: server "
+                      f"{row.get('server_cpu_ms_per_job', float('nan')):.2f} ms, load generator "
+                      f"{row['client_cpu_ms_per_job']:.2f} ms")
 
         # 3. ~1,000 variables, ~90,000 couplings: HTTP (compact, DA JSON) vs in-process
         problem = layered_problem()

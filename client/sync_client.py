@@ -108,7 +108,8 @@ class SolverClient(ClientBase):
             transport: "auto" (DA JSON for small problems, the compact msgpack body from
                 ``core.COMPACT_MIN_TERMS`` terms on), "json" or "compact".
             on_status: called with a ``JobProgress`` at each poll of an asynchronous job.
-            **params: the solver block's parameters, e.g. ``time_limit_sec=5, num_run=16``.
+            **params: the solver block's parameters, e.g. ``time_limit_sec=5, num_run=16``;
+                ``guidance_config`` may be a 0/1 array of the full starting state.
 
         Raises:
             ProblemError, BadRequestError, AuthenticationError, LimitReachedError, ServerError,

@@ -201,16 +201,22 @@ class CompactRequest:
     aux_pairs: np.ndarray | None = None
     #: How many leading variables a reply reports (None: all of them).
     num_output_variables: int | None = None
+    #: The starting state (n,) of 0/1 as an array: the compact form of the block's
+    #: ``guidance_config`` (one byte a variable instead of a map of n string keys).
+    guidance_state: np.ndarray | None = None
 
 
 def encode_request(problem: CompactProblem, solver: str = "fujitsuDA2",
                    parameters: Mapping[str, Any] | None = None, *,
                    penalty: CompactProblem | None = None, api_version: str | None = None,
-                   aux_pairs: np.ndarray | None = None, num_output_variables: int | None = None) -> bytes:
+                   aux_pairs: np.ndarray | None = None, num_output_variables: int | None = None,
+                   guidance_state: Any = None) -> bytes:
     """The msgpack body for ``POST /spinout/v1/solve`` (and its async twin)."""
     body = {"format": REQUEST_FORMAT, "solver": solver, "parameters": dict(parameters or {}),
             **problem.to_wire(), "penalty": None if penalty is None else penalty.to_wire(),
             "api_version": api_version}
+    if guidance_state is not None:
+        body["guidance_state"] = encode_array(np.asarray(guidance_state, dtype=np.uint8).ravel())
     if aux_pairs is not None:
         body["aux_pairs"] = encode_array(np.asarray(aux_pairs, dtype=np.int64).reshape(-1, 2))
         body["num_output_variables"] = int(num_output_variables or problem.num_variables)
@@ -239,9 +245,16 @@ def decode_request(body: bytes) -> CompactRequest:
                     aux_pairs.max(axis=1) >= n_out + np.arange(len(aux_pairs))))):
             raise TransportError("aux_pairs must be (m, 2) earlier-variable indices and "
                                  "num_output_variables + m must equal num_variables")
+    guidance = None
+    if obj.get("guidance_state") is not None:
+        guidance = decode_array(obj["guidance_state"], "guidance_state")
+        if guidance.shape != (problem.num_variables,) or guidance.dtype.kind not in "biu" \
+                or not np.all((guidance == 0) | (guidance == 1)):
+            raise TransportError(f"guidance_state must be {problem.num_variables} values of 0/1")
+        guidance = guidance.astype(np.uint8)
     return CompactRequest(problem, solver, dict(params),
                           None if penalty is None else CompactProblem.from_wire(penalty, "penalty"),
-                          version if isinstance(version, str) else None, aux_pairs, n_out)
+                          version if isinstance(version, str) else None, aux_pairs, n_out, guidance)
 
 
 # ------------------------------------------------------------------------------------- replies

@@ -19,18 +19,25 @@ BIAS_MAX = 2**25 - 1
 def to_hardware_precision(problem: BinaryQuadraticProblem) -> tuple[BinaryQuadraticProblem, float]:
     """The problem scaled so the largest coupling fits 16 bits and the largest bias 26 bits,
     rounded to integers; returns it and the scale factor (hardware units per original unit)."""
-    couplings = sp.csr_array(problem.couplings, dtype=np.float64)
-    max_j = float(np.abs(couplings.data).max(initial=0.0))
+    sparse = problem.is_sparse
+    # Dense problems stay dense (a CSR round trip costs more than the small solves it precedes).
+    couplings: np.ndarray | sp.csr_array = (sp.csr_array(problem.couplings, dtype=np.float64) if sparse
+                                            else np.asarray(problem.couplings, dtype=np.float64))
+    values = couplings.data if sparse else couplings
+    max_j = float(np.abs(values).max(initial=0.0))
     max_h = float(np.abs(problem.linear).max(initial=0.0))
     limits = [COUPLER_MAX / max_j] if max_j > 0 else []
     if max_h > 0:
         limits.append(BIAS_MAX / max_h)
     scale = min(limits) if limits else 1.0
-    scaled = couplings * scale
-    scaled.data = np.rint(scaled.data)
-    scaled.eliminate_zeros()
+    scaled: np.ndarray | sp.csr_array
+    if sparse:
+        scaled = couplings * scale
+        scaled.data = np.rint(scaled.data)
+        scaled.eliminate_zeros()
+    else:
+        scaled = np.rint(couplings * scale)
     linear = np.rint(problem.linear * scale)
-    storage = "sparse" if problem.is_sparse else "dense"
-    reduced = BinaryQuadraticProblem.from_parts(linear, scaled, problem.constant * scale, storage,
-                                                   problem.couplings.dtype)
+    reduced = BinaryQuadraticProblem.from_parts(linear, scaled, problem.constant * scale,
+                                                "sparse" if sparse else "dense", problem.couplings.dtype)
     return reduced, scale

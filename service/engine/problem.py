@@ -156,24 +156,27 @@ class BinaryQuadraticProblem:
         q = np.concatenate([j, i])
         v = np.concatenate([c, c])
         mat: Any
+        nnz_hint = None
         if storage != "sparse" and n <= DIRECT_DENSE_MAX_VARIABLES and (
                 storage == "dense" or r.size > SPARSE_DENSITY_THRESHOLD * n * (n - 1)):
             # Dense enough to be stored dense (unless duplicates shrink it): one bincount beats
             # scipy's COO -> CSR -> dense by about 3x.
             mat = np.bincount(r * n + q, weights=v, minlength=n * n).reshape(n, n)
+            nnz_hint = r.size  # an upper bound, good enough to choose the storage
         else:
             mat = sp.coo_array((v, (r, q)), shape=(n, n)).tocsr()
             mat.sum_duplicates()
             mat.eliminate_zeros()
-        return cls.from_parts(h, mat, float(constant), storage, dtype)
+        return cls.from_parts(h, mat, float(constant), storage, dtype, nnz=nnz_hint)
 
     @classmethod
     def from_parts(
         cls, h: np.ndarray, mat: Any, constant: float = 0.0, storage: str = "auto",
-        dtype: Any = np.float64,
+        dtype: Any = np.float64, nnz: int | None = None,
     ) -> BinaryQuadraticProblem:
         """From linear terms and an already symmetric, zero-diagonal coupling matrix (a dense
-        ndarray stays dense without a sparse detour, which keeps big dense builds lean)."""
+        ndarray stays dense without a sparse detour, which keeps big dense builds lean).
+        ``nnz``: the caller's count (or upper bound) of non-zeros, saving a pass over the matrix."""
         n = h.shape[0]
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -181,7 +184,8 @@ class BinaryQuadraticProblem:
         if storage not in ("auto", "dense", "sparse"):
             raise ValueError(f"storage must be 'auto', 'dense' or 'sparse', got {storage!r}")
         dense_input = isinstance(mat, np.ndarray)
-        nnz = int(np.count_nonzero(mat)) if dense_input else sp.csr_array(mat).nnz
+        if nnz is None:
+            nnz = int(np.count_nonzero(mat)) if dense_input else sp.csr_array(mat).nnz
         density = nnz / max(n * (n - 1), 1)
         couplings: np.ndarray | sp.csr_array
         if storage == "sparse" or (storage == "auto" and density <= SPARSE_DENSITY_THRESHOLD):

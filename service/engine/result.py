@@ -60,6 +60,8 @@ def distinct_states(states: np.ndarray, counts: np.ndarray | None = None) -> tup
     states = np.ascontiguousarray(states, dtype=np.uint8)
     if counts is None:
         counts = np.ones(states.shape[0], dtype=np.int64)
+    if states.shape[0] <= 1:  # nothing to merge (np.unique over rows costs ~1 ms)
+        return states.copy(), np.asarray(counts, dtype=np.int64).copy()
     packed = np.packbits(states, axis=1)
     _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
     merged = np.bincount(inverse.ravel(), weights=counts, minlength=first.size).astype(np.int64)

@@ -83,7 +83,8 @@ class JobManager:
         payload = encode_request(request.problem, request.solver, request.parameters,
                                  penalty=request.penalty, api_version=version,
                                  aux_pairs=request.aux_pairs,
-                                 num_output_variables=request.num_output_variables)
+                                 num_output_variables=request.num_output_variables,
+                                 guidance_state=request.guidance_state)
         self.store.create(record, payload, self.job_limit)
         self.runner.enqueue(record.job_id)
         if self.metrics is not None:

@@ -90,6 +90,9 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
     if first_gen and not expert:
         annealed, scale = to_hardware_precision(objective)
     seed = p.get("random_seed")
+    # The compact transport's array form of guidance_config wins over the map.
+    guidance: Any = (request.guidance_state if request.guidance_state is not None
+                     else _config(p.get("guidance_config")))
     common: dict[str, Any] = dict(seed=seed, cancel=options.cancel, parallel=False,
                                   time_limit=options.time_limit)
     iterations = int(p.get("number_iterations", 1))
@@ -106,7 +109,7 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
             temperature_mode=p.get("temperature_mode", "EXPONENTIAL"),
             noise_model=p.get("noise_model", "METROPOLIS"),
             offset_increase_rate=p.get("offset_increase_rate"), moves="trial",
-            initial_state=_config(p.get("guidance_config")), solution_mode=p["solution_mode"],
+            initial_state=guidance, solution_mode=p["solution_mode"],
             **common)
     elif solver in ("fujitsuDAPT", "fujitsuDA2PT"):
         replicas = int(p["number_replicas"])
@@ -117,7 +120,7 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
         result = parallel_tempering(
             annealed, num_replicas=replicas, num_sweeps=iterations, beta_range=beta_range,
             moves="trial", offset_increase_rate=p.get("offset_increase_rate"),
-            initial_states=_config(p.get("guidance_config")), solution_mode=p["solution_mode"],
+            initial_states=guidance, solution_mode=p["solution_mode"],
             **common)
     elif solver == "fujitsuDA3":
         limit = float(p["time_limit_sec"])
@@ -127,7 +130,7 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
         result = solve_time_limited(
             annealed, time_limit_sec=limit, target_energy=target, num_run=int(p["num_run"]),
             num_group=int(p["num_group"]), num_output_solution=int(p["num_output_solution"]),
-            guidance=_config(p.get("guidance_config")), fixed=_config(p.get("fixed_config")),
+            guidance=guidance, fixed=_config(p.get("fixed_config")),
             seed=seed, cancel=options.cancel, parallel=False)
     else:
         raise ValueError(f"unknown solver {solver!r}")

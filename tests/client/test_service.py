@@ -207,6 +207,38 @@ def test_compact_transport_same_answer_as_json(service, big_qubo) -> None:
     np.testing.assert_allclose(compact.energies, as_json.energies)
 
 
+@pytest.mark.parametrize("transport", ["compact", "json"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_guidance_array_starts_the_search(service, transport: str, mode: str) -> None:
+    # Every bit costs +1 when set: from the guidance state, one cold DA iteration with no offset
+    # can only clear one set bit, so the answer is the guidance with exactly one 1 turned to 0.
+    n = 40
+    guidance = np.random.default_rng(3).integers(0, 2, n).astype(np.uint8)
+    with SolverClient(service.url, api_key=service.api_key) as client:
+        result = client.solve(np.eye(n), "fujitsuDA2", mode=mode, transport=transport, guidance_config=guidance,
+                              expert_mode=True, number_iterations=1, temperature_start=1e-6,
+                              offset_increase_rate=0.0, random_seed=4)
+        changed = np.flatnonzero(result.best.state != guidance)
+        assert changed.size == 1 and guidance[changed[0]] == 1
+        with pytest.raises(ProblemError, match="guidance_config"):
+            client.solve(np.eye(n), "fujitsuDA2", guidance_config=np.full(n, 2))
+        with pytest.raises(ProblemError, match="40 variables"):
+            client.solve(np.eye(n), "fujitsuDA2", guidance_config=guidance[:-1])
+
+
+def test_compact_guidance_state_is_checked_by_the_service(service) -> None:
+    import httpx
+
+    from client.transport import CONTENT_TYPE, CompactProblem, encode_request
+
+    problem = CompactProblem.from_arrays([0], [1], [1.0], num_variables=3)
+    for bad in (np.array([1, 0], np.uint8), np.array([1, 2, 0], np.uint8)):
+        body = encode_request(problem, "fujitsuDA2", {}, guidance_state=bad)
+        r = httpx.post(f"{service.url}/spinout/v1/solve", content=body,
+                       headers={"Content-Type": CONTENT_TYPE, "X-Api-Key": service.api_key})
+        assert r.status_code == 400 and "guidance_state" in r.json()["error"]["message"]
+
+
 def test_compact_transport_async_job(service, big_qubo) -> None:
     async def go():
         async with AsyncSolverClient(service.url, api_key=service.api_key) as client:

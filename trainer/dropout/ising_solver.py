@@ -115,7 +115,7 @@ class RemoteSolver:
 
     The problem goes out as upper-triangular triplets taken straight from the problem's symmetric
     CSR (no scipy re-folding) in the client's compact encoding; the service runs ``fujitsuDA`` in
-    expert mode, warm-started through ``guidance_config``, with ``num_sweeps`` DA iterations
+    expert mode, warm-started through ``guidance_config`` (an array on the wire), with ``num_sweeps`` DA iterations
     (parallel trials: at most one flip each, whatever ``moves`` says). A warm-started solve names
     its whole schedule (start temperature, decay to a hundredth of it, no dynamic offset: the
     embedded solver's), so the service skips the quench it would otherwise run to measure the
@@ -156,7 +156,7 @@ class RemoteSolver:
             "random_seed": int(seed) % (1 << 31),
         }
         if self.budget.warm_start and not full:
-            params["guidance_config"] = dict(zip(map(str, range(n)), map(bool, initial.tolist())))
+            params["guidance_config"] = np.asarray(initial, dtype=np.uint8)  # sent as an array
         start_t = None if full else self.budget.start_temperature(problem, initial)
         if start_t is not None:
             params["temperature_start"] = float(start_t)
