@@ -145,6 +145,7 @@ def run_id(dataset: str, network: str, row_key: str) -> str:
 
 _ISING = "ising"
 SPARSEVD_EPOCHS = 60
+DROPNEURON_EPOCHS = 15
 _PAPER_NETS = PAPER_NETWORKS[:1]
 
 #: Every row, the paper's first (in its tables' order), then the literal energy and imposed
@@ -171,7 +172,10 @@ ROWS: tuple[Row, ...] = (
     Row("gaussian", "Gaussian dropout", "gaussian"),
     Row("alpha", "alpha dropout (SELU)", "alpha"),
     Row("dropconnect", "DropConnect", "dropconnect"),
-    Row("dropneuron", "DropNeuron", "dropneuron", networks=NETWORKS),
+    # ReLU and Adam 1e-3 for 15 epochs (the setting measured to reach 98.0 % at 8.2x on MNIST
+    # 784-300-100-10; with sigmoid units and Adam 0.01 the group penalty costs 2-3 points).
+    Row("dropneuron", "DropNeuron", "dropneuron", networks=NETWORKS, epochs=DROPNEURON_EPOCHS,
+        args=("--activation", "relu", "--lr", "0.001")),
     Row("mi", "MI-Dropout", "mi"),
     Row("dropalan-alpha", "DropAlan alpha", "dropalan-alpha"),
     Row("dropalan-beta", "DropAlan beta", "dropalan-beta"),

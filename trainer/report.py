@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments import DATASETS, NETWORKS, SPARSEVD_EPOCHS, Run
+from .experiments import DATASETS, DROPNEURON_EPOCHS, NETWORKS, SPARSEVD_EPOCHS, Run
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _EPOCH_LINE = re.compile(r"^epoch\s+(\d+)\s+loss\s+(\S+)\s+train\s+(\S+)%\s+val\s+(\S+)%")
@@ -319,7 +319,8 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
                        "on the last hidden layer instead of its activation), best validation epoch restored "
                        "(SparseVD after its KL warm-up, DropNeuron its last); SparseVD with its published "
                        "schedule: ReLU, batch 100, Adam 1e-3 decayed linearly to 0, "
-                       f"{SPARSEVD_EPOCHS} epochs, KL weight warmed up over the first half")
+                       f"{SPARSEVD_EPOCHS} epochs, KL weight warmed up over the first half; DropNeuron: "
+                       f"ReLU, Adam 1e-3, {DROPNEURON_EPOCHS} epochs")
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

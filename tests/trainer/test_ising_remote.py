@@ -84,4 +84,4 @@ def test_upper_triplets_carry_the_same_energies(storage: str) -> None:
     x = rng.integers(0, 2, size=(20, n)).astype(np.uint8)
     mine = (encoded.constant + x @ encoded.linear
             + (encoded.values * x[:, encoded.rows] * x[:, encoded.cols]).sum(axis=1))
-    np.testing.assert_allclose(mine, problem.energies(x), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(mine, problem.energies(x), rtol=1e-6, atol=1e-6)  # float32 couplings
