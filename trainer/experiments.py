@@ -172,10 +172,10 @@ ROWS: tuple[Row, ...] = (
     Row("gaussian", "Gaussian dropout", "gaussian"),
     Row("alpha", "alpha dropout (SELU)", "alpha"),
     Row("dropconnect", "DropConnect", "dropconnect"),
-    # ReLU and Adam 1e-3 for 15 epochs (the setting measured to reach 98.0 % at 8.2x on MNIST
-    # 784-300-100-10; with sigmoid units and Adam 0.01 the group penalty costs 2-3 points).
+    # ReLU, Adam 1e-3 decayed linearly, 15 epochs. Measured on MNIST 784-300-100-10: 98.11 % at
+    # 10.6x; without the decay 97.93 % at 9.2x; sigmoid units with Adam 0.01, 95.6 %.
     Row("dropneuron", "DropNeuron", "dropneuron", networks=NETWORKS, epochs=DROPNEURON_EPOCHS,
-        args=("--activation", "relu", "--lr", "0.001")),
+        args=("--activation", "relu", "--lr", "0.001", "--lr-decay", "linear")),
     Row("mi", "MI-Dropout", "mi"),
     Row("dropalan-alpha", "DropAlan alpha", "dropalan-alpha"),
     Row("dropalan-beta", "DropAlan beta", "dropalan-beta"),

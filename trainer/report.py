@@ -320,7 +320,7 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
                        "(SparseVD after its KL warm-up, DropNeuron its last); SparseVD with its published "
                        "schedule: ReLU, batch 100, Adam 1e-3 decayed linearly to 0, "
                        f"{SPARSEVD_EPOCHS} epochs, KL weight warmed up over the first half; DropNeuron: "
-                       f"ReLU, Adam 1e-3, {DROPNEURON_EPOCHS} epochs")
+                       f"ReLU, Adam 1e-3 decayed linearly, {DROPNEURON_EPOCHS} epochs")
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

@@ -33,7 +33,9 @@ from .registry import register
 DEFAULT_LAMBDA_IN = 1e-4
 DEFAULT_LAMBDA_OUT = 1e-4
 DEFAULT_THRESHOLD = 0.01
-DEFAULT_L1 = 2e-5  # with lambda 1e-4 each: 98.0 % at 8.2x on MNIST 784-300-100-10 (ReLU, Adam 1e-3, 15 epochs)
+# With lambda 1e-4 each, MNIST 784-300-100-10, ReLU, Adam 1e-3 decayed linearly over 15 epochs
+# (--lr-decay linear): 98.11 % at 10.6x; l1 1e-5 instead: 97.85 % at 6.8x.
+DEFAULT_L1 = 2e-5
 
 
 def incoming_group_norm(weight: torch.Tensor) -> torch.Tensor:
