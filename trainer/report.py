@@ -279,7 +279,8 @@ def machine_info() -> str:
 
 
 def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: Path | None = None,
-                 settings: dict[str, Any] | None = None, wall_seconds: float | None = None) -> Path:
+                 settings: dict[str, Any] | None = None, wall_seconds: float | None = None,
+                 invocations: int = 1) -> Path:
     """Write the Markdown report and its plots; return the report's path.
 
     Args:
@@ -289,7 +290,8 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
         report_path: where the Markdown goes (default ``out/results.md``); plots go to the folder
             named like it without the suffix.
         settings: epochs, limits, seed... shown under the command.
-        wall_seconds: wall time of the invocation that trained the runs, if known.
+        wall_seconds: wall time of the invocations that trained the runs, if known.
+        invocations: how many (a resumed grid takes several).
     """
     report_path = report_path or out / "results.md"
     plots = report_path.parent / report_path.stem
@@ -311,7 +313,9 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
         f"- generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine_info()}",
         f"- runs: {len(done)} finished, {len(failed)} failed, {len(missing)} not run, of {len(records)}; "
         f"training time {_duration(train_seconds)} summed over runs"
-        + (f", wall time of the last invocation {_duration(wall_seconds)}" if wall_seconds else ""),
+        + (f", wall time {_duration(wall_seconds)}"
+           + (f" over {invocations} invocations (resumed)" if invocations > 1 else "")
+           if wall_seconds else ""),
     ]
     if settings:
         lines.append("- settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)

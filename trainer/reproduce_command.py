@@ -264,7 +264,8 @@ def main(args: argparse.Namespace) -> int:
             selection = manifest["selection"]
             settings = manifest["settings"]
             command = manifest["command"]
-            wall = manifest.get("wall_seconds")
+            wall = manifest.get("wall_seconds_total", manifest.get("wall_seconds"))
+            invocations = int(manifest.get("invocations", 1))
         else:
             settings = _settings(args)
             for name in ("epochs", "limit_train", "limit_test", "jobs", "patience"):
@@ -289,6 +290,7 @@ def main(args: argparse.Namespace) -> int:
                 selection = {k: _merge(manifest["selection"][k], selection[k], order[k]) for k in selection}
             command = _command_line(args, selection)
             wall = None
+            invocations = 1
         runs = experiments.build_grid(datasets=selection["datasets"], networks=selection["networks"],
                                       rows=selection["rows"], epochs=settings["epochs"],
                                       limit_train=settings["limit_train"], limit_test=settings["limit_test"],
@@ -315,15 +317,20 @@ def main(args: argparse.Namespace) -> int:
 
         outcomes = run_grid(runs, out, jobs=jobs, data_root=args.data_root, timeout=args.run_timeout,
                             progress=not args.no_progress, on_outcome=tell)
-        wall = time.perf_counter() - start
-        record["wall_seconds"] = round(wall, 1)
+        invocation_wall = time.perf_counter() - start
+        # A resumed grid adds up: the report states the wall time of all the invocations.
+        earlier = manifest or {}
+        wall = float(earlier.get("wall_seconds_total", earlier.get("wall_seconds", 0.0))) + invocation_wall
+        invocations = int(earlier.get("invocations", 1 if earlier.get("wall_seconds") else 0)) + 1
+        record.update(wall_seconds=round(invocation_wall, 1), wall_seconds_total=round(wall, 1),
+                      invocations=invocations)
         (out / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
         counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
         print(f"spinout reproduce: {counts['done']} trained, {counts['skipped']} already done, "
-              f"{counts['failed']} failed, in {wall:.1f} s", file=sys.stderr)
+              f"{counts['failed']} failed, in {invocation_wall:.1f} s", file=sys.stderr)
     from .report import write_report
     path = write_report(out, runs, command=command, report_path=report_path, settings=settings,
-                        wall_seconds=wall)
+                        wall_seconds=wall, invocations=invocations)
     print(f"spinout reproduce: report written to {path}", file=sys.stderr)
     failed = sum(1 for run in runs if (out / "runs" / run.run_id / "failed.json").is_file()
                  and not (out / "runs" / run.run_id / "result.json").is_file())

@@ -110,6 +110,9 @@ def test_finished_runs_are_skipped_on_a_second_invocation(tiny_out: Path, data_r
     assert cli_main(["reproduce", *TINY, "--data-root", str(data_root), "--out", str(tiny_out)]) == 0
     assert "0 trained, 2 already done, 0 failed" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in results} == stamps
+    manifest = json.loads((tiny_out / "grid.json").read_text())
+    assert manifest["invocations"] == 2 and manifest["wall_seconds_total"] >= manifest["wall_seconds"]
+    assert "over 2 invocations (resumed)" in (tiny_out / "results.md").read_text()
     # the same folder with other settings is refused instead of mixing runs
     other = [a if a != "300" else "400" for a in TINY]
     assert cli_main(["reproduce", *other, "--data-root", str(data_root), "--out", str(tiny_out)]) == 2
