@@ -242,12 +242,11 @@ def plan_solve(problem: Any, solver: Any = "fujitsuDA3", params: Mapping[str, An
     """
     solver, params = resolve_solver(solver, params)
     generation = generation_of(solver)
-    guidance = params.get("guidance_config")
-    if guidance is not None and not isinstance(guidance, Mapping):  # numpy in: a full 0/1 state
-        guidance = np.asarray(guidance)
-        if guidance.ndim != 1 or guidance.dtype.kind not in "biuf" or not np.all((guidance == 0) | (guidance == 1)):
+    state = None  # guidance_config given as an array: numpy in, a full 0/1 starting state
+    if params.get("guidance_config") is not None and not isinstance(params["guidance_config"], Mapping):
+        state = np.asarray(params.pop("guidance_config"))
+        if state.ndim != 1 or state.dtype.kind not in "biuf" or not np.all((state == 0) | (state == 1)):
             raise errors.ProblemError("guidance_config must be a {index: bool} map or a 1-D array of 0/1")
-        params = {k: v for k, v in params.items() if k != "guidance_config"}
     if mode not in ("auto", "sync", "async"):
         raise errors.ProblemError(f"mode must be 'auto', 'sync' or 'async', not {mode!r}")
     encoded = encode_problem(problem, num_variables=num_variables)
@@ -272,14 +271,13 @@ def plan_solve(problem: Any, solver: Any = "fujitsuDA3", params: Mapping[str, An
         raise errors.ProblemError("higher-order terms and extra request fields need transport='json'")
     if transport == "auto":
         transport = "compact" if encoded.num_terms >= compact_min_terms and not json_only else "json"
-    if guidance is not None and not isinstance(guidance, Mapping):
-        if guidance.size != encoded.num_variables:
-            raise errors.ProblemError(f"guidance_config has {guidance.size} values for "
+    if state is not None:
+        if state.size != encoded.num_variables:
+            raise errors.ProblemError(f"guidance_config has {state.size} values for "
                                       f"{encoded.num_variables} variables")
         if transport != "compact":  # DA JSON carries it as the DA's map
-            params["guidance_config"] = dict(zip(map(str, range(guidance.size)), map(bool, guidance.tolist())))
+            params["guidance_config"] = dict(zip(map(str, range(state.size)), map(bool, state.tolist())))
     if transport == "compact":
-        state = None if guidance is None or isinstance(guidance, Mapping) else guidance
         content = encode_compact(encoded, solver, solver_block(solver, params or {}), version, state)
         path = COMPACT_SYNC_PATH if mode == "sync" else COMPACT_ASYNC_PATH
         call = Call("POST", path, content=content, content_type=wire.CONTENT_TYPE)

@@ -18,6 +18,10 @@ import scipy.sparse as sp
 from service.engine import BinaryQuadraticProblem, Replicas, anneal_da
 
 
+#: A warm-started solve cools from its start temperature T0 to T0 / COOLING (embedded and remote).
+COOLING = 100.0
+
+
 @dataclass
 class AnnealBudget:
     """How much annealing each solve gets.
@@ -99,7 +103,7 @@ class EmbeddedSolver:
         else:
             reps = Replicas(problem, self.budget.num_runs, seed, initial, parallel=self.parallel)
             sweeps = self.budget.num_sweeps
-            betas = np.geomspace(1.0 / start_t, 100.0 / start_t, max(sweeps - 1, 1))[: sweeps - 1]
+            betas = np.geomspace(1.0 / start_t, COOLING / start_t, max(sweeps - 1, 1))[: sweeps - 1]
             schedule = np.concatenate([betas, [np.inf]])
             reps.anneal(schedule, self.budget.moves == "trial", 0.0, False)
             reps.resync()
@@ -174,8 +178,8 @@ class RemoteSolver:
 
 
 def _decay_to_hundredth(sweeps: int) -> float:
-    """The per-step factor that takes T0 to T0 / 100 over ``sweeps`` steps (the embedded schedule)."""
-    return float(0.01 ** (1.0 / max(sweeps - 1, 1)))
+    """The per-step factor that takes T0 to T0 / COOLING over ``sweeps`` steps (the embedded schedule)."""
+    return float((1.0 / COOLING) ** (1.0 / max(sweeps - 1, 1)))
 
 
 def upper_triplets(problem: BinaryQuadraticProblem) -> Any:
