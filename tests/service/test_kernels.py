@@ -11,6 +11,15 @@ from service.engine import BinaryQuadraticProblem, Replicas
 from service.engine import kernels
 
 MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def splitmix64(z: int) -> int:
+    z ^= z >> 30
+    z = (z * 0xBF58476D1CE4E5B9) & MASK64
+    z ^= z >> 27
+    z = (z * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
 
 
 class ReferenceRng:
@@ -34,6 +43,11 @@ class ReferenceRng:
     def new_sweep(self) -> None:
         self.buffer = []  # kernels drop unused indices at every sweep / iteration
 
+    def trial_words(self, n: int) -> list[int]:
+        """A parallel trial's words: SplitMix64 of (one xorshift64* output + (i + 1) golden)."""
+        seed = self._step()
+        return [splitmix64((seed + (i + 1) * GOLDEN) & MASK64) for i in range(n)]
+
     def index(self) -> int:
         if not self.buffer:
             out = self._step()
@@ -55,6 +69,15 @@ def test_acceptance_tables_give_the_textbook_probabilities(t: float) -> None:
     assert gibbs == pytest.approx(1.0 / (1.0 + math.exp(t)), abs=2 / 65536)
 
 
+@pytest.mark.parametrize("t", [-50.0, -3.0, 0.0, 1e-4, 0.3, 1.0, 5.0, 17.0, 60.0, 1e6])
+def test_parallel_trial_acceptance_matches_exp(t: float) -> None:
+    """The trial kernel's branch-free float32 exp gives the Metropolis and Gibbs probabilities."""
+    metropolis = kernels._metropolis(np.float32(t))
+    numerator, denominator = kernels._gibbs(np.float32(t))
+    assert metropolis == pytest.approx(math.exp(-min(max(t, 0.0), 80.0)), rel=1e-5)
+    assert numerator / denominator == pytest.approx(1.0 / (1.0 + math.exp(min(t, 80.0))), rel=1e-5)
+
+
 def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float,
                     rng: ReferenceRng) -> None:
     rng.new_sweep()
@@ -66,15 +89,20 @@ def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float
 
 
 def reference_trial(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float, offset: float,
-                    rate: float, rng: ReferenceRng) -> float:
-    rng.new_sweep()
+                    rate: float, rng: ReferenceRng, gibbs: bool = False) -> float:
+    """Every bit tried at once; among the accepted bits the one with the largest key flips."""
+    words = rng.trial_words(x.size)
     fields = h + q_sym @ x
-    d = np.where(x == 0, fields, -fields) - offset
-    chosen = [i for i in range(x.size) if accept(float(d[i]), beta, rng)]
+    d = np.where(x == 0, fields, -fields)
+    chosen = []
+    for i, w in enumerate(words):
+        t = float(np.float32(beta)) * (float(d[i]) - float(np.float32(offset)))
+        p = 1.0 / (1.0 + math.exp(min(t, 700.0))) if gibbs else math.exp(-max(t, 0.0))
+        if ((w >> 40) + 0.5) / 2**24 < p:
+            chosen.append(((w & 0xFFFFFFFF) << 32) | i)
     if not chosen:
         return offset + rate
-    pick = chosen[min(int(rng.uniform() * len(chosen)), len(chosen) - 1)]
-    x[pick] ^= 1
+    x[max(chosen) & 0xFFFFFFFF] ^= 1
     return 0.0
 
 
@@ -104,21 +132,22 @@ def test_sweeps_replay_the_reference(storage: str, parallel: bool) -> None:
         assert int(reps.rng[r]) == rng.s
 
 
+@pytest.mark.parametrize("gibbs", [False, True])
 @pytest.mark.parametrize("storage", ["dense", "sparse"])
-def test_parallel_trial_replays_the_reference(storage: str) -> None:
+def test_parallel_trial_replays_the_reference(storage: str, gibbs: bool) -> None:
     p = integer_problem(20, storage, seed=2)
     reps = Replicas(p, 2, seed=3)
     start = reps.states.copy()
     rng_start = [int(v) for v in reps.rng]
     schedule = np.geomspace(0.05, 3.0, 60)
-    reps.anneal(schedule, trial=True, offset_rate=1.5, gibbs=False)
+    reps.anneal(schedule, trial=True, offset_rate=1.5, gibbs=gibbs)
     q_sym = p.couplings.toarray() if p.is_sparse else np.asarray(p.couplings, dtype=float)
     for r in range(2):
         x = start[r].copy()
         rng = ReferenceRng(rng_start[r])
         offset = 0.0
         for beta in schedule:
-            offset = reference_trial(q_sym, p.linear, x, beta, offset, 1.5, rng)
+            offset = reference_trial(q_sym, p.linear, x, beta, offset, 1.5, rng, gibbs)
         np.testing.assert_array_equal(reps.states[r], x)
         assert reps.offsets[r] == pytest.approx(offset)
 
