@@ -245,13 +245,17 @@ def _trial_accept(words, f, x, fixed, beta, offset, gibbs):
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_rate, gibbs, fixed,
-                   s, e, best_e, best_x, offset, words):
+                   s, e, best_e, best_x, offset, words, pending):
     """One Digital Annealer iteration: every bit is tried at once, one accepted bit flips.
 
     The trial energy is dE_i - offset; when no bit is accepted the dynamic offset grows by
     ``offset_rate`` (escape from local minima), and it resets to 0 after a flip. One xorshift64*
     step seeds the iteration's random words; the accepted bit with the largest key flips (a
     uniform choice among the accepted, found by a max-reduction instead of a branchy search).
+
+    ``pending``: x is the best state seen but not yet copied to best_x. The copy is made only
+    when a flip leaves it, so a descent copies once at its bottom, not at every step; callers
+    copy a still-pending state when they stop.
     """
     s ^= s >> _U64(12)
     s ^= s << _U64(25)
@@ -259,27 +263,33 @@ def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_r
     _trial_words(words, s * _U64(2685821657736338717))
     count, best = _trial_accept(words, f, x, fixed, beta, offset, gibbs)
     if count == 0:
-        return s, e, best_e, offset + offset_rate
-    e += _flip(dense, couplings, indptr, indices, data, x, f, np.int64(best & _U64(0xFFFFFFFF)))
+        return s, e, best_e, offset + offset_rate, pending
+    i = np.int64(best & _U64(0xFFFFFFFF))
+    if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
+        best_x[:] = x  # leaving the best state seen
+        pending = False
+    e += _flip(dense, couplings, indptr, indices, data, x, f, i)
     if e < best_e:
         best_e = e
-        best_x[:] = x
-    return s, e, best_e, 0.0
+        pending = True
+    return s, e, best_e, 0.0, pending
 
 
 @njit(cache=True, nogil=True)
 def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
                     table, fixed, s, e, best_e, best_x, offset, words):
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
+    pending = False
     for t in range(schedule.shape[0]):
         if trial:
-            s, e, best_e, offset = _trial_replica(dense, couplings, indptr, indices, data, x, f,
-                                                  schedule[t], offset_rate, table[0] < 0.0, fixed,
-                                                  s, e,
-                                                  best_e, best_x, offset, words)
+            s, e, best_e, offset, pending = _trial_replica(
+                dense, couplings, indptr, indices, data, x, f, schedule[t], offset_rate,
+                table[0] < 0.0, fixed, s, e, best_e, best_x, offset, words, pending)
         else:
             s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
                                           schedule[t], table, fixed, s, e, best_e, best_x)
+    if pending:
+        best_x[:] = x
     return s, e, best_e, offset
 
 
@@ -380,19 +390,15 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
                      best_energies, best_states, offsets, accepted, first_parity, words):
     """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
     n_rep = ladder.shape[0]
+    schedule = np.empty(steps)
     for t in range(rounds):
         for k in range(n_rep):
             r = base + order[k]
-            for _ in range(steps):
-                if trial:
-                    rng[r], energies[r], best_energies[r], offsets[r] = _trial_replica(
-                        dense, couplings, indptr, indices, data, states[r], fields[r], ladder[k],
-                        offset_rate, table[0] < 0.0, fixed, rng[r], energies[r], best_energies[r],
-                        best_states[r], offsets[r], words)
-                else:
-                    rng[r], energies[r], best_energies[r] = _sweep_replica(
-                        dense, couplings, indptr, indices, data, states[r], fields[r], ladder[k],
-                        table, fixed, rng[r], energies[r], best_energies[r], best_states[r])
+            schedule[:] = ladder[k]
+            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
+                dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
+                offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+                offsets[r], words)
         swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
                                    (t + first_parity) % 2, accepted)
     return swap_state

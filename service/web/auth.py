@@ -22,8 +22,12 @@ __all__ = ["authenticate"]
 DENIED = "Access denied due to invalid header"
 
 
-def authenticate(request: Request) -> str:
-    """The owner of this request (FastAPI dependency); raises ApiError 400/401."""
+async def authenticate(request: Request) -> str:
+    """The owner of this request (FastAPI dependency); raises ApiError 400/401.
+
+    ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency on its thread
+    pool, a thread hop per request (measured: ~8 % of small synchronous jobs' throughput).
+    """
     headers = request.headers  # case-insensitive
     api_key = headers.get("x-api-key")
     token = headers.get("x-access-token")
