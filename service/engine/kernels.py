@@ -360,6 +360,28 @@ def _exact_impl(dense, couplings, indptr, indices, data, linear, constant, state
 exact_fields, exact_fields_serial = _compile(_exact_impl, "exact_fields")
 
 
+# ---------------------------------------------------------------------------- greedy quench
+def _quench_impl(dense, couplings, indptr, indices, data, states, fields, energies, fixed, rng,
+                 table, max_sweeps):
+    """Greedy sweeps (only moves that lower the energy) until a sweep changes nothing, at most
+    ``max_sweeps`` per replica. Tracks no best state (the quenched state is the best).
+
+    Finite stand-ins for beta = inf and best = -inf: the sweep kernel is compiled with fastmath,
+    which assumes no infinities.
+    """
+    for r in prange(states.shape[0]):
+        for _ in range(max_sweeps):
+            before = energies[r]
+            rng[r], energies[r], _ = _sweep_replica(dense, couplings, indptr, indices, data,
+                                                    states[r], fields[r], 1e30, table, fixed,
+                                                    rng[r], energies[r], -1e308, states[r])
+            if not energies[r] < before:
+                break
+
+
+quench, quench_serial = _compile(_quench_impl, "quench")
+
+
 # ---------------------------------------------------------------------------- parallel tempering
 @njit(cache=True, nogil=True)
 def swap_replicas(ladder, order, energies, s, parity, accepted):

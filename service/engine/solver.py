@@ -102,11 +102,10 @@ class Replicas:
                           else self.exact_couplings)
         self.field_dtype = np.float32 if self.dense else np.float64
         seeds = np.random.SeedSequence(seed)
-        children = seeds.spawn(num_replicas + 2)
-        self.rng = np.array([c.generate_state(1, np.uint64)[0] | np.uint64(1) for c in children[:-2]],
-                            dtype=np.uint64)
-        self.exchange_seed = children[-2]  # for the replica-exchange generators of a Tempering
-        init_rng = np.random.default_rng(children[-1])
+        # One generate_state call instead of a child SeedSequence per replica (~0.1 ms per solve).
+        self.rng = seeds.generate_state(num_replicas, np.uint64) | np.uint64(1)
+        self.exchange_seed, init_seed = seeds.spawn(2)  # the exchange generators of a Tempering
+        init_rng = np.random.default_rng(init_seed)
         states = init_rng.integers(0, 2, size=(num_replicas, n), dtype=np.uint8)
         init_arr = None if initial is None or isinstance(initial, Mapping) else np.asarray(initial)
         if init_arr is not None and init_arr.ndim == 2:
@@ -210,12 +209,10 @@ class Replicas:
         probe.__dict__.update(self.__dict__)
         for name in ("states", "fields", "energies", "offsets", "best_states", "best_energies", "rng"):
             setattr(probe, name, getattr(self, name)[:8].copy())
-        # Greedy sweeps (beta = inf) until no state changes, at most 40.
-        for _ in range(8):
-            before = probe.states.copy()
-            probe.anneal(np.full(5, np.inf), False, 0.0, False)
-            if np.array_equal(before, probe.states):
-                break
+        # Greedy sweeps until no state changes, at most 40: one kernel call (one GIL release).
+        fn = kernels.quench if self.parallel else kernels.quench_serial
+        fn(*probe._problem_args(), probe.states, probe.fields, probe.energies, probe.fixed,
+           probe.rng, kernels.METROPOLIS_TABLE, 40)
         probe.resync()
         d = (1.0 - 2.0 * probe.states) * probe.fields
         d = d[:, self.fixed == 0]
