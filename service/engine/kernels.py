@@ -188,32 +188,18 @@ def _gibbs(t):
     return max(s, _F32(t < _F32(0.0))), _F32(1.0) + s
 
 
-def trial_scratch(n):
-    """Per-replica work array of ``_trial_replica``: one random word per bit."""
-    return np.empty(n, dtype=np.uint64)
-
-
-trial_scratch_jit = njit(cache=True, nogil=True, inline="always")(trial_scratch)
-
-
-# The two vectorised loops of the parallel trial are separate (not inlined) functions: inlined
-# into the iteration's control flow, LLVM leaves them scalar (measured 5x slower).
-@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-def _trial_words(words, seed):
-    """words[i] = SplitMix64(seed + (i + 1) golden): independent words, so the loop vectorises."""
-    for i in range(words.shape[0]):
-        words[i] = _splitmix(seed + _U64(i + 1) * _GOLDEN)
-
-
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _trial_uniform(words, i):
-    """(u_i in (0, 1), key_i << 32 | i): see ``_trial_accept``."""
-    w = words[i]
+def _trial_uniform(seed, i):
+    """(u_i in (0, 1), key_i << 32 | i) from word i = SplitMix64(seed + (i + 1) golden): the
+    words do not depend on each other, so the loop over bits vectorises."""
+    w = _splitmix(seed + _U64(i + 1) * _GOLDEN)
     return (_F32(w >> _U64(40)) + _F32(0.5)) * _F32(1.0 / 16777216.0), (w << _U64(32)) | _U64(i)
 
 
+# The parallel trial's vectorised loop is a separate (not inlined) function, without reference
+# counting: inlined into the iteration's control flow, LLVM left it scalar (measured 5x slower).
 @njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-def _trial_accept(words, f, x, fixed, beta, offset, gibbs):
+def _trial_accept(seed, f, x, fixed, beta, offset, gibbs):
     """(number of accepted bits, key << 32 | i of the accepted bit with the largest key).
 
     Bit i is accepted iff u_i < P(accept) of t = beta * (dE_i - offset), in float32 (a table
@@ -227,7 +213,7 @@ def _trial_accept(words, f, x, fixed, beta, offset, gibbs):
     best = _U64(0)
     if gibbs:
         for i in range(x.shape[0]):
-            u, key = _trial_uniform(words, i)
+            u, key = _trial_uniform(seed, i)
             t = b * (_F32(f[i]) * _F32(1 - 2 * np.int32(x[i])) - o)
             num, den = _gibbs(t)
             ok = np.int32(u * den < num) & np.int32(fixed[i] == 0)
@@ -235,7 +221,7 @@ def _trial_accept(words, f, x, fixed, beta, offset, gibbs):
             best = max(best, _U64(ok) * key)
     else:
         for i in range(x.shape[0]):
-            u, key = _trial_uniform(words, i)
+            u, key = _trial_uniform(seed, i)
             t = b * (_F32(f[i]) * _F32(1 - 2 * np.int32(x[i])) - o)
             ok = np.int32(u < _metropolis(t)) & np.int32(fixed[i] == 0)
             count += ok
@@ -245,7 +231,7 @@ def _trial_accept(words, f, x, fixed, beta, offset, gibbs):
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_rate, gibbs, fixed,
-                   s, e, best_e, best_x, offset, words, pending):
+                   s, e, best_e, best_x, offset, pending):
     """One Digital Annealer iteration: every bit is tried at once, one accepted bit flips.
 
     The trial energy is dE_i - offset; when no bit is accepted the dynamic offset grows by
@@ -260,8 +246,7 @@ def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_r
     s ^= s >> _U64(12)
     s ^= s << _U64(25)
     s ^= s >> _U64(27)
-    _trial_words(words, s * _U64(2685821657736338717))
-    count, best = _trial_accept(words, f, x, fixed, beta, offset, gibbs)
+    count, best = _trial_accept(s * _U64(2685821657736338717), f, x, fixed, beta, offset, gibbs)
     if count == 0:
         return s, e, best_e, offset + offset_rate, pending
     i = np.int64(best & _U64(0xFFFFFFFF))
@@ -277,14 +262,14 @@ def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_r
 
 @njit(cache=True, nogil=True)
 def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
-                    table, fixed, s, e, best_e, best_x, offset, words):
+                    table, fixed, s, e, best_e, best_x, offset):
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
     pending = False
     for t in range(schedule.shape[0]):
         if trial:
             s, e, best_e, offset, pending = _trial_replica(
                 dense, couplings, indptr, indices, data, x, f, schedule[t], offset_rate,
-                table[0] < 0.0, fixed, s, e, best_e, best_x, offset, words, pending)
+                table[0] < 0.0, fixed, s, e, best_e, best_x, offset, pending)
         else:
             s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
                                           schedule[t], table, fixed, s, e, best_e, best_x)
@@ -318,11 +303,10 @@ def _compile(impl, name):
 def _anneal_impl(dense, couplings, indptr, indices, data, states, fields, schedule, trial,
                  offset_rate, table, fixed, rng, energies, best_energies, best_states, offsets):
     for r in prange(states.shape[0]):
-        words = trial_scratch_jit(states.shape[1])
         rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
             dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
             offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
-            offsets[r], words)
+            offsets[r])
 
 
 #: Every replica takes one step at each inverse temperature of ``schedule`` (T,).
@@ -409,7 +393,7 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
 @njit(cache=True, nogil=True)
 def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, ladder, order, base,
                      rounds, steps, trial, offset_rate, table, fixed, rng, swap_state, energies,
-                     best_energies, best_states, offsets, accepted, first_parity, words):
+                     best_energies, best_states, offsets, accepted, first_parity):
     """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
     n_rep = ladder.shape[0]
     schedule = np.empty(steps)
@@ -420,7 +404,7 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
                 dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
                 offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
-                offsets[r], words)
+                offsets[r])
         swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
                                    (t + first_parity) % 2, accepted)
     return swap_state
@@ -436,12 +420,11 @@ def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladder
                  best_states, offsets, accepted, first_parity):
     n_rep = ladders.shape[1]
     for e in prange(ladders.shape[0]):
-        words = trial_scratch_jit(states.shape[1])
         swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, states, fields,
                                        ladders[e], orders[e], e * n_rep, rounds, steps, trial,
                                        offset_rate, table, fixed, rng, swap_rng[e], energies,
                                        best_energies, best_states, offsets, accepted[e],
-                                       first_parity, words)
+                                       first_parity)
 
 
 #: Ensembles in parallel (one thread each, no barrier between rounds: robust on busy machines).
@@ -461,11 +444,10 @@ def temper_replicas(dense, couplings, indptr, indices, data, states, fields, lad
         for k in range(n_rep):
             slot[order[k]] = k
         for r in prange(n_rep):
-            words = trial_scratch_jit(states.shape[1])
             sched = np.full(steps, ladder[slot[r]])
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
                 dense, couplings, indptr, indices, data, states[r], fields[r], sched, trial,
                 offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
-                offsets[r], words)
+                offsets[r])
         swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
                                     accepted[0])
