@@ -37,7 +37,7 @@ from .errors import (
 )
 from .models import JobStatus
 from .policy import NO_RETRY, PollingPolicy, RetryPolicy, Timeouts
-from .problems import EncodedProblem, encode_problem
+from .problems import CouplingPattern, EncodedProblem, encode_problem
 from .results import Solution, SolveResult
 from .sync_client import SolverClient
 
@@ -47,6 +47,7 @@ __all__ = [
     "AsyncSolverClient",
     "AuthenticationError",
     "BadRequestError",
+    "CouplingPattern",
     "EncodedProblem",
     "JobFailedError",
     "JobInfo",

@@ -64,7 +64,8 @@ class AsyncSolverClient(ClientBase):
                 await asyncio.sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
                 attempt += 1
                 continue
-            core.raise_for_reply(reply, call.job_id)
+            if reply.status_code not in call.passthrough:
+                core.raise_for_reply(reply, call.job_id)
             return reply
 
     async def _drive(self, flow: core.Flow) -> Any:
@@ -114,11 +115,12 @@ class AsyncSolverClient(ClientBase):
             ProblemError, BadRequestError, AuthenticationError, LimitReachedError, ServerError,
             TransportError, JobFailedError, SolveTimeoutError (carries the job id to resume).
         """
-        plan = core.plan_solve(problem, solver, params, mode=mode, num_variables=num_variables, extra=extra,
-                               transport=transport)
+        plan = self._plan(problem, solver, params, mode=mode, num_variables=num_variables, extra=extra,
+                          transport=transport)
         result: SolveResult = await self._drive(core.solve_flow(
             plan, self._polling(timeout), time.monotonic, keep_job=keep_job,
             on_submit=self._remember(plan), on_status=on_status))
+        self._delivered(plan)
         if result.job_id:
             self._forget(result.job_id, result.status)
         return result
@@ -126,9 +128,10 @@ class AsyncSolverClient(ClientBase):
     async def submit(self, problem: Any, solver: str | BaseModel = "fujitsuDA3", *, num_variables: int | None = None,
                      extra: Mapping[str, Any] | None = None, transport: str = "auto", **params: Any) -> str:
         """Submit an asynchronous job and return its id at once."""
-        plan = core.plan_solve(problem, solver, params, mode="async", num_variables=num_variables,
-                               extra=extra, transport=transport)
-        job_id = core.parse_job_id((await self._send(plan.call)).decoded())
+        plan = self._plan(problem, solver, params, mode="async", num_variables=num_variables,
+                          extra=extra, transport=transport)
+        job_id = core.parse_job_id((await self._drive(core.send_flow(plan))).decoded())
+        self._delivered(plan)
         self._remember(plan)(job_id, plan.version)
         return job_id
 

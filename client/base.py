@@ -58,6 +58,9 @@ class ClientBase:
             self._headers["X-Api-Key"] = api_key
         # job id -> (version, num_variables, labels) for jobs submitted through this client
         self._jobs: dict[str, tuple[str, int | None, tuple[Hashable, ...] | None]] = {}
+        # coupling patterns the service accepted from this client: later problems on one of them
+        # go without rows and cols (``problems.CouplingPattern``)
+        self._patterns: set[str] = set()
 
     # -- httpx settings ------------------------------------------------------------------------
     def _httpx_options(self) -> dict[str, Any]:
@@ -84,6 +87,14 @@ class ClientBase:
         if timeout is _DEFAULT:
             return self.polling
         return dataclasses.replace(self.polling, timeout=timeout)  # type: ignore[arg-type]
+
+    def _plan(self, problem: Any, solver: Any, params: Mapping[str, Any], **kwargs: Any) -> core.SolvePlan:
+        return core.plan_solve(problem, solver, params, known_patterns=self._patterns, **kwargs)
+
+    def _delivered(self, plan: core.SolvePlan) -> None:
+        """The service answered the plan's request: it holds the problem's pattern now."""
+        if plan.pattern_key is not None:
+            self._patterns.add(plan.pattern_key)
 
     def _remember(self, plan: core.SolvePlan) -> Callable[[str, str], None]:
         def note(job_id: str, version: str) -> None:

@@ -8,8 +8,9 @@ flow: the driver retries what ``RetryPolicy`` allows and raises ``raise_for_repl
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Generator, Hashable, Mapping
+from collections.abc import Callable, Container, Generator, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,8 @@ class Call:
     content: bytes | None = None
     content_type: str | None = None
     job_id: str | None = None
+    #: Error statuses handed to the flow instead of raised (409: resend with the pattern).
+    passthrough: tuple[int, ...] = ()
 
     def payload(self) -> Any:
         """The request body as Python data (for inspection and tests)."""
@@ -198,6 +201,10 @@ class SolvePlan:
     transport: str  # "json" or "compact"
     num_variables: int
     labels: tuple[Hashable, ...] | None
+    #: The problem's coupling pattern (compact transport), known to the service once it succeeded.
+    pattern_key: str | None = None
+    #: The request with the pattern's rows and cols, for a service that answers 409 to ``call``.
+    fallback: Callable[[], Call] | None = None
 
 
 def build_request(problem: EncodedProblem, solver: str, params: Mapping[str, Any],
@@ -227,14 +234,16 @@ def resolve_solver(solver: Any, params: Mapping[str, Any] | None) -> tuple[str, 
 def plan_solve(problem: Any, solver: Any = "fujitsuDA3", params: Mapping[str, Any] | None = None,
                *, mode: str = "auto", num_variables: int | None = None,
                extra: Mapping[str, Any] | None = None, transport: str = "auto",
-               compact_min_terms: int = COMPACT_MIN_TERMS) -> SolvePlan:
+               compact_min_terms: int = COMPACT_MIN_TERMS,
+               known_patterns: Container[str] = frozenset()) -> SolvePlan:
     """Encode the problem and choose the route and the body format.
 
     ``mode="auto"`` uses the synchronous route where the generation has one (v1, v2 solvers) and
     the asynchronous one otherwise (fujitsuDA3); ``"sync"``/``"async"`` force a route.
     ``transport="auto"`` sends DA JSON up to ``compact_min_terms`` terms and SpinOut's compact
     msgpack body beyond (not for higher-order terms or ``extra`` fields, which only DA JSON
-    carries); ``"json"``/``"compact"`` force one.
+    carries); ``"json"``/``"compact"`` force one. A problem from a ``CouplingPattern`` in
+    ``known_patterns`` goes out (compact) without its rows and cols, with a fallback that has them.
 
     Raises:
         ProblemError: unknown solver, a route the generation does not have, a problem too large
@@ -277,24 +286,50 @@ def plan_solve(problem: Any, solver: Any = "fujitsuDA3", params: Mapping[str, An
                                       f"{encoded.num_variables} variables")
         if transport != "compact":  # DA JSON carries it as the DA's map
             params["guidance_config"] = dict(zip(map(str, range(state.size)), map(bool, state.tolist())))
+    key, fallback = None, None
     if transport == "compact":
-        content = encode_compact(encoded, solver, solver_block(solver, params or {}), version, state)
+        block = solver_block(solver, params or {})
         path = COMPACT_SYNC_PATH if mode == "sync" else COMPACT_ASYNC_PATH
-        call = Call("POST", path, content=content, content_type=wire.CONTENT_TYPE)
+        key = encoded.pattern_key
+        lean = key is not None and key in known_patterns
+
+        def compact_call(with_pattern: bool) -> Call:
+            content = encode_compact(encoded, solver, block, version, state, with_pattern=with_pattern)
+            return Call("POST", path, content=content, content_type=wire.CONTENT_TYPE,
+                        passthrough=() if with_pattern else (409,))
+
+        call = compact_call(not lean)
+        if lean:
+            fallback = functools.partial(compact_call, True)
     else:
         body = build_request(encoded, solver, params or {}, extra)
         path = f"/{version}/qubo/solve" if mode == "sync" else f"/{version}/async/qubo/solve"
         call = Call("POST", path, content=body, content_type=JSON_TYPE)
-    return SolvePlan(solver, mode, version, call, transport, encoded.num_variables, encoded.labels)
+    return SolvePlan(solver, mode, version, call, transport, encoded.num_variables, encoded.labels,
+                     key, fallback)
 
 
 def encode_compact(encoded: EncodedProblem, solver: str, block: Mapping[str, Any],
-                   version: str, guidance_state: np.ndarray | None = None) -> bytes:
+                   version: str, guidance_state: np.ndarray | None = None,
+                   with_pattern: bool = True) -> bytes:
     """The compact msgpack request body (``client.transport``'s format); a guidance state given
-    as an array travels as one (one byte a variable)."""
+    as an array travels as one (one byte a variable); ``with_pattern=False`` leaves a
+    ``CouplingPattern`` problem's rows and cols out."""
     problem = wire.CompactProblem(encoded.num_variables, encoded.rows, encoded.cols, encoded.values,
-                                  encoded.linear, encoded.constant)
-    return wire.encode_request(problem, solver, block, api_version=version, guidance_state=guidance_state)
+                                  encoded.linear, encoded.constant, encoded.pattern_key)
+    return wire.encode_request(problem, solver, block, api_version=version,
+                               guidance_state=guidance_state, with_pattern=with_pattern)
+
+
+def send_flow(plan: SolvePlan) -> Flow:
+    """Send the plan's request; resend it with the pattern once if the service answers 409 (it
+    does not hold the pattern: restarted, or evicted it). Returns the reply."""
+    reply = yield plan.call
+    assert reply is not None
+    if reply.status_code == 409 and plan.fallback is not None:
+        reply = yield plan.fallback()
+        assert reply is not None
+    return reply
 
 
 # ---------------------------------------------------------------------------- replies
@@ -423,8 +458,7 @@ def solve_flow(plan: SolvePlan, polling: PollingPolicy, clock: Callable[[], floa
                on_status: StatusCallback | None = None) -> Flow:
     """Solve synchronously, or submit -> poll -> fetch (removing the finished job unless
     ``keep_job``)."""
-    reply = yield plan.call
-    assert reply is not None
+    reply = yield from send_flow(plan)
     if plan.mode == "sync":
         return parse_sync_reply(reply.decoded(), plan)
     job_id = parse_job_id(reply.decoded())

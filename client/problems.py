@@ -11,10 +11,15 @@ Accepted (``encode_problem``):
 - a ``dimod.BinaryQuadraticModel`` (SPIN models are converted to BINARY; labels are kept so the
   results can be mapped back);
 - the engine's ``BinaryQuadraticProblem`` (duck-typed: ``linear``, ``constant``, ``to_triplets``).
+
+Many problems with the same couplings' positions (one QUBO per training mini-batch):
+``CouplingPattern(n, rows, cols).problem(values, linear)``; over the compact transport the service
+then receives the positions once and only the values afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ProblemError
+from .transport import pattern_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +45,7 @@ class EncodedProblem:
         constant: energy offset.
         higher_order: DA terms of degree > 2, sent as they are (JSON transport only).
         labels: the user's variable labels in index order (dimod BQMs), or None for 0..n-1.
+        pattern_key: set by ``CouplingPattern.problem``: rows and cols are that pattern's.
     """
 
     num_variables: int
@@ -49,6 +56,7 @@ class EncodedProblem:
     constant: float = 0.0
     higher_order: tuple[dict[str, Any], ...] = ()
     labels: tuple[Hashable, ...] | None = None
+    pattern_key: str | None = None
 
     @property
     def num_terms(self) -> int:
@@ -90,6 +98,63 @@ class EncodedProblem:
                      for i, j, c in zip(self.rows.tolist(), self.cols.tolist(), self.values.tolist()))
         terms.extend(self.higher_order)
         return terms
+
+
+class CouplingPattern:
+    """The positions (i, j) of couplings shared by many problems, named by a content hash.
+
+    ``problem(values, linear)`` gives an ``EncodedProblem`` whose couplings sit at these
+    positions; the clients send the first one with its rows and cols and later ones with only
+    the key and the values (the service keeps patterns it has seen; if it lost one, the client
+    resends it once, transparently). Pairs are stored with i < j.
+
+    Example:
+        >>> pattern = CouplingPattern(3, [0, 1], [1, 2])
+        >>> pattern.problem([1.0, -2.0], linear=[0.5, 0.0, 0.0]).num_terms
+        3
+    """
+
+    def __init__(self, num_variables: int, rows: Any, cols: Any) -> None:
+        n = int(num_variables)
+        i = np.asarray(rows).ravel()
+        j = np.asarray(cols).ravel()
+        if i.shape != j.shape:
+            raise _fail(f"rows and cols differ in length: {i.size} and {j.size}")
+        if i.size and (i.dtype.kind not in "iu" or j.dtype.kind not in "iu"):
+            raise _fail("rows and cols must be integer arrays")
+        if n < 1 or n >= 2**31:
+            raise _fail(f"num_variables must be in 1..2**31 - 1, got {n}")
+        if i.size and (min(int(i.min()), int(j.min())) < 0 or max(int(i.max()), int(j.max())) >= n):
+            raise _fail(f"pattern indices must lie in 0..{n - 1}")
+        if np.any(i == j):
+            raise _fail("a coupling pattern holds pairs i != j (put i == i terms in linear)")
+        self.num_variables = n
+        self.rows = np.minimum(i, j).astype(np.int32)
+        self.cols = np.maximum(i, j).astype(np.int32)
+        for arr in (self.rows, self.cols):
+            arr.flags.writeable = False
+        self.key = pattern_key(n, self.rows, self.cols)
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def problem(self, values: Any, linear: Any = None, constant: float = 0.0) -> EncodedProblem:
+        """A problem on this pattern: ``values[k]`` couples ``rows[k]`` and ``cols[k]``.
+
+        float32 values stay float32 on the wire (half the bytes); others become float64.
+        """
+        v = np.asarray(values).ravel()
+        if v.dtype != np.float32:
+            v = v.astype(np.float64)
+        if v.size != self.rows.size:
+            raise _fail(f"{v.size} values for a pattern of {self.rows.size} couplings")
+        _check_finite("coupling values", v)
+        h = np.zeros(self.num_variables) if linear is None else np.asarray(linear, dtype=np.float64).ravel()
+        if h.size != self.num_variables:
+            raise _fail(f"linear has {h.size} values for {self.num_variables} variables")
+        _check_finite("linear coefficients", h)
+        return EncodedProblem(self.num_variables, h, self.rows, self.cols, v, float(constant),
+                              pattern_key=self.key)
 
 
 def _fail(message: str) -> ProblemError:
@@ -308,7 +373,5 @@ def encode_problem(problem: Any, *, num_variables: int | None = None,
                     "array, a scipy sparse matrix, a {(i, j): c} dict, a DA term list or a "
                     "dimod BinaryQuadraticModel")
     if constant and not isinstance(problem, Mapping):
-        encoded = EncodedProblem(encoded.num_variables, encoded.linear, encoded.rows, encoded.cols,
-                                 encoded.values, encoded.constant + float(constant),
-                                 encoded.higher_order, encoded.labels)
+        encoded = dataclasses.replace(encoded, constant=encoded.constant + float(constant))
     return encoded

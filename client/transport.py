@@ -16,6 +16,11 @@ where an array is ``{"dtype": "<f8", "shape": [m], "data": <bytes>}`` (little-en
 bool/uint8/int32/int64/uint32/float32/float64). Energy = constant + linear.x + sum_k values[k]
 x[rows[k]] x[cols[k]]; (i, i) pairs count as linear, duplicates add up.
 
+Coupling patterns: a problem may also carry ``"pattern_key"`` (``pattern_key(n, rows, cols)``, a
+hash of its couplings' positions). The service keeps a pattern it has seen, so a later request
+with the same key may leave out rows and cols (nil) and send only the values, in the same order;
+a service that does not hold the key answers 409 and the client resends with rows and cols.
+
 Reply, a msgpack map::
 
     {"format": "spinout-reply/1", "status": "Done", "job_id": ..., "message": ...,
@@ -25,12 +30,13 @@ Reply, a msgpack map::
      "progress": [[seconds, energy], ...], "stop_reason": "completed"}
 
 Public names: ``CONTENT_TYPE``, ``TransportError``, ``encode_array``, ``decode_array``,
-``pack_states``, ``unpack_states``, ``CompactProblem``, ``CompactRequest``, ``CompactReply``,
-``encode_request``, ``decode_request``, ``encode_reply``, ``decode_reply``.
+``pack_states``, ``unpack_states``, ``pattern_key``, ``CompactProblem``, ``CompactRequest``,
+``CompactReply``, ``encode_request``, ``decode_request``, ``encode_reply``, ``decode_reply``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +59,7 @@ __all__ = [
     "encode_reply",
     "encode_request",
     "pack_states",
+    "pattern_key",
     "unpack_states",
 ]
 
@@ -114,9 +121,21 @@ def unpack_states(packed: np.ndarray, num_variables: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ requests
+def pattern_key(num_variables: int, rows: Any, cols: Any) -> str:
+    """The content hash naming a coupling pattern: SHA-256 of n and the indices as int32."""
+    digest = hashlib.sha256(int(num_variables).to_bytes(8, "little"))
+    digest.update(np.ascontiguousarray(rows, dtype="<i4").tobytes())
+    digest.update(np.ascontiguousarray(cols, dtype="<i4").tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
 @dataclass
 class CompactProblem:
     """A QUBO as arrays: constant + linear.x + sum_k values[k] x[rows[k]] x[cols[k]].
+
+    ``pattern_key`` names the (rows, cols) pattern (see the module notes); a decoded request that
+    left rows and cols out has them None until the service resolves the key (``pattern`` then
+    holds the service's precomputed layout; it never goes on the wire).
 
     Example:
         >>> CompactProblem.from_arrays([0], [1], [2.0], linear=[-1.0, -1.0])
@@ -128,6 +147,8 @@ class CompactProblem:
     values: np.ndarray
     linear: np.ndarray | None = None
     constant: float = 0.0
+    pattern_key: str | None = None
+    pattern: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, rows: Any, cols: Any, values: Any, linear: Any = None,
@@ -151,14 +172,23 @@ class CompactProblem:
         return cls(int(problem.num_variables), np.asarray(i), np.asarray(j), np.asarray(values),
                    np.asarray(problem.linear, dtype=np.float64), float(problem.constant))
 
-    def to_wire(self) -> dict[str, Any]:
-        rows, cols = self.rows, self.cols
-        if self.num_variables < 2**31 and rows.dtype != np.int32:
-            rows, cols = rows.astype(np.int32), cols.astype(np.int32)
-        return {"num_variables": int(self.num_variables), "constant": float(self.constant),
-                "linear": None if self.linear is None else encode_array(self.linear),
-                "rows": encode_array(rows), "cols": encode_array(cols),
-                "values": encode_array(self.values)}
+    def to_wire(self, with_pattern: bool = True) -> dict[str, Any]:
+        """The problem's msgpack map; ``with_pattern=False`` leaves rows and cols out (the
+        problem must have a ``pattern_key`` the service holds)."""
+        wire: dict[str, Any] = {
+            "num_variables": int(self.num_variables), "constant": float(self.constant),
+            "linear": None if self.linear is None else encode_array(self.linear),
+            "rows": None, "cols": None, "values": encode_array(self.values)}
+        if self.pattern_key is not None:
+            wire["pattern_key"] = self.pattern_key
+        elif not with_pattern:
+            raise ValueError("only a problem with a pattern_key can leave rows and cols out")
+        if with_pattern:
+            rows, cols = self.rows, self.cols
+            if self.num_variables < 2**31 and rows.dtype != np.int32:
+                rows, cols = rows.astype(np.int32), cols.astype(np.int32)
+            wire["rows"], wire["cols"] = encode_array(rows), encode_array(cols)
+        return wire
 
     @classmethod
     def from_wire(cls, obj: Any, name: str = "problem") -> CompactProblem:
@@ -173,18 +203,25 @@ class CompactProblem:
         constant = obj.get("constant", 0.0)
         if not isinstance(constant, int | float) or isinstance(constant, bool):
             raise TransportError(f"{name}: constant must be a number")
-        rows = decode_array(obj.get("rows"), f"{name}.rows")
-        cols = decode_array(obj.get("cols"), f"{name}.cols")
+        key = obj.get("pattern_key")
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 128):
+            raise TransportError(f"{name}: pattern_key must be a string of at most 128 characters")
         values = decode_array(obj.get("values"), f"{name}.values")
         linear = None if obj.get("linear") is None else decode_array(obj["linear"], f"{name}.linear")
+        if linear is not None and linear.ndim != 1:
+            raise TransportError(f"{name}.linear must be 1-D")
+        if values.ndim != 1:
+            raise TransportError(f"{name}.values must be 1-D")
+        if key is not None and obj.get("rows") is None and obj.get("cols") is None:
+            return cls(n, None, None, values, linear, float(constant), key)  # type: ignore[arg-type]
+        rows = decode_array(obj.get("rows"), f"{name}.rows")
+        cols = decode_array(obj.get("cols"), f"{name}.cols")
         for label, arr in (("rows", rows), ("cols", cols)):
             if arr.dtype.kind not in "iu":
                 raise TransportError(f"{name}.{label} must be an integer array, got {arr.dtype}")
-        if not (rows.ndim == cols.ndim == values.ndim == 1 and rows.size == cols.size == values.size):
+        if not (rows.ndim == cols.ndim == 1 and rows.size == cols.size == values.size):
             raise TransportError(f"{name}: rows, cols and values must be 1-D of equal length")
-        if linear is not None and linear.ndim != 1:
-            raise TransportError(f"{name}.linear must be 1-D")
-        return cls(n, rows, cols, values, linear, float(constant))
+        return cls(n, rows, cols, values, linear, float(constant), key)
 
 
 @dataclass
@@ -210,10 +247,11 @@ def encode_request(problem: CompactProblem, solver: str = "fujitsuDA2",
                    parameters: Mapping[str, Any] | None = None, *,
                    penalty: CompactProblem | None = None, api_version: str | None = None,
                    aux_pairs: np.ndarray | None = None, num_output_variables: int | None = None,
-                   guidance_state: Any = None) -> bytes:
-    """The msgpack body for ``POST /spinout/v1/solve`` (and its async twin)."""
+                   guidance_state: Any = None, with_pattern: bool = True) -> bytes:
+    """The msgpack body for ``POST /spinout/v1/solve`` (and its async twin); ``with_pattern=False``
+    sends a problem with a ``pattern_key`` without its rows and cols."""
     body = {"format": REQUEST_FORMAT, "solver": solver, "parameters": dict(parameters or {}),
-            **problem.to_wire(), "penalty": None if penalty is None else penalty.to_wire(),
+            **problem.to_wire(with_pattern), "penalty": None if penalty is None else penalty.to_wire(),
             "api_version": api_version}
     if guidance_state is not None:
         body["guidance_state"] = encode_array(np.asarray(guidance_state, dtype=np.uint8).ravel())

@@ -37,6 +37,9 @@ TUNE_ROUNDS = 10
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
 CHUNK_SECONDS = 0.05
+#: Bit trials of a solve's first kernel call, before its speed is known (~2-5 ms on one core;
+#: problems over 1,024 bits count extra since a flip then costs more).
+FIRST_CHUNK_TRIALS = 1 << 21
 
 
 def _table(gibbs: bool) -> np.ndarray:
@@ -268,13 +271,15 @@ class _Driver:
             return False
         return True
 
-    def chunk_size(self, done: int, total: int | None, seconds_per_unit: float) -> int:
-        """How many units (sweeps, iterations, rounds) the next kernel call does."""
+    def chunk_size(self, done: int, total: int | None, seconds_per_unit: float, first: int = 1) -> int:
+        """How many units (sweeps, iterations, rounds) the next kernel call does.
+
+        The first call (seconds_per_unit still unknown, passed as inf) does ``first`` units.
+        """
         goal = CHUNK_SECONDS
         if self.deadline is not None:
             goal = min(goal, max(self.deadline - time.perf_counter(), 0.0))
-        # The first call (seconds_per_unit still unknown, passed as inf) does a single unit.
-        units = max(1, int(goal / max(seconds_per_unit, 1e-9)))
+        units = first if math.isinf(seconds_per_unit) else max(1, int(goal / max(seconds_per_unit, 1e-9)))
         if total is not None:
             units = min(units, total - done)
         return units
@@ -455,14 +460,20 @@ def anneal_da(
     gibbs = noise_model == "GIBBS"
     driver.begin_anneal()
     done, per_step = 0, math.inf
+    # A first kernel call of about FIRST_CHUNK_TRIALS bit trials (a few ms): short solves then
+    # take one call (every call costs a GIL round trip and a best-state check); its timing
+    # sizes the later calls.
+    first = max(1, FIRST_CHUNK_TRIALS // (problem.num_variables * num_runs
+                                          * max(1, problem.num_variables // 1024)))
     while done < num_iterations and not driver.should_stop():
-        steps = driver.chunk_size(done, num_iterations, per_step)
+        steps = driver.chunk_size(done, num_iterations, per_step, first)
         t0 = time.perf_counter()
         reps.anneal(schedule.betas(steps), trial, offset_rate, gibbs)
         per_step = (time.perf_counter() - t0) / steps
         done += steps
         reps.maybe_resync()
-        driver.observe(reps)
+        if done < num_iterations:  # the last best is scored exactly by _finish
+            driver.observe(reps)
     info = {"beta_range": (beta_hot, beta_cold), "moves": "trial" if trial else "sweep",
             "offset_increase_rate": offset_rate, "iterations_done": done,
             "temperature_start": schedule.start, "temperature_decay": schedule.decay}

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from itertools import chain, repeat
 from operator import contains, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -36,6 +36,9 @@ from client.transport import CompactProblem, CompactRequest, TransportError, dec
 
 from .higher_order import reduce_degree
 from .one_hot import add_one_hot_penalties, one_hot_groups
+
+if TYPE_CHECKING:
+    from .patterns import PatternCache
 
 __all__ = ["ProblemError", "parse_da_request", "parse_compact_request", "terms_to_problem",
            "validate_parameters", "format_validation_error"]
@@ -405,8 +408,13 @@ def _check_configs(params: Mapping[str, Any], n: int) -> None:
             raise ProblemError(f"{key}: index {bad[0]} is outside the problem's {n} variables")
 
 
-def parse_compact_request(body: bytes, max_bits: int = 100_000) -> CompactRequest:
-    """A compact (msgpack) body -> CompactRequest with its parameters validated."""
+def parse_compact_request(body: bytes, max_bits: int = 100_000,
+                          patterns: PatternCache | None = None) -> CompactRequest:
+    """A compact (msgpack) body -> CompactRequest with its parameters validated.
+
+    With ``patterns``, a problem's ``pattern_key`` is resolved (rows and cols left out) or
+    registered (rows and cols given); UnknownPatternError for a key the cache does not hold.
+    """
     try:
         req = decode_request(body)
     except TransportError as exc:
@@ -419,9 +427,26 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000) -> CompactReques
     n = p.num_variables
     if n > max_bits:
         raise ProblemError(f"the problem has {n} variables; this route accepts at most {max_bits:,}")
-    for name, arr in (("rows", p.rows), ("cols", p.cols)):
-        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-            raise ProblemError(f"{name}: indices must lie in 0..{n - 1}")
+    if req.penalty is not None and req.penalty.rows is None:
+        raise ProblemError("the penalty problem must carry its rows and cols")
+    if p.rows is None:  # a pattern_key without rows and cols: checked when it was registered
+        if patterns is None:
+            raise ProblemError("this route keeps no coupling patterns; send rows and cols")
+        pattern = patterns.get(str(p.pattern_key))
+        if pattern.num_variables != n or pattern.rows.size != p.values.size:
+            raise ProblemError(f"pattern {p.pattern_key} has {pattern.rows.size:,} couplings of "
+                               f"{pattern.num_variables} variables; the request has "
+                               f"{p.values.size:,} values for {n} variables")
+        p.rows, p.cols, p.pattern = pattern.rows, pattern.cols, pattern
+    else:
+        for name, arr in (("rows", p.rows), ("cols", p.cols)):
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+                raise ProblemError(f"{name}: indices must lie in 0..{n - 1}")
+        if p.pattern_key is not None and patterns is not None:
+            try:
+                p.pattern = patterns.register(p.pattern_key, n, p.rows, p.cols)
+            except ValueError as exc:
+                raise ProblemError(str(exc)) from None
     if p.values.size and not np.all(np.isfinite(p.values)):
         raise ProblemError("values contain a non-finite number (NaN or infinity)")
     if p.linear is not None and (p.linear.size > n or not np.all(np.isfinite(p.linear))):
@@ -438,4 +463,5 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000) -> CompactReques
             raise ProblemError(str(exc)) from None
         if groups:
             add_one_hot_penalties(req.problem, groups)
+            req.problem.pattern = None  # the penalties added couplings outside the pattern
     return req

@@ -48,9 +48,16 @@ class SolveOptions:
 
 
 def build_problem(p: CompactProblem) -> Any:
-    """The engine problem of a CompactProblem (ValueError with a message on bad input)."""
+    """The engine problem of a CompactProblem (ValueError with a message on bad input).
+
+    A problem resolved against a registered coupling pattern is scattered straight into the
+    pattern's CSR layout (sparse storage: for the parallel trial, CSR and dense cost the same per
+    iteration at the trainer's 18 % density, and the dense build alone costs ~1 ms).
+    """
     from service.engine import BinaryQuadraticProblem
 
+    if p.pattern is not None:
+        return p.pattern.problem(p.values, p.linear, p.constant)
     return BinaryQuadraticProblem.from_arrays(p.rows, p.cols, p.values, linear=p.linear,
                                               constant=p.constant, num_variables=p.num_variables)
 

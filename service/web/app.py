@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from client.models import CancelRequest, SolveRequest
 from service.jobs.manager import JobManager
+from service.jobs.patterns import PatternCache
 from service.jobs.pool import EmbeddedRunner, default_workers
 from service.jobs.solvers import warm_up
 
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_keys = [k.encode() for k in settings.keys]
     app.state.parse_slots = asyncio.Semaphore(settings.max_parallel_parses)
+    app.state.patterns = PatternCache(int(settings.pattern_cache_mb * 1024 * 1024))
     app.state.metrics = metrics
     install_error_handlers(app)
     da = build_da_router()

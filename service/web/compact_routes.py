@@ -26,12 +26,13 @@ __all__ = ["build_compact_router"]
 
 _BODY = {"requestBody": {"required": True, "description": "msgpack map, see client.transport: "
                          "format, solver, parameters, num_variables, constant, linear, rows, cols, "
-                         "values (arrays as {dtype, shape, data})",
+                         "values (arrays as {dtype, shape, data}); optional pattern_key: rows and "
+                         "cols may then be nil once the service has seen them (409 if it has not)",
                          "content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
 _REPLY: dict[int | str, dict[str, Any]] = {200: {"description": "msgpack reply (client.transport.decode_reply): status, packed states, "
                 "energies, frequencies, timing", "content": {CONTENT_TYPE: {"schema": {
                     "type": "string", "format": "binary"}}}},
-          **{code: {"model": ErrorEnvelope} for code in (400, 401, 404, 413, 415, 429, 503)}}
+          **{code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 429, 503)}}
 
 
 COMPACT_INLINE_BYTES = 16 * 1024 * 1024
@@ -48,11 +49,12 @@ async def _parse(request: Request) -> CompactRequest:
         raise ProblemError("the request body is empty")
     # Decoding is zero-copy (np.frombuffer) plus vectorised checks: ~2 ms for 90,000 couplings,
     # cheaper inline than a thread hop; only very large bodies go to a worker thread.
+    patterns = request.app.state.patterns
     if len(body) > COMPACT_INLINE_BYTES:
         async with request.app.state.parse_slots:
-            req = await run_in_threadpool(parse_compact_request, body)
+            req = await run_in_threadpool(parse_compact_request, body, patterns=patterns)
     else:
-        req = parse_compact_request(body)
+        req = parse_compact_request(body, patterns=patterns)
     if req.solver not in SOLVER_BLOCKS:
         raise ProblemError(f"unknown solver {req.solver!r}")
     gen = BLOCK_GENERATION[req.solver]

@@ -21,6 +21,7 @@ from client.models import error_title
 from client.transport import TransportError
 from service.jobs.manager import JobNotFoundError, SolveTimeoutError
 from service.jobs.parsing import ProblemError
+from service.jobs.patterns import UnknownPatternError
 from service.jobs.records import JobLimitError
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
@@ -53,6 +54,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TransportError)
     async def _transport(request: Request, exc: TransportError) -> Response:
         return error_response(400, str(exc))
+
+    @app.exception_handler(UnknownPatternError)
+    async def _pattern(request: Request, exc: UnknownPatternError) -> Response:
+        return error_response(409, str(exc.args[0]))
 
     @app.exception_handler(JobNotFoundError)
     async def _missing(request: Request, exc: JobNotFoundError) -> Response:

@@ -265,3 +265,29 @@ def test_typed_block_as_solver() -> None:
     assert core.plan_solve({(0, 1): 1.0}, FujitsuDA2PT()).call.path == "/v2/qubo/solve"
     with pytest.raises(ProblemError, match="block name"):
         core.plan_solve({(0, 1): 1.0}, 42)
+
+
+def test_pattern_problem_goes_lean_once_known_with_a_full_fallback() -> None:
+    from client import CouplingPattern, ProblemError
+
+    pattern = CouplingPattern(4, [1, 0, 2], [0, 2, 3])  # (1, 0) is stored as (0, 1)
+    problem = pattern.problem(np.array([1.0, -2.0, 0.5], np.float32), linear=[0.0, 1.0, 0.0, -1.0])
+    first = core.plan_solve(problem, "fujitsuDA2", transport="compact")
+    assert first.fallback is None and first.pattern_key == pattern.key
+    full = first.call.payload().problem
+    np.testing.assert_array_equal(full.rows, [0, 0, 2])
+    assert full.values.dtype == np.float32 and full.pattern_key == pattern.key
+    lean = core.plan_solve(problem, "fujitsuDA2", transport="compact", known_patterns={pattern.key})
+    assert lean.call.payload().problem.rows is None and lean.call.passthrough == (409,)
+    assert lean.fallback is not None and lean.fallback().content == first.call.content
+    flow = core.send_flow(lean)
+    assert next(flow) is lean.call
+    retry = flow.send(core.Reply(409, b'{"error": {"code": 409, "message": "unknown"}}'))
+    assert retry.content == first.call.content and retry.passthrough == ()
+    with pytest.raises(StopIteration) as done:
+        flow.send(core.Reply(200, b"{}"))
+    assert done.value.value.status_code == 200
+    with pytest.raises(ProblemError, match="values"):
+        pattern.problem([1.0, 2.0])
+    with pytest.raises(ProblemError, match="i != j"):
+        CouplingPattern(3, [1], [1])

@@ -288,3 +288,48 @@ def test_da_prefix_in_base_url(service, qubo, ground) -> None:
     with SolverClient(service.url + "/da/", api_key=service.api_key) as client:
         assert client.healthcheck()
         check(client.solve(qubo, "fujitsuDA3", time_limit_sec=5, target_energy=ground), qubo, ground)
+
+
+def test_coupling_pattern_is_resent_after_a_restart(tmp_path) -> None:
+    """Problems on one CouplingPattern: the first request carries rows and cols, later ones only
+    values; a restarted service (empty pattern cache) answers 409 and the client resends."""
+    import httpx
+
+    from client import CouplingPattern
+    from tests.servers import ServerProcess, free_port
+
+    n = 80
+    rng = np.random.default_rng(8)
+    rows, cols = np.triu_indices(n, 1)
+    keep = rng.random(rows.size) < 0.25
+    pattern = CouplingPattern(n, rows[keep], cols[keep])
+    port = free_port()
+    proc = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                          "--database", str(tmp_path / "jobs.sqlite3")],
+                         {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None}, tmp_path / "log", port)
+
+    def conflicts() -> float:
+        text = httpx.get(f"{proc.url}/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("spinout_http_requests_total") and 'status="409"' in line)
+
+    def solve_and_check(client: SolverClient, seed: int) -> None:
+        problem = pattern.problem(rng.normal(size=len(pattern)), linear=rng.normal(size=n))
+        result = client.solve(problem, "fujitsuDA2", transport="compact", number_iterations=500,
+                              random_seed=seed)
+        np.testing.assert_allclose(result.energies, problem.energies(result.states))
+
+    proc.start(timeout=120)
+    try:
+        with SolverClient(proc.url) as client:
+            solve_and_check(client, 1)  # rows and cols go out
+            solve_and_check(client, 2)  # values only
+            assert pattern.key in client._patterns and conflicts() == 0
+            proc.stop()
+            proc.start(timeout=120)
+            solve_and_check(client, 3)  # 409, then resent with rows and cols
+            assert conflicts() == 1
+            solve_and_check(client, 4)
+            assert conflicts() == 1
+    finally:
+        proc.stop()

@@ -327,6 +327,48 @@ def test_compact_async_and_errors(client: httpx.Client) -> None:
     assert_envelope(client.post("/spinout/v1/solve", content=nan), 400, "finite")
 
 
+def test_compact_pattern_is_sent_once(client: httpx.Client) -> None:
+    from client.transport import pattern_key
+
+    n = 60
+    rng = np.random.default_rng(4)
+    rows, cols = np.triu_indices(n, 1)
+    keep = rng.random(rows.size) < 0.2
+    rows, cols = rows[keep], cols[keep]
+    key = pattern_key(n, rows, cols)
+    params = {"number_iterations": 300, "number_runs": 16, "random_seed": 3}
+    headers = {"Content-Type": CONTENT_TYPE}
+
+    def post(values: np.ndarray, with_pattern: bool, problem_key: str = key) -> httpx.Response:
+        problem = CompactProblem(n, rows, cols, values, rng.normal(size=n), 0.5, problem_key)
+        body = encode_request(problem, "fujitsuDA2", params, with_pattern=with_pattern)
+        return client.post("/spinout/v1/solve", content=body, headers=headers)
+
+    unknown = pattern_key(n, rows[:-1], cols[:-1])
+    r = post(rng.normal(size=rows.size)[:-1], False, unknown)
+    assert_envelope(r, 409, "resend the request with rows and cols")
+    first = post(rng.normal(size=rows.size), True)
+    assert first.status_code == 200, first.text
+    values = rng.normal(size=rows.size)
+    linear = rng.normal(size=n)
+    lean = CompactProblem(n, rows, cols, values, linear, 0.5, key)
+    body = encode_request(lean, "fujitsuDA2", params, with_pattern=False)
+    assert len(encode_request(lean, "fujitsuDA2", params)) - len(body) >= 8 * rows.size  # no int32 rows, cols
+    r = client.post("/spinout/v1/solve", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    reply = decode_reply(r.content)
+    from service.engine import BinaryQuadraticProblem
+    engine = BinaryQuadraticProblem.from_arrays(rows, cols, values, linear=linear, constant=0.5,
+                                                num_variables=n)
+    np.testing.assert_allclose(reply.energies, engine.energies(reply.states))
+    # the same request with rows and cols gives the same answer (same seed, same problem)
+    again = decode_reply(client.post("/spinout/v1/solve", content=encode_request(
+        lean, "fujitsuDA2", params), headers=headers).content)
+    np.testing.assert_array_equal(again.states, reply.states)
+    assert_envelope(post(values[:-1], False), 400, "values")
+    assert_envelope(post(values, True, pattern_key(n, cols, rows)), 400, "does not match")
+
+
 # ------------------------------------------------------------------------------ observability
 def test_metrics_request_id_and_openapi(client: httpx.Client, server: ServerProcess) -> None:
     r = client.get("/v1/healthcheck", headers={"X-Request-ID": "abc123"})

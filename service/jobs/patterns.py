@@ -1,0 +1,158 @@
+"""Coupling patterns: a problem's (rows, cols) sent once, then only its values.
+
+A client that solves many problems with the same couplings (the trainer: one QUBO per
+mini-batch on a fixed layer structure) names the pattern by its content hash
+(``client.transport.pattern_key``). The first request carries rows and cols; the service checks
+the hash, keeps the pattern here (least recently used first out, bounded in bytes) and precomputes
+the symmetric CSR structure with the slot each triplet's value goes to. Later requests carry the
+key and the values only: half the bytes on the wire, and the engine's problem is built by two
+scatters into CSR order instead of a sort or a dense build. A key the service does not hold (after
+a restart or an eviction) is answered 409, and the client resends with rows and cols.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from client.transport import pattern_key
+from service.engine import BinaryQuadraticProblem
+
+__all__ = ["Pattern", "PatternCache", "UnknownPatternError"]
+
+
+class UnknownPatternError(LookupError):
+    """A request names a pattern this service does not hold (answered 409)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Pattern:
+    """One registered pattern and its precomputed symmetric CSR layout.
+
+    Attributes:
+        key: the content hash.
+        num_variables: n.
+        rows, cols: the triplets' indices as registered (int32, read-only).
+        indptr, indices: the CSR structure of the symmetric coupling matrix (sorted, no repeats).
+        upper_slot, lower_slot: where triplet k's value goes in the CSR data, at (i, j) and (j, i).
+        diagonal: triplets with i == j (their values are linear terms).
+        repeated: whether two triplets share a pair (then values add up via bincount).
+    """
+
+    key: str
+    num_variables: int
+    rows: np.ndarray
+    cols: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    upper_slot: np.ndarray
+    lower_slot: np.ndarray
+    diagonal: np.ndarray
+    repeated: bool
+    source: np.ndarray | None
+
+    @classmethod
+    def build(cls, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> Pattern:
+        n = int(num_variables)
+        rows = np.ascontiguousarray(rows, dtype=np.int32)
+        cols = np.ascontiguousarray(cols, dtype=np.int32)
+        diagonal = rows == cols
+        off = np.flatnonzero(~diagonal)
+        i, j = rows[off].astype(np.int64), cols[off].astype(np.int64)
+        # Number each distinct unordered pair, then lay out the symmetric CSR once.
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        pair_ids, pair_of = np.unique(lo * n + hi, return_inverse=True)
+        a, b = pair_ids // n, pair_ids % n
+        m = pair_ids.size
+        tags = np.concatenate([np.arange(m), np.arange(m) + m]).astype(np.float64) + 1.0
+        csr = sp.csr_array((tags, (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(n, n))
+        csr.sort_indices()
+        slot_of_tag = np.empty(2 * m, dtype=np.int64)
+        slot_of_tag[csr.data.astype(np.int64) - 1] = np.arange(csr.nnz)
+        # Triplet k at (i, j): its pair p; (lo, hi) is tag p, (hi, lo) is tag m + p.
+        upper_slot = np.full(rows.size, -1, dtype=np.int64)
+        lower_slot = np.full(rows.size, -1, dtype=np.int64)
+        upper_slot[off] = slot_of_tag[pair_of]
+        lower_slot[off] = slot_of_tag[pair_of + m]
+        repeated = bool(m < off.size)
+        source = None
+        if not repeated:
+            source = np.empty(csr.nnz, dtype=np.int64)
+            source[upper_slot[off]] = off
+            source[lower_slot[off]] = off
+        for arr in (rows, cols, upper_slot, lower_slot, diagonal, source):
+            if arr is not None:
+                arr.flags.writeable = False
+        return cls(key, n, rows, cols, csr.indptr.astype(np.int32), csr.indices.astype(np.int32),
+                   upper_slot, lower_slot, diagonal, repeated, source)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.rows, self.cols, self.indptr, self.indices, self.upper_slot,
+                                      self.lower_slot, self.diagonal, self.source) if a is not None)
+
+    def problem(self, values: np.ndarray, linear: np.ndarray | None, constant: float) -> BinaryQuadraticProblem:
+        """The engine's problem for these values (float64 CSR, the pattern's layout)."""
+        n = self.num_variables
+        v = np.asarray(values, dtype=np.float64)
+        h = np.zeros(n, dtype=np.float64)
+        if linear is not None:
+            h[: linear.size] += linear
+        if self.diagonal.any():
+            np.add.at(h, self.rows[self.diagonal], v[self.diagonal])
+        if self.source is not None:
+            data = np.take(v, self.source)
+        else:
+            off = ~self.diagonal
+            slots = np.concatenate([self.upper_slot[off], self.lower_slot[off]])
+            data = np.bincount(slots, weights=np.concatenate([v[off], v[off]]),
+                               minlength=self.indices.size)
+        csr = sp.csr_array((data, self.indices, self.indptr), shape=(n, n))
+        return BinaryQuadraticProblem(linear=h, couplings=csr, constant=float(constant))
+
+
+class PatternCache:
+    """Registered patterns, least recently used evicted first once ``max_bytes`` is exceeded."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._patterns: OrderedDict[str, Pattern] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # compact bodies are parsed on the event loop or a thread
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    def get(self, key: str) -> Pattern:
+        with self._lock:
+            pattern = self._patterns.get(key)
+            if pattern is None:
+                raise UnknownPatternError(
+                    f"pattern_key {key!r} is not known to this service (restarted, or the "
+                    "pattern was evicted); resend the request with rows and cols")
+            self._patterns.move_to_end(key)
+            return pattern
+
+    def register(self, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> Pattern:
+        """Check the key against the content and keep the pattern; ValueError on a mismatch."""
+        actual = pattern_key(num_variables, rows, cols)
+        if actual != key:
+            raise ValueError(f"pattern_key {key!r} does not match rows and cols (their key is {actual!r})")
+        with self._lock:
+            known = self._patterns.get(key)
+            if known is not None:
+                self._patterns.move_to_end(key)
+                return known
+        pattern = Pattern.build(key, num_variables, rows, cols)
+        with self._lock:
+            if key not in self._patterns and pattern.nbytes <= self.max_bytes:
+                self._patterns[key] = pattern
+                self._bytes += pattern.nbytes
+                while self._bytes > self.max_bytes:
+                    _, old = self._patterns.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return pattern
