@@ -15,7 +15,7 @@ from client.transport import CompactReply, CompactRequest, decode_reply, encode_
 
 from .parsing import ProblemError
 from .records import JobLimitError, JobRecord
-from .solvers import estimate_seconds, qubo_solution_dict
+from .solvers import SolveOptions, estimate_seconds, qubo_solution_dict, solve_request
 
 __all__ = ["JobManager", "JobNotFoundError", "JobLimitError", "SolveTimeoutError"]
 
@@ -26,6 +26,19 @@ class JobNotFoundError(LookupError):
 
 class SolveTimeoutError(TimeoutError):
     """A synchronous solve did not finish within the request timeout (HTTP 504)."""
+
+
+#: A sync solve whose anneal is estimated below this (and whose problem is small enough to set up
+#: in about a millisecond) runs on the event loop: a worker thread would add two thread switches
+#: and GIL hand-offs, more than such a solve costs (the trainer's warm-started mini-batch solves).
+INLINE_SOLVE_SECONDS = 2e-4
+INLINE_SOLVE_MAX_COUPLINGS = 250_000
+
+
+def _is_tiny(request: CompactRequest) -> bool:
+    return (estimate_seconds(request) < INLINE_SOLVE_SECONDS
+            and request.problem.values.size <= INLINE_SOLVE_MAX_COUPLINGS
+            and request.penalty is None)
 
 
 class JobManager:
@@ -65,8 +78,12 @@ class JobManager:
     async def solve_now(self, request: CompactRequest) -> CompactReply:
         start = time.perf_counter()
         try:
-            reply: CompactReply = await self.runner.solve_now(request, self.sync_time_cap_sec,
-                                                              self.request_timeout_sec)
+            if _is_tiny(request):
+                reply = solve_request(request, SolveOptions(time_limit=self.sync_time_cap_sec,
+                                                            max_iterations=self.max_iterations))
+            else:
+                reply = await self.runner.solve_now(request, self.sync_time_cap_sec,
+                                                    self.request_timeout_sec)
         except TimeoutError:
             raise SolveTimeoutError(self.request_timeout_sec) from None
         reply.timing.setdefault("queue", 0.0)

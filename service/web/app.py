@@ -122,12 +122,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.patterns = PatternCache(int(settings.pattern_cache_mb * 1024 * 1024))
     app.state.metrics = metrics
     install_error_handlers(app)
+    # The compact routes first: FastAPI tries routes in order, and the trainer's many small
+    # compact solves then match at once instead of after ~90 DA routes (~15 % of their parsing).
+    app.include_router(build_compact_router())
     da = build_da_router()
     app.include_router(da)
     prefix = settings.normalized_prefix
     if prefix:
         app.include_router(da, prefix=prefix)
-    app.include_router(build_compact_router())
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
     async def prometheus() -> Response:
