@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from client.models import BLOCK_GENERATION, SOLVER_BLOCKS, ErrorEnvelope, JobStatus, JobSubmitted
 from client.transport import CONTENT_TYPE, CompactReply, CompactRequest, encode_reply
-from service.jobs.parsing import ProblemError, parse_compact_request
+from service.jobs.parsing import ProblemError, parse_compact_request, register_pattern
 
 from .auth import authenticate
 from .routes import check_content_type, json_response, read_body
@@ -55,6 +55,8 @@ async def _parse(request: Request) -> CompactRequest:
             req = await run_in_threadpool(parse_compact_request, body, patterns=patterns)
     else:
         req = parse_compact_request(body, patterns=patterns)
+    if req.problem.pattern_key is not None and req.problem.pattern is None:
+        await run_in_threadpool(register_pattern, req, patterns)  # once per pattern
     if req.solver not in SOLVER_BLOCKS:
         raise ProblemError(f"unknown solver {req.solver!r}")
     gen = BLOCK_GENERATION[req.solver]

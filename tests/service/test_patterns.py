@@ -7,7 +7,7 @@ import pytest
 
 from client.transport import CompactProblem, encode_request, pattern_key
 from service.engine import BinaryQuadraticProblem
-from service.jobs.parsing import ProblemError, parse_compact_request
+from service.jobs.parsing import ProblemError, parse_compact_request, register_pattern
 from service.jobs.patterns import Pattern, PatternCache, UnknownPatternError
 
 
@@ -72,6 +72,8 @@ def test_parser_resolves_registers_and_refuses() -> None:
     with pytest.raises(UnknownPatternError):
         parse_compact_request(encode_request(full, "fujitsuDA2", with_pattern=False), patterns=cache)
     registered = parse_compact_request(encode_request(full, "fujitsuDA2"), patterns=cache)
+    assert registered.problem.pattern is None  # left for register_pattern (off the event loop)
+    register_pattern(registered, cache)
     assert registered.problem.pattern is cache.get(key)
     lean = parse_compact_request(encode_request(full, "fujitsuDA2", with_pattern=False), patterns=cache)
     np.testing.assert_array_equal(lean.problem.rows, rows)
@@ -83,4 +85,4 @@ def test_parser_resolves_registers_and_refuses() -> None:
         parse_compact_request(encode_request(full, "fujitsuDA2", with_pattern=False))
     liar = CompactProblem(n, rows, cols, values, None, 0.0, pattern_key(n, cols, rows))
     with pytest.raises(ProblemError, match="does not match"):
-        parse_compact_request(encode_request(liar, "fujitsuDA2"), patterns=cache)
+        register_pattern(parse_compact_request(encode_request(liar, "fujitsuDA2"), patterns=cache), cache)
