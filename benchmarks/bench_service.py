@@ -146,8 +146,9 @@ async def run_clients(url: str, body: bytes, clients: int, seconds: float, *, le
 
 
 def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: int) -> dict[str, Any]:
-    """Median end-to-end times of one layered solve: in-process, compact HTTP, DA JSON HTTP."""
-    from client.transport import CompactRequest
+    """Median end-to-end times of one layered solve: in-process, compact HTTP (full, and values
+    only on a registered coupling pattern), DA JSON HTTP."""
+    from client.transport import CompactRequest, pattern_key
 
     params = {"number_iterations": iterations, "number_runs": 16, "random_seed": SEED}
     compact = encode_request(problem, "fujitsuDA2", params)
@@ -156,10 +157,20 @@ def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: in
         + [{"c": float(c), "p": [k]} for k, c in enumerate(problem.linear)]}, "fujitsuDA2": params})
     in_req = CompactRequest(problem, "fujitsuDA2", parse_da_request(da_json, "v2").parameters)
     solve_request(in_req)
-    t_in, t_compact, t_json, server_solve = [], [], [], []
+    on_pattern = CompactProblem(problem.num_variables, problem.rows, problem.cols,
+                                problem.values.astype(np.float32), problem.linear, problem.constant,
+                                pattern_key(problem.num_variables, problem.rows, problem.cols))
+    lean = encode_request(on_pattern, "fujitsuDA2", params, with_pattern=False)
+    t_in, t_compact, t_json, server_solve, t_lean, lean_solve = [], [], [], [], [], []
     with httpx.Client(base_url=url, timeout=120) as client:
         client.post("/spinout/v1/solve", content=compact, headers={"Content-Type": CONTENT_TYPE})
+        client.post("/spinout/v1/solve", content=encode_request(on_pattern, "fujitsuDA2", params),
+                    headers={"Content-Type": CONTENT_TYPE}).raise_for_status()  # registers it
         for _ in range(repeats):
+            t0 = time.perf_counter()
+            r = client.post("/spinout/v1/solve", content=lean, headers={"Content-Type": CONTENT_TYPE})
+            lean_solve.append(decode_reply(r.content).timing["solve"])
+            t_lean.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             solve_request(in_req)
             t_in.append(time.perf_counter() - t0)
@@ -179,7 +190,9 @@ def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: in
            "compact_overhead_ms": 1000 * (med(t_compact) - med(t_in)),
            "compact_overhead_min_ms": 1000 * (min(t_compact) - min(t_in)),
            "compact_beyond_server_solve_ms": 1000 * med(np.subtract(t_compact, server_solve)),
-           "json_overhead_ms": 1000 * (med(t_json) - med(t_in))}
+           "json_overhead_ms": 1000 * (med(t_json) - med(t_in)),
+           "pattern_bytes": len(lean), "pattern_ms": 1000 * med(t_lean),
+           "pattern_beyond_server_solve_ms": 1000 * med(np.subtract(t_lean, lean_solve))}
     print(f"layered {row['num_variables']} vars, {row['couplings']:,} couplings, fujitsuDA2 {iterations} "
           f"iterations x 16 runs (compact {len(compact) / 1e6:.2f} MB, DA JSON {len(da_json) / 1e6:.2f} MB), "
           f"median of {repeats}:")
@@ -187,6 +200,9 @@ def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: in
           f"(+{row['compact_overhead_ms']:.1f} ms median, +{row['compact_overhead_min_ms']:.1f} ms best-of; "
           f"+{row['compact_beyond_server_solve_ms']:.1f} ms beyond the server's own solve time) | "
           f"DA JSON HTTP {row['json_ms']:.1f} ms (+{row['json_overhead_ms']:.1f} ms)")
+    print(f"  compact on a registered pattern (float32 values only, {len(lean) / 1e6:.2f} MB): "
+          f"{row['pattern_ms']:.1f} ms (+{row['pattern_beyond_server_solve_ms']:.1f} ms beyond the "
+          "server's own solve time, which builds the problem by one gather)")
     return row
 
 
