@@ -37,8 +37,8 @@ TUNE_ROUNDS = 10
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
 CHUNK_SECONDS = 0.05
-#: Bit trials of a solve's first kernel call, before its speed is known (~2-5 ms on one core;
-#: problems over 1,024 bits count extra since a flip then costs more).
+#: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
+#: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
 
 
@@ -460,11 +460,12 @@ def anneal_da(
     gibbs = noise_model == "GIBBS"
     driver.begin_anneal()
     done, per_step = 0, math.inf
-    # A first kernel call of about FIRST_CHUNK_TRIALS bit trials (a few ms): short solves then
-    # take one call (every call costs a GIL round trip and a best-state check); its timing
-    # sizes the later calls.
-    first = max(1, FIRST_CHUNK_TRIALS // (problem.num_variables * num_runs
-                                          * max(1, problem.num_variables // 1024)))
+    # Parallel trials (at most one flip an iteration, so a predictable cost) start with a call
+    # of about FIRST_CHUNK_TRIALS bit trials (a few ms): short solves then take one call (each
+    # costs a GIL round trip and a best-state check); its timing sizes the later calls. Sweeps,
+    # whose flips cost O(n) each on dense problems, start with one sweep.
+    first = 1 if not trial else max(1, FIRST_CHUNK_TRIALS // (
+        problem.num_variables * num_runs * max(1, problem.num_variables // 1024)))
     while done < num_iterations and not driver.should_stop():
         steps = driver.chunk_size(done, num_iterations, per_step, first)
         t0 = time.perf_counter()
