@@ -265,11 +265,12 @@ def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, tri
                     table, fixed, s, e, best_e, best_x, offset):
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
     pending = False
+    gibbs = table[0] < 0.0
     for t in range(schedule.shape[0]):
         if trial:
             s, e, best_e, offset, pending = _trial_replica(
-                dense, couplings, indptr, indices, data, x, f, schedule[t], offset_rate,
-                table[0] < 0.0, fixed, s, e, best_e, best_x, offset, pending)
+                dense, couplings, indptr, indices, data, x, f, schedule[t], offset_rate, gibbs,
+                fixed, s, e, best_e, best_x, offset, pending)
         else:
             s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
                                           schedule[t], table, fixed, s, e, best_e, best_x)

@@ -5,8 +5,8 @@ mini-batch on a fixed layer structure) names the pattern by its content hash
 (``client.transport.pattern_key``). The first request carries rows and cols; the service checks
 the hash, keeps the pattern here (least recently used first out, bounded in bytes) and precomputes
 the symmetric CSR structure with the slot each triplet's value goes to. Later requests carry the
-key and the values only: half the bytes on the wire, and the engine's problem is built by two
-scatters into CSR order instead of a sort or a dense build. A key the service does not hold (after
+key and the values only: a third of the bytes on the wire (float32 values), and the engine's
+problem is built by one gather into CSR order instead of a sort or a dense build. A key the service does not hold (after
 a restart or an eviction) is answered 409, and the client resends with rows and cols.
 """
 
@@ -38,9 +38,11 @@ class Pattern:
         num_variables: n.
         rows, cols: the triplets' indices as registered (int32, read-only).
         indptr, indices: the CSR structure of the symmetric coupling matrix (sorted, no repeats).
-        upper_slot, lower_slot: where triplet k's value goes in the CSR data, at (i, j) and (j, i).
         diagonal: triplets with i == j (their values are linear terms).
-        repeated: whether two triplets share a pair (then values add up via bincount).
+        source: without repeated pairs, the triplet each CSR slot takes its value from (one
+            gather); None when two triplets share a pair.
+        entry_slot, entry_owner: with repeated pairs, the CSR slot of each (i, j) and (j, i)
+            entry and its triplet (values add up via bincount); None otherwise.
     """
 
     key: str
@@ -49,11 +51,10 @@ class Pattern:
     cols: np.ndarray
     indptr: np.ndarray
     indices: np.ndarray
-    upper_slot: np.ndarray
-    lower_slot: np.ndarray
     diagonal: np.ndarray
-    repeated: bool
     source: np.ndarray | None
+    entry_slot: np.ndarray | None
+    entry_owner: np.ndarray | None
 
     @classmethod
     def build(cls, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> Pattern:
@@ -73,27 +74,29 @@ class Pattern:
         csr.sort_indices()
         slot_of_tag = np.empty(2 * m, dtype=np.int64)
         slot_of_tag[csr.data.astype(np.int64) - 1] = np.arange(csr.nnz)
-        # Triplet k at (i, j): its pair p; (lo, hi) is tag p, (hi, lo) is tag m + p.
-        upper_slot = np.full(rows.size, -1, dtype=np.int64)
-        lower_slot = np.full(rows.size, -1, dtype=np.int64)
-        upper_slot[off] = slot_of_tag[pair_of]
-        lower_slot[off] = slot_of_tag[pair_of + m]
-        repeated = bool(m < off.size)
+        # Off-diagonal triplet k at (i, j) has pair p: (lo, hi) is tag p, (hi, lo) tag m + p.
+        entry_slot = np.concatenate([slot_of_tag[pair_of], slot_of_tag[pair_of + m]])
+        entry_owner = np.concatenate([off, off])
         source = None
-        if not repeated:
+        if m == off.size:  # no repeated pair: every slot has exactly one owner
             source = np.empty(csr.nnz, dtype=np.int64)
-            source[upper_slot[off]] = off
-            source[lower_slot[off]] = off
-        for arr in (rows, cols, upper_slot, lower_slot, diagonal, source):
+            source[entry_slot] = entry_owner
+            entry_slot = entry_owner = None
+        for arr in (rows, cols, diagonal, source, entry_slot, entry_owner):
             if arr is not None:
                 arr.flags.writeable = False
         return cls(key, n, rows, cols, csr.indptr.astype(np.int32), csr.indices.astype(np.int32),
-                   upper_slot, lower_slot, diagonal, repeated, source)
+                   diagonal, source, entry_slot, entry_owner)
+
+    @property
+    def repeated(self) -> bool:
+        """Whether two triplets share a pair."""
+        return self.source is None
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.rows, self.cols, self.indptr, self.indices, self.upper_slot,
-                                      self.lower_slot, self.diagonal, self.source) if a is not None)
+        return sum(a.nbytes for a in (self.rows, self.cols, self.indptr, self.indices, self.diagonal,
+                                      self.source, self.entry_slot, self.entry_owner) if a is not None)
 
     def problem(self, values: np.ndarray, linear: np.ndarray | None, constant: float) -> BinaryQuadraticProblem:
         """The engine's problem for these values (float64 CSR, the pattern's layout)."""
@@ -107,10 +110,7 @@ class Pattern:
         if self.source is not None:
             data = np.take(v, self.source)
         else:
-            off = ~self.diagonal
-            slots = np.concatenate([self.upper_slot[off], self.lower_slot[off]])
-            data = np.bincount(slots, weights=np.concatenate([v[off], v[off]]),
-                               minlength=self.indices.size)
+            data = np.bincount(self.entry_slot, weights=v[self.entry_owner], minlength=self.indices.size)
         csr = sp.csr_array((data, self.indices, self.indptr), shape=(n, n))
         return BinaryQuadraticProblem(linear=h, couplings=csr, constant=float(constant))
 

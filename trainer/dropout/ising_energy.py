@@ -187,10 +187,6 @@ class QuboBuilder:
         csr.sort_indices()
         self.indptr = csr.indptr.copy()
         self.indices = csr.indices.copy()
-        # Fixed for the model's life: read-only, so every problem shares them (the remote solver
-        # recognises its cached pattern by identity).
-        self.indptr.flags.writeable = False
-        self.indices.flags.writeable = False
         self.nnz = int(self.indptr[-1])
         order = csr.data.astype(np.int64) - 1
         perm = np.where(order < self.num_upper, order, order - self.num_upper)

@@ -189,9 +189,7 @@ class RemoteSolver:
             rows = np.repeat(np.arange(n, dtype=np.int32), np.diff(csr.indptr))
             upper = rows < csr.indices
             pattern = CouplingPattern(n, rows[upper], csr.indices[upper])
-            # The builder's structure arrays themselves (the next problem shares them), read-only
-            # views so that a change to the structure must come as new arrays.
-            cached = self._pattern = (_frozen(csr.indptr), _frozen(csr.indices), upper, pattern)
+            cached = self._pattern = (csr.indptr.copy(), csr.indices.copy(), upper, pattern)
         _, _, upper, pattern = cached
         return pattern.problem(np.asarray(csr.data[upper], dtype=np.float32), problem.linear,
                                problem.constant)
@@ -200,17 +198,8 @@ class RemoteSolver:
         self.client.close()
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
-    """A copy that cannot change, unless ``a`` is already read-only (then ``a`` itself)."""
-    if not a.flags.writeable:
-        return a
-    copy = a.copy()
-    copy.flags.writeable = False
-    return copy
-
-
 def _same(cached: np.ndarray, a: np.ndarray) -> bool:
-    return cached is a or (cached.shape == a.shape and bool(np.array_equal(cached, a)))
+    return cached.shape == a.shape and bool(np.array_equal(cached, a))
 
 
 def _decay_to_hundredth(sweeps: int) -> float:
