@@ -452,3 +452,12 @@ def temper_replicas(dense, couplings, indptr, indices, data, states, fields, lad
                 offsets[r])
         swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
                                     accepted[0])
+
+
+@njit(cache=True, nogil=True)
+def gather(values, source, out):
+    """out[k] = values[source[k]] (float32 or float64 in, float64 out): a coupling pattern's
+    values into its CSR order, converting and gathering in one pass (np.take over an int64 index,
+    then a float64 copy, took ~3x as long for the trainer's 176,800 slots)."""
+    for k in range(source.size):
+        out[k] = values[source[k]]

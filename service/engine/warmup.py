@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from . import kernels
 from .problem import BinaryQuadraticProblem
 from .solver import anneal_da, parallel_tempering, solve_time_limited
 
@@ -26,6 +27,8 @@ def main() -> None:
                 parallel_tempering(problem, num_replicas=3, num_sweeps=4, moves=moves,
                                    parallel=parallel, seed=0)
             solve_time_limited(problem, time_limit_sec=0.01, num_run=2, parallel=parallel, seed=0)
+    for dtype in (np.float32, np.float64):  # coupling-pattern values of either width
+        kernels.gather(np.ones(3, dtype=dtype), np.zeros(2, dtype=np.int32), np.empty(2))
     print(f"spinout kernels ready in {time.perf_counter() - start:.1f} s")
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
 from client.transport import pattern_key
-from service.engine import BinaryQuadraticProblem
+from service.engine import BinaryQuadraticProblem, kernels
 
 __all__ = ["Pattern", "PatternCache", "UnknownPatternError"]
 
@@ -79,7 +80,7 @@ class Pattern:
         entry_owner = np.concatenate([off, off])
         source = None
         if m == off.size:  # no repeated pair: every slot has exactly one owner
-            source = np.empty(csr.nnz, dtype=np.int64)
+            source = np.empty(csr.nnz, dtype=np.int32)
             source[entry_slot] = entry_owner
             entry_slot = entry_owner = None
         for arr in (rows, cols, diagonal, source, entry_slot, entry_owner):
@@ -87,6 +88,11 @@ class Pattern:
                 arr.flags.writeable = False
         return cls(key, n, rows, cols, csr.indptr.astype(np.int32), csr.indices.astype(np.int32),
                    diagonal, source, entry_slot, entry_owner)
+
+    @cached_property
+    def has_diagonal(self) -> bool:
+        """Whether some triplets are (i, i): linear terms."""
+        return bool(self.diagonal.any())
 
     @property
     def repeated(self) -> bool:
@@ -99,20 +105,21 @@ class Pattern:
                                       self.source, self.entry_slot, self.entry_owner) if a is not None)
 
     def problem(self, values: np.ndarray, linear: np.ndarray | None, constant: float) -> BinaryQuadraticProblem:
-        """The engine's problem for these values (float64 CSR, the pattern's layout)."""
+        """The engine's problem for these values (float64 CSR, the pattern's layout); the values
+        and linear terms must already be checked finite (``parse_compact_request`` does)."""
         n = self.num_variables
-        v = np.asarray(values, dtype=np.float64)
         h = np.zeros(n, dtype=np.float64)
         if linear is not None:
             h[: linear.size] += linear
-        if self.diagonal.any():
-            np.add.at(h, self.rows[self.diagonal], v[self.diagonal])
+        if self.has_diagonal:
+            np.add.at(h, self.rows[self.diagonal], values[self.diagonal])
         if self.source is not None:
-            data = np.take(v, self.source)
+            data = np.empty(self.source.size, dtype=np.float64)
+            kernels.gather(np.ascontiguousarray(values), self.source, data)
         else:
-            data = np.bincount(self.entry_slot, weights=v[self.entry_owner], minlength=self.indices.size)
-        csr = sp.csr_array((data, self.indices, self.indptr), shape=(n, n))
-        return BinaryQuadraticProblem(linear=h, couplings=csr, constant=float(constant))
+            weights = np.asarray(values, dtype=np.float64)[self.entry_owner]
+            data = np.bincount(self.entry_slot, weights=weights, minlength=self.indices.size)
+        return BinaryQuadraticProblem.from_trusted_csr(h, data, self.indices, self.indptr, constant)
 
 
 class PatternCache:

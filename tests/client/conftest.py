@@ -28,12 +28,14 @@ class ScriptedApp:
     def __init__(self) -> None:
         self.script: list[int] = [200]
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.peers: list[tuple[str, int]] = []  # the client socket of each request
         self.body: dict[str, Any] = {}
         self.delay = 0.0
 
     def reset(self, script: list[int], body: dict[str, Any] | None = None) -> None:
         self.script = list(script)
         self.requests = []
+        self.peers = []
         self.body = body or {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -45,6 +47,7 @@ class ScriptedApp:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.requests.append((scope["method"], scope["path"], headers))
+        self.peers.append(tuple(scope["client"]))
         status = self.script[min(len(self.requests), len(self.script)) - 1]
         if self.delay:
             await asyncio.sleep(self.delay)

@@ -64,14 +64,15 @@ def test_connection_refused_becomes_transport_error(dead_url: str) -> None:
     assert time.monotonic() - start < 5
 
 
-def test_keep_alive_reuses_one_connection(scripted: tuple[str, Any]) -> None:
+@pytest.mark.parametrize("lean_http", [True, False])
+def test_keep_alive_reuses_one_connection(scripted: tuple[str, Any], lean_http: bool) -> None:
     url, app = scripted
     app.reset([200])
-    with SolverClient(url) as client:
+    with SolverClient(url, lean_http=lean_http) as client:
         for _ in range(5):
             client.healthcheck()
-        pool = client._http._transport._pool  # httpx internals: how many sockets were opened
-        assert len(pool.connections) == 1
+    assert len(app.peers) == 5
+    assert len(set(app.peers)) == 1  # one client socket carried all five requests
 
 
 def test_read_timeout_is_not_retried_and_says_what_to_do(scripted: tuple[str, Any]) -> None:
