@@ -29,6 +29,7 @@ from service.jobs.solvers import warm_up
 
 from .compact_routes import build_compact_router
 from .errors import install_error_handlers
+from .fast_lane import FastLane
 from .observability import Metrics, RequestContextMiddleware
 from .routes import build_da_router
 from .settings import Settings, get_settings
@@ -84,6 +85,21 @@ def tune_interpreter() -> None:
     gc.freeze()
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with the request context (ids, access log, metrics) outermost and the fast lane
+    for small jobs' routes inside it, ahead of FastAPI's own middleware and router."""
+
+    def include_router(self, router: Any, *args: Any, **kwargs: Any) -> None:
+        super().include_router(router, *args, **kwargs)
+        self.__dict__.setdefault("included_routers", []).append((kwargs.get("prefix", ""), router))
+
+    def build_middleware_stack(self) -> Any:
+        routers = [("", self.routes)] + [(prefix, router.routes) for prefix, router
+                                         in self.__dict__.get("included_routers", [])]
+        return RequestContextMiddleware(FastLane(super().build_middleware_stack(), self, routers),
+                                        metrics=self.state.metrics)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A ready-to-serve app (``uvicorn --factory service.web.app:create_app``)."""
     settings = settings or get_settings()
@@ -112,10 +128,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(runner.shutdown)
             store.close()
 
-    app = FastAPI(title="SpinOut solver service",
-                  description="A Digital Annealer Web API compatible QUBO solver, plus a compact "
-                              "msgpack transport for large problems.",
-                  version="0.1.0", lifespan=lifespan)
+    app = ServiceApp(title="SpinOut solver service",
+                     description="A Digital Annealer Web API compatible QUBO solver, plus a compact "
+                                 "msgpack transport for large problems.",
+                     version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.api_keys = [k.encode() for k in settings.keys]
     app.state.parse_slots = asyncio.Semaphore(settings.max_parallel_parses)
@@ -150,5 +166,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -69,3 +69,71 @@ def test_settings_from_environment(monkeypatch: object) -> None:
     finally:
         mp.undo()
         get_settings.cache_clear()
+
+
+def test_fast_lane_answers_as_the_full_stack(tmp_path: Path) -> None:
+    """The small-job routes skip FastAPI's router and middleware; every answer, errors included,
+    must be the one the full stack gives."""
+    import json
+
+    import numpy as np
+
+    from client.transport import CONTENT_TYPE, CompactProblem, encode_request, pattern_key
+
+    settings = Settings(database=str(tmp_path / "jobs.sqlite3"), api_keys="k1", workers=1)
+    app = create_app(settings)
+    lane = app.build_middleware_stack().app
+    full_calls = []
+    full_stack = lane.stack
+
+    async def counting_stack(scope: dict, receive: object, send: object) -> None:
+        full_calls.append(scope["path"])
+        await full_stack(scope, receive, send)
+
+    lane.stack = counting_stack
+
+    async def whole_stack(scope: dict, receive: object, send: object) -> None:
+        scope["app"] = app  # as Starlette.__call__ sets it before the middleware stack
+        await full_stack(scope, receive, send)
+    for route in ("/v1/qubo/solve", "/v2/qubo/solve", "/da/v2/qubo/solve", "/spinout/v1/solve",
+                  "/v3/async/qubo/solve"):
+        assert ("POST", route) in lane.routes
+    rows, cols = np.array([0, 1], np.int32), np.array([1, 2], np.int32)
+    lean = CompactProblem(3, rows, cols, np.array([1.0, -2.0]), np.zeros(3), 0.0,
+                          pattern_key(3, rows, cols))
+    good = {"binary_polynomial": {"terms": random_terms(6)},
+            "fujitsuDA2": {"number_iterations": 20, "number_runs": 16, "random_seed": 3}}
+    key = {"X-Api-Key": "k1"}
+    requests = [
+        ("POST", "/v2/qubo/solve", json.dumps(good).encode(), {**key, "content-type": "application/json"}),
+        ("POST", "/v2/qubo/solve", json.dumps(good).encode(), {"X-Api-Key": "wrong"}),
+        ("POST", "/v2/qubo/solve", json.dumps(good).encode(), {}),
+        ("POST", "/v1/qubo/solve", b"", key),
+        ("POST", "/v1/qubo/solve", b"terms", {**key, "content-type": "text/plain"}),
+        ("POST", "/v1/qubo/solve", b"{not json", {**key, "content-type": "application/json"}),
+        ("POST", "/spinout/v1/solve", encode_request(lean, "fujitsuDA2", with_pattern=False),
+         {**key, "content-type": CONTENT_TYPE}),
+        ("GET", "/v1/healthcheck", b"", {}),
+        ("GET", "/v3/async/jobs", b"", key),
+    ]
+
+    async def scenario() -> list[list[tuple[int, object]]]:
+        answers: list[list[tuple[int, object]]] = []
+        async with app.router.lifespan_context(app):
+            for asgi in (lane, whole_stack):
+                transport = httpx.ASGITransport(app=asgi)
+                async with httpx.AsyncClient(transport=transport, base_url="http://spinout") as client:
+                    got = []
+                    for method, path, body, headers in requests:
+                        r = await client.request(method, path, content=body, headers=headers)
+                        payload = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.content
+                        if isinstance(payload, dict) and "qubo_solution" in payload:
+                            payload["qubo_solution"].pop("timing", None)
+                        got.append((r.status_code, payload))
+                answers.append(got)
+        return answers
+
+    via_lane, via_stack = asyncio.run(scenario())
+    assert full_calls == []  # the lane answered every one of them itself
+    assert [s for s, _ in via_lane] == [200, 401, 400, 400, 415, 400, 409, 200, 200]
+    assert via_lane == via_stack
