@@ -21,7 +21,7 @@ from . import kernels
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, SolveResult, build_result
 from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
-                       geometric_ladder)
+                       geometric_ladder, quantile)
 
 Cancel = Callable[[], bool] | threading.Event | None
 InitialState = Mapping[int, bool] | np.ndarray | None
@@ -207,7 +207,7 @@ class Replicas:
         nonzero = d_random[d_random > 0]
         if nonzero.size == 0:
             return 1.0, 1.0
-        large = float(np.median(nonzero))
+        large = quantile(nonzero, 0.5)
         probe = Replicas.__new__(Replicas)
         probe.__dict__.update(self.__dict__)
         for name in ("states", "fields", "energies", "offsets", "best_states", "best_energies", "rng"):
@@ -220,7 +220,7 @@ class Replicas:
         d = (1.0 - 2.0 * probe.states) * probe.fields
         d = d[:, self.fixed == 0]
         positive = d[d > 1e-9 * large]
-        small = float(np.percentile(positive, 5)) if positive.size else large
+        small = quantile(positive, 0.05) if positive.size else large
         return large, min(small, large)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from service.engine import BinaryQuadraticProblem, Replicas, anneal_da
+from service.engine.schedule import quantile
 
 
 #: A warm-started solve cools from its start temperature T0 to T0 / COOLING (embedded and remote).
@@ -58,7 +59,7 @@ class AnnealBudget:
             return None
         fields = np.abs(problem.local_fields(initial))
         nonzero = fields[fields > 0]
-        scale = float(np.median(nonzero)) if nonzero.size else 1.0
+        scale = quantile(nonzero, 0.5) if nonzero.size else 1.0
         return self.temperature * scale
 
 
