@@ -107,8 +107,7 @@ class EmbeddedSolver:
             betas = np.geomspace(1.0 / start_t, COOLING / start_t, max(sweeps - 1, 1))[: sweeps - 1]
             schedule = np.concatenate([betas, [np.inf]])
             reps.anneal(schedule, self.budget.moves == "trial", 0.0, False)
-            reps.resync()
-            state, _ = reps.best()
+            state, _ = reps.best()  # the kernels track each replica's best state and energy
         return np.asarray(state, dtype=np.uint8).copy(), {"solve": time.perf_counter() - t0, "transport": 0.0}
 
     def close(self) -> None:
