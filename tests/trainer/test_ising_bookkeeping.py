@@ -116,3 +116,16 @@ def test_kept_weights_follow_the_optimizer_bit_for_bit() -> None:
         kept = w_mask < 0.5
         assert torch.equal(lin.weight[kept], lin_twin.weight[kept])
         assert not torch.equal(lin.weight[~kept], lin_twin.weight[~kept])   # the twin's drifted
+
+
+def test_trainer_flushes_denormals(mnist_small) -> None:  # type: ignore[no-untyped-def]
+    """The momenta of long-dropped units decay below 1e-38; the trainer makes such numbers zero
+    (arithmetic on denormals is many times slower) on the training thread."""
+    from trainer.harness import Trainer
+
+    torch.set_flush_denormal(False)
+    tiny = torch.tensor([1e-30], dtype=torch.float32)
+    assert float(tiny * 1e-10) != 0.0  # a denormal result survives by default
+    spec = VariantSpec(sizes=[784, 16, 10], include_input=False, mode="train", seed=0, options={})
+    Trainer(registry.get("none")(spec), mnist_small, batch_size=32, lr=0.01, seed=0)
+    assert float(tiny * 1e-10) == 0.0
