@@ -456,8 +456,9 @@ def temper_replicas(dense, couplings, indptr, indices, data, states, fields, lad
 
 @njit(cache=True, nogil=True)
 def gather(values, source, out):
-    """out[k] = values[source[k]] (float32 or float64 in, float64 out): a coupling pattern's
-    values into its CSR order, converting and gathering in one pass (np.take over an int64 index,
-    then a float64 copy, took ~3x as long for the trainer's 176,800 slots)."""
+    """out[k] = values[source[k]], converted to out's dtype in the same pass: a coupling pattern's
+    float32 values into float64 CSR order on the service (np.take over an int64 index, then a
+    copy, took ~3x as long for the trainer's 176,800 slots), and the trainer's CSR data into
+    float32 wire values."""
     for k in range(source.size):
         out[k] = values[source[k]]

@@ -31,6 +31,8 @@ def main() -> None:
     source.flags.writeable = False  # as a registered pattern holds it
     for dtype in (np.float32, np.float64):  # coupling-pattern values of either width
         kernels.gather(np.ones(3, dtype=dtype), source, np.empty(2))
+    # the trainer's remote solver: float64 CSR data -> float32 values on the wire
+    kernels.gather(np.ones(3), np.zeros(2, dtype=np.int32), np.empty(2, dtype=np.float32))
     print(f"spinout kernels ready in {time.perf_counter() - start:.1f} s")
 
 

@@ -55,6 +55,35 @@ def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None
     assert not state[:10].any()   # silent inputs dropped by both
 
 
+def _layered_problem(sizes: list[int], seed: int):  # type: ignore[no-untyped-def]
+    gen = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(b, a, generator=gen) for a, b in zip(sizes[:-1], sizes[1:])]
+    abars = [torch.rand(n, generator=gen) for n in sizes[:-1]]
+    biases = [None] + [torch.randn(n, generator=gen) for n in sizes[1:-1]]
+    builder = QuboBuilder(IsingLayout(sizes, True), EnergyOptions())
+    return builder, builder.build(abars, weights, biases)
+
+
+def test_remote_solver_follows_a_change_of_structure(service_url: str) -> None:
+    """The coupling pattern is sent again when the CSR structure changes, with or without a
+    structure token; a token seen before skips the comparison and reuses the pattern."""
+    budget = AnnealBudget(num_runs=4, num_sweeps=300, moves="trial", temperature=None, warm_start=False)
+    builder_a, a = _layered_problem([30, 12, 8, 3], 1)
+    builder_b, b = _layered_problem([20, 16, 3], 2)
+    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    try:
+        for problem, token in ((a, builder_a), (b, None), (a, None), (b, builder_b), (b, builder_b)):
+            state, _ = remote.solve(problem, np.ones(problem.num_variables, dtype=np.uint8), seed=3,
+                                    structure=token)
+            local, _ = EmbeddedSolver(budget).solve(problem, np.ones(problem.num_variables, np.uint8), seed=3)
+            assert state.shape == (problem.num_variables,)
+            assert problem.energy(state) == pytest.approx(problem.energy(local), rel=0.05, abs=1e-6)
+            sent = remote._pattern
+            assert sent is not None and sent.pattern.num_variables == problem.num_variables
+    finally:
+        remote.close()
+
+
 def test_training_against_the_service_learns(service_url: str, mnist_small) -> None:
     torch.manual_seed(0)
     spec = VariantSpec(sizes=[784, 32, 10], include_input=True, mode="train+infer", seed=0,

@@ -253,9 +253,11 @@ class IsingDropoutMLP(MLP):
         if self.async_solve:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ising-solve")
-            self._pending = self._executor.submit(self.solver.solve, problem, initial, seed, full)
+            self._pending = self._executor.submit(self.solver.solve, problem, initial, seed, full,
+                                                  self.builder)
             return
-        state, timing = self.solver.solve(problem, initial, seed=seed, full=full)
+        # The builder's CSR structure is fixed: it names it (a remote solver then need not compare).
+        state, timing = self.solver.solve(problem, initial, seed=seed, full=full, structure=self.builder)
         self._adopt(state, timing)
 
     def _adopt(self, state: np.ndarray, timing: dict[str, float]) -> None:
