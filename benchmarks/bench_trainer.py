@@ -14,9 +14,10 @@ embedded solver in DA trial mode (equal work, so the ratio is the transport's co
 cadence over HTTP (a solve every 8 mini-batches, 10 DA iterations), synchronously and pipelined
 (``async_solve``: the round trip overlaps the next mini-batches). Each config
 first runs warm-up steps (kernel loading, first solves), then the timed steps; configs alternate
-in rounds so a noisy neighbour on the shared cores hits all of them alike. Reported per step:
-forward/backward, Ising building, transport, solve, mask bookkeeping, total; ratios are against
-the no-dropout step measured in the same run.
+in rounds (whole solve periods each, the order reversed every other round) so a noisy neighbour
+on the shared cores hits all of them alike. Reported per step, each the median over the rounds:
+forward/backward, Ising building, transport, solve, mask bookkeeping, total; a ratio is the
+median over rounds of the two configs' step times within the same round.
 
 ``--full`` runs the CLI for the Table 1 rows (no dropout, Ising training / training+inference,
 with and without the input layer) and prints accuracy, drop rates and parameters removed.
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,24 +65,27 @@ def start_service() -> ServerProcess:
 
 
 class StepBench:
-    """One config: a model on its own Trainer, stepped in chunks so configs can alternate."""
+    """One config: a model on its own Trainer, stepped in rounds so configs can alternate; each
+    timed round's ms per step is kept, so figures are medians over rounds and ratios are taken
+    within a round (a noisy neighbour that slows one round does not tilt the comparison)."""
 
     def __init__(self, name: str, dropout: str, options: dict[str, Any], data: Any, seed: int) -> None:
         torch.manual_seed(seed)
         spec = VariantSpec(sizes=SIZES, include_input=True, mode="train+infer", seed=seed, options=options)
         self.name = name
         self.trainer = Trainer(registry.get(dropout)(spec), data, batch_size=32, lr=0.01, seed=seed)
-        self.steps = 0
-        self.base: dict[str, float] = {}
+        self.rounds: list[dict[str, float]] = []
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int, timed: bool = True) -> None:
+        before, start = self.totals(), self.trainer.steps
         self.trainer.max_steps_per_epoch = steps
         self.trainer.run_epoch()
-
-    def mark(self) -> None:
-        """Start of the timed part: remember the counters after warm-up."""
-        self.base = self.totals()
-        self.steps = self.trainer.steps
+        if timed:
+            done = max(self.trainer.steps - start, 1)
+            row = {k: 1000 * (v - before.get(k, 0.0)) / done for k, v in self.totals().items()
+                   if k != "evaluation"}
+            row["total"] = row.get("forward_backward", 0.0) + row.get("hooks", 0.0)
+            self.rounds.append(row)
 
     def totals(self) -> dict[str, float]:
         t = dict(self.trainer.timings)
@@ -88,11 +93,12 @@ class StepBench:
         return t
 
     def per_step_ms(self) -> dict[str, float]:
-        steps = max(self.trainer.steps - self.steps, 1)
-        now = self.totals()
-        out = {k: 1000 * (v - self.base.get(k, 0.0)) / steps for k, v in now.items() if k != "evaluation"}
-        out["total"] = out.get("forward_backward", 0.0) + out.get("hooks", 0.0)
-        return out
+        """Each figure's median over the timed rounds."""
+        return {k: statistics.median(r.get(k, 0.0) for r in self.rounds) for k in self.rounds[0]}
+
+    def ratio_to(self, other: StepBench) -> float:
+        """Median over rounds of this config's step time over ``other``'s in the same round."""
+        return statistics.median(a["total"] / b["total"] for a, b in zip(self.rounds, other.rounds))
 
 
 def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,28 +122,28 @@ def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
         configs.append(StepBench("ising over HTTP (default, every 8)", "ising", {"solver": url}, data, args.seed))
         configs.append(StepBench("ising over HTTP (default, every 8, async)", "ising",
                                  {"solver": url, "async_solve": True}, data, args.seed))
+    # Whole solve periods per round (a solve every 8 mini-batches by default), so every round of
+    # every config holds the same number of solves.
+    per_round = max(8, args.steps // args.rounds // 8 * 8)
     try:
         for c in configs:
-            c.run(args.warmup)
-            c.mark()
-        rounds = 5
-        for _ in range(rounds):
-            for c in configs:
-                c.run(max(1, args.steps // rounds))
+            c.run(args.warmup, timed=False)
+        for r in range(args.rounds):
+            for c in (configs if r % 2 == 0 else configs[::-1]):
+                c.run(per_round)
     finally:
         if proc is not None:
             proc.stop()
+    by_name = {c.name: c for c in configs}
     results = {c.name: c.per_step_ms() for c in configs}
-    base = results["no dropout"]["total"]
     for name, r in results.items():
-        r["ratio_vs_no_dropout"] = r["total"] / base
+        r["ratio_vs_no_dropout"] = by_name[name].ratio_to(by_name["no dropout"])
     if not args.no_http:
-        emb = results["ising embedded (DA trials, every batch)"]["total"]
-        results["ising over HTTP (DA trials, every batch)"]["ratio_vs_embedded"] = (
-            results["ising over HTTP (DA trials, every batch)"]["total"] / emb)
-        for name in ("ising over HTTP (default, every 8)", "ising over HTTP (default, every 8, async)"):
-            results[name]["ratio_vs_embedded"] = (results[name]["total"]
-                                                  / results["ising embedded (default, every 8)"]["total"])
+        twins = {"ising over HTTP (DA trials, every batch)": "ising embedded (DA trials, every batch)",
+                 "ising over HTTP (default, every 8)": "ising embedded (default, every 8)",
+                 "ising over HTTP (default, every 8, async)": "ising embedded (default, every 8)"}
+        for name, twin in twins.items():
+            results[name]["ratio_vs_embedded"] = by_name[name].ratio_to(by_name[twin])
     return results
 
 
@@ -168,7 +174,8 @@ def bench_full(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=500, help="timed steps per config")
+    parser.add_argument("--steps", type=int, default=480, help="timed steps per config")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds the timed steps are cut into")
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps per config first")
     parser.add_argument("--http-iterations", type=int, default=100, help="DA iterations per solve (HTTP pair)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP comparison")
