@@ -119,9 +119,11 @@ def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
                                  data, args.seed))
         configs.append(StepBench("ising over HTTP (DA trials, every batch)", "ising",
                                  {**http_budget, "solver": url}, data, args.seed))
-        configs.append(StepBench("ising over HTTP (default, every 8)", "ising", {"solver": url}, data, args.seed))
-        configs.append(StepBench("ising over HTTP (default, every 8, async)", "ising",
-                                 {"solver": url, "async_solve": True}, data, args.seed))
+        # Each HTTP config runs right next to its embedded twin, so their rounds' ratio sees the
+        # same state of the shared machine.
+        configs[2:2] = [StepBench("ising over HTTP (default, every 8)", "ising", {"solver": url}, data, args.seed),
+                        StepBench("ising over HTTP (default, every 8, async)", "ising",
+                                  {"solver": url, "async_solve": True}, data, args.seed)]
     # Whole solve periods per round (a solve every 8 mini-batches by default), so every round of
     # every config holds the same number of solves.
     per_round = max(8, args.steps // args.rounds // 8 * 8)
