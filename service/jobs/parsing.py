@@ -409,13 +409,14 @@ def _check_configs(params: Mapping[str, Any], n: int) -> None:
 
 
 def parse_compact_request(body: bytes, max_bits: int = 100_000,
-                          patterns: PatternCache | None = None) -> CompactRequest:
+                          patterns: PatternCache | None = None, expand_one_hot: bool = True) -> CompactRequest:
     """A compact (msgpack) body -> CompactRequest with its parameters validated.
 
     With ``patterns``, a problem's ``pattern_key`` without rows and cols is resolved
     (UnknownPatternError for a key the cache does not hold); one with rows and cols is left for
     ``register_pattern`` (building a pattern costs ~30 ms per 100,000 couplings: callers on an
-    event loop run it on a thread).
+    event loop run it on a thread). ``expand_one_hot=False`` leaves DA3's one-hot groups (checked
+    here) for ``expand_one_hot_groups``, so a caller can register the plain pattern first.
     """
     try:
         req = decode_request(body)
@@ -453,16 +454,29 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
     if req.penalty is not None and req.penalty.num_variables != n:
         raise ProblemError("the penalty problem must have the same num_variables as the problem")
     _check_configs(req.parameters, n)
-    if req.solver == "fujitsuDA3":
-        try:
-            groups = one_hot_groups(req.parameters, n)
-        except ValueError as exc:
-            raise ProblemError(str(exc)) from None
-        if groups:
-            add_one_hot_penalties(req.problem, groups)
-            # the penalties added couplings: the problem is no longer on its pattern
-            req.problem.pattern = req.problem.pattern_key = None
+    _one_hot_groups(req)  # a bad group is refused before anything is registered or solved
+    if expand_one_hot:
+        expand_one_hot_groups(req)
     return req
+
+
+def _one_hot_groups(request: CompactRequest) -> list[np.ndarray]:
+    if request.solver != "fujitsuDA3":
+        return []
+    try:
+        return one_hot_groups(request.parameters, request.problem.num_variables)
+    except ValueError as exc:
+        raise ProblemError(str(exc)) from None
+
+
+def expand_one_hot_groups(request: CompactRequest) -> None:
+    """DA3's one-hot groups as penalty terms of the request's problem (in place). The penalties
+    add couplings, so the problem is then solved off its coupling pattern; register the pattern
+    before (the next request that names it carries values only)."""
+    groups = _one_hot_groups(request)
+    if groups:
+        add_one_hot_penalties(request.problem, groups)
+        request.problem.pattern = request.problem.pattern_key = None
 
 
 def register_pattern(request: CompactRequest, patterns: PatternCache) -> None:

@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from client.models import BLOCK_GENERATION, SOLVER_BLOCKS, ErrorEnvelope, JobStatus, JobSubmitted
 from client.transport import CONTENT_TYPE, CompactReply, CompactRequest, encode_reply
-from service.jobs.parsing import ProblemError, parse_compact_request, register_pattern
+from service.jobs.parsing import (ProblemError, expand_one_hot_groups, parse_compact_request,
+                                  register_pattern)
 
 from .auth import authenticate
 from .routes import check_content_type, json_response, read_body
@@ -52,11 +53,13 @@ async def _parse(request: Request) -> CompactRequest:
     patterns = request.app.state.patterns
     if len(body) > COMPACT_INLINE_BYTES:
         async with request.app.state.parse_slots:
-            req = await run_in_threadpool(parse_compact_request, body, patterns=patterns)
+            req = await run_in_threadpool(parse_compact_request, body, patterns=patterns,
+                                          expand_one_hot=False)
     else:
-        req = parse_compact_request(body, patterns=patterns)
+        req = parse_compact_request(body, patterns=patterns, expand_one_hot=False)
     if req.problem.pattern_key is not None and req.problem.pattern is None:
         await run_in_threadpool(register_pattern, req, patterns)  # once per pattern
+    expand_one_hot_groups(req)  # after registering: the penalties take the problem off its pattern
     if req.solver not in SOLVER_BLOCKS:
         raise ProblemError(f"unknown solver {req.solver!r}")
     gen = BLOCK_GENERATION[req.solver]

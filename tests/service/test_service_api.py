@@ -327,6 +327,37 @@ def test_compact_async_and_errors(client: httpx.Client) -> None:
     assert_envelope(client.post("/spinout/v1/solve", content=nan), 400, "finite")
 
 
+def test_one_hot_job_on_a_pattern_registers_it(client: httpx.Client) -> None:
+    """DA3's one-hot penalties take the problem off its pattern, but the pattern is still kept:
+    the next job naming it goes without rows and cols (no 409 and resend every time)."""
+    from client.transport import pattern_key
+
+    n = 12
+    rows, cols = np.triu_indices(n, 1)
+    key = pattern_key(n, rows, cols)
+    rng = np.random.default_rng(8)
+    params = {"time_limit_sec": 1, "num_run": 2, "num_group": 1, "num_output_solution": 1,
+              "one_way_one_hot_groups": {"numbers": [4, 4]}}
+    headers = {"Content-Type": CONTENT_TYPE}
+    ids = []
+    for with_pattern in (True, False):
+        problem = CompactProblem(n, rows, cols, rng.normal(size=rows.size), rng.normal(size=n), 0.0, key)
+        body = encode_request(problem, "fujitsuDA3", params, with_pattern=with_pattern)
+        r = client.post("/spinout/v1/async/solve", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["job_id"])
+    for job_id in ids:
+        deadline = time.monotonic() + 60
+        while True:
+            reply = decode_reply(client.get(f"/spinout/v1/async/jobs/result/{job_id}").content)
+            if reply.status not in ("Waiting", "Running") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert reply.status == "Done", reply.message
+        state = reply.states[0]
+        assert state[:4].sum() == 1 and state[4:8].sum() == 1  # one bit in each one-hot group
+
+
 def test_compact_pattern_is_sent_once(client: httpx.Client) -> None:
     from client.transport import pattern_key
 
