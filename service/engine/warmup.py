@@ -27,11 +27,14 @@ def main() -> None:
                 parallel_tempering(problem, num_replicas=3, num_sweeps=4, moves=moves,
                                    parallel=parallel, seed=0)
             solve_time_limited(problem, time_limit_sec=0.01, num_run=2, parallel=parallel, seed=0)
+    # Coupling-pattern values of either width, read-only as decoded from a request body, into
+    # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.
     source = np.zeros(2, dtype=np.int32)
-    source.flags.writeable = False  # as a registered pattern holds it
-    for dtype in (np.float32, np.float64):  # coupling-pattern values of either width
-        kernels.gather(np.ones(3, dtype=dtype), source, np.empty(2))
-    # the trainer's remote solver: float64 CSR data -> float32 values on the wire
+    source.flags.writeable = False
+    for dtype in (np.float32, np.float64):
+        values = np.ones(3, dtype=dtype)
+        values.flags.writeable = False
+        kernels.gather(values, source, np.empty(2))
     kernels.gather(np.ones(3), np.zeros(2, dtype=np.int32), np.empty(2, dtype=np.float32))
     print(f"spinout kernels ready in {time.perf_counter() - start:.1f} s")
 

@@ -114,6 +114,8 @@ class Pattern:
         if self.has_diagonal:
             np.add.at(h, self.rows[self.diagonal], values[self.diagonal])
         if self.source is not None:
+            if values.dtype not in (np.float32, np.float64):  # the gather is compiled for these
+                values = values.astype(np.float64)
             data = np.empty(self.source.size, dtype=np.float64)
             kernels.gather(np.ascontiguousarray(values), self.source, data)
         else:

@@ -204,6 +204,14 @@ def warm_up() -> float:
     dense = CompactProblem.from_arrays(*np.triu_indices(12, 1), np.ones(66), num_variables=12)
     solve_request(CompactRequest(dense, "fujitsuDA2", {"number_runs": 2, "number_iterations": 4,
                                                          "solution_mode": "COMPLETE"}))
+    # A problem on a coupling pattern: values as a request body decodes them (read-only).
+    from .patterns import Pattern
+
+    pattern = Pattern.build("warm-up", 4, problem.rows, problem.cols)
+    for dtype in (np.float32, np.float64):
+        values = np.ones(3, dtype=dtype)
+        values.flags.writeable = False
+        pattern.problem(values, None, 0.0)
     return time.perf_counter() - start
 
 
