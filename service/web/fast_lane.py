@@ -30,15 +30,22 @@ Endpoint = Callable[..., Awaitable[Response]]
 
 
 def _fast_signature(route: APIRoute) -> tuple[bool, bool] | None:
-    """(takes request, takes owner) when the endpoint takes nothing else, else None."""
+    """(takes request, takes owner) when the endpoint takes nothing else, declares no other
+    dependency (a router's included) and returns a ``Response`` itself (nothing for FastAPI to
+    serialise); None otherwise."""
+    signature = inspect.signature(route.endpoint)
+    if signature.return_annotation not in (Response, "Response"):
+        return None
     takes_request = takes_owner = False
-    for name, param in inspect.signature(route.endpoint).parameters.items():
+    for name, param in signature.parameters.items():
         if name == "request" and param.annotation in (Request, "Request"):
             takes_request = True
         elif name == "owner" and getattr(param.default, "dependency", None) is authenticate:
             takes_owner = True
         else:
             return None
+    if len(route.dependant.dependencies) != int(takes_owner):
+        return None
     return takes_request, takes_owner
 
 

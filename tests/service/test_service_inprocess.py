@@ -137,3 +137,39 @@ def test_fast_lane_answers_as_the_full_stack(tmp_path: Path) -> None:
     assert full_calls == []  # the lane answered every one of them itself
     assert [s for s, _ in via_lane] == [200, 401, 400, 400, 415, 400, 409, 200, 200]
     assert via_lane == via_stack
+
+
+def test_fast_lane_takes_only_endpoints_it_can_call_as_fastapi_would() -> None:
+    from fastapi import Depends, FastAPI, Request
+    from starlette.responses import Response
+
+    from service.web.auth import authenticate
+    from service.web.fast_lane import FastLane
+
+    app = FastAPI()
+
+    def extra() -> int:
+        return 1
+
+    @app.post("/plain")
+    async def plain(request: Request, owner: str = Depends(authenticate)) -> Response:
+        return Response(b"")
+
+    @app.post("/more")
+    async def more(request: Request, owner: str = Depends(authenticate), x: int = Depends(extra)) -> Response:
+        return Response(b"")
+
+    @app.get("/model")
+    async def model() -> dict:  # FastAPI serialises this one
+        return {}
+
+    @app.get("/item/{item}")
+    async def item(item: str) -> Response:
+        return Response(item.encode())
+
+    @app.post("/guarded", dependencies=[Depends(extra)])
+    async def guarded(request: Request) -> Response:
+        return Response(b"")
+
+    lane = FastLane(None, app, [("", app.routes)])
+    assert set(lane.routes) == {("POST", "/plain")}
