@@ -38,6 +38,10 @@ def to_hardware_precision(problem: BinaryQuadraticProblem) -> tuple[BinaryQuadra
     else:
         scaled = np.rint(couplings * scale)
     linear = np.rint(problem.linear * scale)
-    reduced = BinaryQuadraticProblem.from_parts(linear, scaled, problem.constant * scale,
-                                                "sparse" if sparse else "dense", problem.couplings.dtype)
+    if sparse:
+        reduced = BinaryQuadraticProblem.from_parts(linear, scaled, problem.constant * scale, "sparse",
+                                                    problem.couplings.dtype)
+    else:  # finite, symmetric and zero on the diagonal as the checked original: no second check
+        reduced = BinaryQuadraticProblem._unchecked(
+            linear, np.ascontiguousarray(scaled, dtype=problem.couplings.dtype), problem.constant * scale)
     return reduced, scale

@@ -177,12 +177,18 @@ class BinaryQuadraticProblem:
         copied: for a coupling pattern the service validated once, whose values were checked
         finite at parse time (the checks and copies cost more than the trainer's solves)."""
         n = linear.shape[0]
-        csr = sp.csr_array((data, indices, indptr), shape=(n, n), copy=False)
+        problem = cls._unchecked(linear, sp.csr_array((data, indices, indptr), shape=(n, n), copy=False),
+                                 constant)
+        problem.__dict__["kernel_arrays"] = (False, _PLACEHOLDER_DENSE, indptr, indices, data)
+        return problem
+
+    @classmethod
+    def _unchecked(cls, linear: np.ndarray, couplings: Any, constant: float) -> BinaryQuadraticProblem:
+        """The dataclass without ``__post_init__``'s checks, for parts derived from a checked problem."""
         problem = cls.__new__(cls)
         object.__setattr__(problem, "linear", linear)
-        object.__setattr__(problem, "couplings", csr)
+        object.__setattr__(problem, "couplings", couplings)
         object.__setattr__(problem, "constant", float(constant))
-        problem.__dict__["kernel_arrays"] = (False, _PLACEHOLDER_DENSE, indptr, indices, data)
         return problem
 
     @classmethod

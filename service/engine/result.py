@@ -55,6 +55,28 @@ class SolveResult:
                            dict(self.timing), list(self.progress), self.stop_reason, dict(self.info))
 
 
+#: Up to this many rows a dict of packed rows merges them faster than np.unique (16 runs: 10 vs
+#: 75 us, a small job's whole result bookkeeping).
+FEW_ROWS = 64
+
+
+def _distinct_few(states: np.ndarray, packed: np.ndarray, counts: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``distinct_states`` by a dict: the same rows, order (bytewise, as np.unique sorts) and sums."""
+    width = packed.shape[1]
+    blob = packed.tobytes()
+    first: dict[bytes, int] = {}
+    total: dict[bytes, int] = {}
+    for k, c in enumerate(np.asarray(counts, dtype=np.int64).tolist()):
+        key = blob[k * width:(k + 1) * width]
+        if key in first:
+            total[key] += c
+        else:
+            first[key], total[key] = k, c
+    keys = sorted(first)
+    return states[[first[key] for key in keys]], np.array([total[key] for key in keys], dtype=np.int64)
+
+
 def distinct_states(states: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Merge identical rows: (unique states, summed counts)."""
     states = np.ascontiguousarray(states, dtype=np.uint8)
@@ -63,6 +85,8 @@ def distinct_states(states: np.ndarray, counts: np.ndarray | None = None) -> tup
     if states.shape[0] <= 1:  # nothing to merge (np.unique over rows costs ~1 ms)
         return states.copy(), np.asarray(counts, dtype=np.int64).copy()
     packed = np.packbits(states, axis=1)
+    if states.shape[0] <= FEW_ROWS:
+        return _distinct_few(states, packed, counts)
     # Each packed row as one opaque bytes value: 1-D np.unique sorts them bytewise, 4-20x faster
     # than np.unique(axis=0) and in the same order.
     rows = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()

@@ -9,12 +9,12 @@ Each app owns its own CollectorRegistry, so several apps in one process (tests) 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import time
 import uuid
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 __all__ = ["Metrics", "RequestContextMiddleware", "JsonFormatter", "configure_logging", "request_id"]
@@ -136,7 +136,8 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        # orjson: the access log writes one line per request (~5x faster than json.dumps)
+        return orjson.dumps(out, default=str).decode()
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -203,3 +203,24 @@ def test_bad_solver_arguments_raise_value_error() -> None:
         anneal_da(p, fixed={i: True for i in range(5)})
     with pytest.raises(ValueError, match="moves"):
         parallel_tempering(p, moves="teleport")
+
+
+@pytest.mark.parametrize("rows, width", [(2, 5), (16, 64), (40, 3), (64, 130), (65, 9), (300, 17)])
+def test_distinct_states_merges_like_a_sort_of_the_rows(rows: int, width: int) -> None:
+    """Both paths (a dict for few rows, np.unique beyond) give the rows in bytewise order of
+    their packed bits, each with the sum of its counts."""
+    from service.engine.result import distinct_states
+
+    rng = np.random.default_rng(rows)
+    states = rng.integers(0, 2, (rows, width), dtype=np.uint8)
+    states[rows // 2:] = states[: rows - rows // 2]  # plenty of repeats
+    counts = rng.integers(1, 5, rows)
+    packed = [bytes(np.packbits(s)) for s in states]
+    expected = {}
+    for key, state, count in zip(packed, states, counts):
+        expected.setdefault(key, [state, 0])[1] += int(count)
+    keys = sorted(expected)
+    uniq, merged = distinct_states(states, counts)
+    np.testing.assert_array_equal(uniq, np.array([expected[k][0] for k in keys]))
+    assert merged.tolist() == [expected[k][1] for k in keys]
+    assert merged.dtype == np.int64
