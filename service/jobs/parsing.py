@@ -454,9 +454,9 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
     if req.penalty is not None and req.penalty.num_variables != n:
         raise ProblemError("the penalty problem must have the same num_variables as the problem")
     _check_configs(req.parameters, n)
-    _one_hot_groups(req)  # a bad group is refused before anything is registered or solved
+    groups = _one_hot_groups(req)  # a bad group is refused before anything is registered or solved
     if expand_one_hot:
-        expand_one_hot_groups(req)
+        _add_one_hot(req, groups)
     return req
 
 
@@ -473,7 +473,10 @@ def expand_one_hot_groups(request: CompactRequest) -> None:
     """DA3's one-hot groups as penalty terms of the request's problem (in place). The penalties
     add couplings, so the problem is then solved off its coupling pattern; register the pattern
     before (the next request that names it carries values only)."""
-    groups = _one_hot_groups(request)
+    _add_one_hot(request, _one_hot_groups(request))
+
+
+def _add_one_hot(request: CompactRequest, groups: list[np.ndarray]) -> None:
     if groups:
         add_one_hot_penalties(request.problem, groups)
         request.problem.pattern = request.problem.pattern_key = None
