@@ -25,6 +25,8 @@ from numba import njit, prange, types as nbtypes
 from numba.extending import intrinsic
 
 _U64 = np.uint64
+_U32 = np.uint32
+_F32 = np.float32
 
 #: Acceptance by inverse-CDF tables: a move of energy change d at inverse temperature beta is
 #: accepted iff table[k] > beta * d, k a uniform 16-bit index. With the quantiles of Exp(1),
@@ -67,39 +69,25 @@ def _next_index(s, bits, left):
     return k, s, bits, left - 1
 
 
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _add_row_dense(fields_r, couplings, i, up):
-    # Separate loops for + and - (no multiply by a float64 sign): they vectorise in float32.
-    row = couplings[i]
-    if up:
-        for j in range(fields_r.shape[0]):
-            fields_r[j] += row[j]
-    else:
-        for j in range(fields_r.shape[0]):
-            fields_r[j] -= row[j]
-
-
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _add_row_sparse(fields_r, indptr, indices, data, i, up):
-    if up:
-        for k in range(indptr[i], indptr[i + 1]):
-            fields_r[indices[k]] += data[k]
-    else:
-        for k in range(indptr[i], indptr[i + 1]):
-            fields_r[indices[k]] -= data[k]
-
-
 # ---------------------------------------------------------------------------- one replica
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _flip(dense, couplings, indptr, indices, data, x, f, i):
-    """Flip bit i and update the local fields; returns the energy change."""
-    up = x[i] == 0
-    d = f[i] if up else -f[i]
+    """Flip bit i and update the local fields; returns the energy change.
+
+    The row is added times a float32 sign (+1 when the bit turns on): one branch-free loop that
+    vectorises, ~13 % faster on a 64-bit parallel trial than separate + and - loops, whose
+    branch the processor mispredicts half the time.
+    """
+    sign = _F32(1 - 2 * np.int32(x[i]))
+    d = sign * f[i]
     x[i] ^= 1
     if dense:
-        _add_row_dense(f, couplings, i, up)
+        row = couplings[i]
+        for j in range(f.shape[0]):
+            f[j] += sign * row[j]
     else:
-        _add_row_sparse(f, indptr, indices, data, i, up)
+        for k in range(indptr[i], indptr[i + 1]):
+            f[indices[k]] += sign * data[k]
     return d
 
 
@@ -122,17 +110,18 @@ def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, table, f
     return s, e, best_e
 
 
-_GOLDEN = _U64(0x9E3779B97F4A7C15)
+_GOLDEN32 = _U32(0x9E3779B9)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _splitmix(z):
-    """SplitMix64's output function: a strong 64-bit mix of a counter value."""
-    z ^= z >> _U64(30)
-    z *= _U64(0xBF58476D1CE4E5B9)
-    z ^= z >> _U64(27)
-    z *= _U64(0x94D049BB133111EB)
-    return z ^ (z >> _U64(31))
+def _hash32(x):
+    """lowbias32 (C. Wellons' hash prospector): a strong 32-bit mix. 32-bit multiplies are one
+    AVX2 instruction for 8 lanes; a 64-bit mix (SplitMix64) needs three for 4 lanes."""
+    x = _U32(x ^ (x >> _U32(16)))
+    x = _U32(x * _U32(0x7FEB352D))
+    x = _U32(x ^ (x >> _U32(15)))
+    x = _U32(x * _U32(0x846CA68B))
+    return _U32(x ^ (x >> _U32(16)))
 
 
 @intrinsic
@@ -143,101 +132,104 @@ def _float32_from_bits(typingctx, bits):
     return nbtypes.float32(nbtypes.int32), codegen
 
 
-_F32 = np.float32
+@intrinsic
+def _bits_from_float32(typingctx, value):
+    """Reinterpret a float32 as int32: for positive floats the order is the same, and LLVM
+    vectorises an integer min-reduction (a float one it left scalar)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return nbtypes.int32(nbtypes.float32), codegen
+
+
 _LOG2E = _F32(1.4426950408889634)
 _LN2 = _F32(0.6931471805599453)
-#: exp(-t) of the trial's acceptance test is taken as 1 beyond this t (never accepted: < 2^-115).
-_EXP_T_MAX = _F32(80.0)
+#: The trial's cost t = beta (dE - offset) is clamped to [-T, T]: a move of t > 80 is accepted
+#: with probability < 2^-115, i.e. never; below -80 a Gibbs move is always accepted.
+_T_MAX = _F32(80.0)
+#: Bits of the largest finite float32: the key of a bit that must never flip.
+_NEVER = np.int32(0x7F7FFFFF)
+#: Bits of 1.0f: a key below it is an accepted move.
+_ONE_BITS = np.int32(0x3F800000)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _exp_neg(t):
-    """exp(-t) in float32 for 0 <= t <= 80, relative error < 5e-6; branch-free so it vectorises.
+def _exp(t):
+    """e^t in float32 for -80 <= t <= 80, relative error < 5e-6; branch-free so it vectorises.
 
-    e^-t = 2^-n * 2^-(y - n) with y = t log2(e), n = floor(y); the fraction by a degree-5 Taylor
-    polynomial of exp around 2^-0.5 (|r| <= ln(2) / 2: remainder < 3e-6, about the float32
-    rounding of y; degree 7 was 6 % slower for no visible gain), the power of two from its
-    exponent bits.
+    e^t = 2^n * 2^(y - n) with y = t log2(e), n = floor(y); the fraction by a degree-5 Taylor
+    polynomial of exp around 2^0.5 (|r| <= ln(2) / 2: remainder < 3e-6, about the float32
+    rounding of y), the power of two from its exponent bits.
     """
     y = t * _LOG2E
-    n = np.int32(y)
-    r = (y - _F32(n) - _F32(0.5)) * -_LN2
+    n = np.int32(np.floor(y))
+    r = (y - _F32(n) - _F32(0.5)) * _LN2
     p = _F32(1.0 / 120.0)
     p = p * r + _F32(1.0 / 24.0)
     p = p * r + _F32(1.0 / 6.0)
     p = p * r + _F32(0.5)
     p = p * r + _F32(1.0)
     p = p * r + _F32(1.0)
-    return p * _F32(0.7071067811865476) * _float32_from_bits((np.int32(127) - n) << np.int32(23))
+    return p * _F32(1.4142135623730951) * _float32_from_bits((np.int32(127) + n) << np.int32(23))
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _metropolis(t):
-    """P(accept) of a move costing t = beta * dE: min(1, e^-t)."""
-    return _exp_neg(min(max(t, _F32(0.0)), _EXP_T_MAX))
+def _inverse_acceptance(t, gibbs):
+    """1 / P(accept) of a move costing t = beta * dE: e^max(t, 0) (Metropolis), 1 + e^t (Gibbs)."""
+    if gibbs:
+        return _F32(1.0) + _exp(min(max(t, -_T_MAX), _T_MAX))
+    return _exp(min(max(t, _F32(0.0)), _T_MAX))
 
 
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _gibbs(t):
-    """P(accept) of a move costing t = beta * dE, 1 / (1 + e^t), as (numerator, denominator).
-
-    From s = e^-|t| (no overflow): s / (1 + s) for t >= 0, 1 / (1 + s) below; callers compare
-    u * denominator < numerator (no division).
-    """
-    s = _exp_neg(min(abs(t), _EXP_T_MAX))
-    return max(s, _F32(t < _F32(0.0))), _F32(1.0) + s
-
-
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _trial_uniform(seed, i):
-    """(u_i in (0, 1), key_i << 32 | i) from word i = SplitMix64(seed + (i + 1) golden): the
-    words do not depend on each other, so the loop over bits vectorises."""
-    w = _splitmix(seed + _U64(i + 1) * _GOLDEN)
-    return (_F32(w >> _U64(40)) + _F32(0.5)) * _F32(1.0 / 16777216.0), (w << _U64(32)) | _U64(i)
+    """u_i in (0, 1) of bit i: the top 24 bits of lowbias32(seed + (i + 1) golden), a counter
+    hash, so the words do not depend on each other and the loop over bits vectorises."""
+    w = _hash32(_U32(seed + _U32(_U32(i + 1) * _GOLDEN32)))
+    return (_F32(np.int32(w >> _U32(8))) + _F32(0.5)) * _F32(1.0 / 16777216.0)
 
 
 # The parallel trial's vectorised loop is a separate (not inlined) function, without reference
 # counting: inlined into the iteration's control flow, LLVM left it scalar (measured 5x slower).
 @njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-def _trial_accept(seed, f, x, fixed, beta, offset, gibbs):
-    """(number of accepted bits, key << 32 | i of the accepted bit with the largest key).
+def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
+    """Every bit's key k_i = u_i / P_i (as float32 bits into ``keys``); returns the smallest.
 
-    Bit i is accepted iff u_i < P(accept) of t = beta * (dE_i - offset), in float32 (a table
-    lookup would be a gather, which stops vectorisation), u_i = (top 24 bits of word i + 0.5) /
-    2^24; its key is the low 32 bits of the word, so the largest key picks uniformly. One loop
-    per rule, each with a constant ``gibbs``, so that both vectorise.
+    Bit i is accepted iff u_i < P_i, i.e. k_i < 1, P_i the acceptance probability of
+    t = beta * (dE_i - offset). Given the accepted set, each accepted k_i is uniform on (0, 1)
+    and independent of the others, so the smallest key is a uniform choice among the accepted
+    bits: one random number per bit decides both acceptance and choice, with no division (1 / P
+    is an exp itself) and no gather. Two loops, each with a constant ``gibbs``, so that both
+    vectorise.
     """
     b = _F32(beta)
     o = _F32(offset)
-    count = 0
-    best = _U64(0)
+    smallest = _NEVER
     if gibbs:
         for i in range(x.shape[0]):
-            u, key = _trial_uniform(seed, i)
             t = b * (_F32(f[i]) * _F32(1 - 2 * np.int32(x[i])) - o)
-            num, den = _gibbs(t)
-            ok = np.int32(u * den < num) & np.int32(fixed[i] == 0)
-            count += ok
-            best = max(best, _U64(ok) * key)
+            k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, True))
+            k = _NEVER if fixed[i] else k
+            keys[i] = k
+            smallest = min(smallest, k)
     else:
         for i in range(x.shape[0]):
-            u, key = _trial_uniform(seed, i)
             t = b * (_F32(f[i]) * _F32(1 - 2 * np.int32(x[i])) - o)
-            ok = np.int32(u < _metropolis(t)) & np.int32(fixed[i] == 0)
-            count += ok
-            best = max(best, _U64(ok) * key)
-    return count, best
+            k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, False))
+            k = _NEVER if fixed[i] else k
+            keys[i] = k
+            smallest = min(smallest, k)
+    return smallest
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_rate, gibbs, fixed,
-                   s, e, best_e, best_x, offset, pending):
+                   s, e, best_e, best_x, offset, pending, keys):
     """One Digital Annealer iteration: every bit is tried at once, one accepted bit flips.
 
     The trial energy is dE_i - offset; when no bit is accepted the dynamic offset grows by
-    ``offset_rate`` (escape from local minima), and it resets to 0 after a flip. One xorshift64*
-    step seeds the iteration's random words; the accepted bit with the largest key flips (a
-    uniform choice among the accepted, found by a max-reduction instead of a branchy search).
+    ``offset_rate`` (escape from local minima), and it resets to 0 after a flip. The top half of
+    one xorshift64* output seeds the iteration's random words; the accepted bit with the smallest
+    key flips (a uniform choice among the accepted, see ``_trial_keys``); ``keys`` is scratch.
 
     ``pending``: x is the best state seen but not yet copied to best_x. The copy is made only
     when a flip leaves it, so a descent copies once at its bottom, not at every step; callers
@@ -246,10 +238,13 @@ def _trial_replica(dense, couplings, indptr, indices, data, x, f, beta, offset_r
     s ^= s >> _U64(12)
     s ^= s << _U64(25)
     s ^= s >> _U64(27)
-    count, best = _trial_accept(s * _U64(2685821657736338717), f, x, fixed, beta, offset, gibbs)
-    if count == 0:
+    seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+    smallest = _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys)
+    if smallest >= _ONE_BITS:
         return s, e, best_e, offset + offset_rate, pending
-    i = np.int64(best & _U64(0xFFFFFFFF))
+    i = 0
+    while keys[i] != smallest:
+        i += 1
     if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
         best_x[:] = x  # leaving the best state seen
         pending = False
@@ -266,11 +261,12 @@ def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, tri
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
     pending = False
     gibbs = table[0] < 0.0
+    keys = np.empty(x.shape[0] if trial else 0, dtype=np.int32)
     for t in range(schedule.shape[0]):
         if trial:
             s, e, best_e, offset, pending = _trial_replica(
                 dense, couplings, indptr, indices, data, x, f, schedule[t], offset_rate, gibbs,
-                fixed, s, e, best_e, best_x, offset, pending)
+                fixed, s, e, best_e, best_x, offset, pending, keys)
         else:
             s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
                                           schedule[t], table, fixed, s, e, best_e, best_x)

@@ -11,15 +11,16 @@ from service.engine import BinaryQuadraticProblem, Replicas
 from service.engine import kernels
 
 MASK64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
+MASK32 = (1 << 32) - 1
+GOLDEN32 = 0x9E3779B9
 
 
-def splitmix64(z: int) -> int:
-    z ^= z >> 30
-    z = (z * 0xBF58476D1CE4E5B9) & MASK64
-    z ^= z >> 27
-    z = (z * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
+def lowbias32(x: int) -> int:
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & MASK32
+    return x ^ (x >> 16)
 
 
 class ReferenceRng:
@@ -43,10 +44,12 @@ class ReferenceRng:
     def new_sweep(self) -> None:
         self.buffer = []  # kernels drop unused indices at every sweep / iteration
 
-    def trial_words(self, n: int) -> list[int]:
-        """A parallel trial's words: SplitMix64 of (one xorshift64* output + (i + 1) golden)."""
-        seed = self._step()
-        return [splitmix64((seed + (i + 1) * GOLDEN) & MASK64) for i in range(n)]
+    def trial_uniforms(self, n: int) -> list[float]:
+        """A parallel trial's u_i: the top 24 bits of lowbias32(seed + (i + 1) golden), seed the
+        top half of one xorshift64* output."""
+        seed = self._step() >> 32
+        return [((lowbias32((seed + (i + 1) * GOLDEN32) & MASK32) >> 8) + 0.5) / 2**24
+                for i in range(n)]
 
     def index(self) -> int:
         if not self.buffer:
@@ -69,13 +72,54 @@ def test_acceptance_tables_give_the_textbook_probabilities(t: float) -> None:
     assert gibbs == pytest.approx(1.0 / (1.0 + math.exp(t)), abs=2 / 65536)
 
 
-@pytest.mark.parametrize("t", [-50.0, -3.0, 0.0, 1e-4, 0.3, 1.0, 5.0, 17.0, 60.0, 1e6])
+@pytest.mark.parametrize("t", [-1e6, -79.0, -50.0, -3.0, -0.2, 0.0, 1e-4, 0.3, 1.0, 5.0, 17.0,
+                               60.0, 79.5, 1e6])
 def test_parallel_trial_acceptance_matches_exp(t: float) -> None:
     """The trial kernel's branch-free float32 exp gives the Metropolis and Gibbs probabilities."""
-    metropolis = kernels._metropolis(np.float32(t))
-    numerator, denominator = kernels._gibbs(np.float32(t))
+    metropolis = 1.0 / float(kernels._inverse_acceptance(np.float32(t), False))
+    gibbs = 1.0 / float(kernels._inverse_acceptance(np.float32(t), True))
     assert metropolis == pytest.approx(math.exp(-min(max(t, 0.0), 80.0)), rel=1e-5)
-    assert numerator / denominator == pytest.approx(1.0 / (1.0 + math.exp(min(t, 80.0))), rel=1e-5)
+    assert gibbs == pytest.approx(1.0 / (1.0 + math.exp(min(max(t, -80.0), 80.0))), rel=1e-5)
+
+
+def exact_choice_probabilities(p: np.ndarray) -> np.ndarray:
+    """P(bit i flips) when each bit is accepted independently with p_i and one accepted bit is
+    chosen uniformly: sum over the accepted sets containing i of P(set) / |set|."""
+    n = p.size
+    out = np.zeros(n)
+    for mask in range(1, 1 << n):
+        members = [i for i in range(n) if mask >> i & 1]
+        weight = np.prod([p[i] if mask >> i & 1 else 1.0 - p[i] for i in range(n)])
+        out[members] += weight / len(members)
+    return out
+
+
+@pytest.mark.parametrize("gibbs", [False, True])
+def test_smallest_key_is_a_uniform_choice_among_the_accepted(gibbs: bool) -> None:
+    """One number per bit decides acceptance and choice; the flipped bit's distribution must be
+    the textbook one (accept independently, then pick uniformly), computed exactly here."""
+    f = np.array([-1.0, 0.2, 0.7, 1.5, 3.0, 0.05], dtype=np.float32)
+    x = np.zeros(f.size, dtype=np.uint8)
+    fixed = np.zeros(f.size, dtype=np.uint8)
+    beta = 1.3
+    t = beta * f.astype(np.float64)
+    p = 1.0 / (1.0 + np.exp(t)) if gibbs else np.exp(-np.maximum(t, 0.0))
+    draws = 200_000
+    counts = np.zeros(f.size + 1)
+    keys = np.empty(f.size, dtype=np.int32)
+    seeds = np.random.default_rng(5).integers(0, 2**32, size=draws, dtype=np.uint64)
+    for seed in seeds.astype(np.uint32):
+        smallest = kernels._trial_keys(seed, f, x, fixed, beta, 0.0, gibbs, keys)
+        counts[int(np.argmax(keys == smallest)) if smallest < kernels._ONE_BITS else f.size] += 1
+    expected = np.append(exact_choice_probabilities(p), np.prod(1.0 - p))
+    # Within 5 standard errors of the exact multinomial frequencies.
+    se = np.sqrt(expected * (1.0 - expected) / draws)
+    np.testing.assert_array_less(np.abs(counts / draws - expected), 5 * se + 1e-12)
+    # A fixed bit is never chosen, even one that every rule would accept.
+    fixed[0] = 1
+    for seed in seeds[:2000].astype(np.uint32):
+        smallest = kernels._trial_keys(seed, f, x, fixed, beta, 0.0, gibbs, keys)
+        assert keys[0] == kernels._NEVER and (smallest >= kernels._ONE_BITS or keys[0] != smallest)
 
 
 def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float,
@@ -90,19 +134,19 @@ def reference_sweep(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float
 
 def reference_trial(q_sym: np.ndarray, h: np.ndarray, x: np.ndarray, beta: float, offset: float,
                     rate: float, rng: ReferenceRng, gibbs: bool = False) -> float:
-    """Every bit tried at once; among the accepted bits the one with the largest key flips."""
-    words = rng.trial_words(x.size)
+    """Every bit tried at once; among the accepted bits the one with the smallest u_i / p_i flips."""
+    uniforms = rng.trial_uniforms(x.size)
     fields = h + q_sym @ x
     d = np.where(x == 0, fields, -fields)
     chosen = []
-    for i, w in enumerate(words):
+    for i, u in enumerate(uniforms):
         t = float(np.float32(beta)) * (float(d[i]) - float(np.float32(offset)))
         p = 1.0 / (1.0 + math.exp(min(t, 700.0))) if gibbs else math.exp(-max(t, 0.0))
-        if ((w >> 40) + 0.5) / 2**24 < p:
-            chosen.append(((w & 0xFFFFFFFF) << 32) | i)
+        if u < p:
+            chosen.append((u / p, i))
     if not chosen:
         return offset + rate
-    x[max(chosen) & 0xFFFFFFFF] ^= 1
+    x[min(chosen)[1]] ^= 1
     return 0.0
 
 
