@@ -36,6 +36,7 @@ from client.transport import CompactProblem, CompactRequest, TransportError, dec
 
 from .higher_order import reduce_degree
 from .one_hot import add_one_hot_penalties, one_hot_groups
+from .term_scan import scan_binary_polynomial
 
 if TYPE_CHECKING:
     from .patterns import PatternCache
@@ -133,9 +134,7 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
         bad = next(k for k, v in enumerate(coeffs)
                    if isinstance(v, bool) or not isinstance(v, int | float))
         raise ProblemError(f"{where}.terms[{bad}]: the coefficient must be a number") from None
-    if not np.all(np.isfinite(c)):
-        bad = int(np.flatnonzero(~np.isfinite(c))[0])
-        raise ProblemError(f"{where}.terms[{bad}]: the coefficient is not finite (NaN or infinity)")
+    _check_coefficients(c, where)
     polys = [() if p is None else p for p in polys]
     try:
         lengths = np.fromiter(map(len, polys), dtype=np.int64, count=len(polys))
@@ -200,6 +199,12 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
             first[k] = distinct[0]
             second[k] = distinct[-1] if len(distinct) == 2 else -1
     return c, first, second
+
+
+def _check_coefficients(c: np.ndarray, where: str) -> None:
+    if not np.all(np.isfinite(c)):
+        bad = int(np.flatnonzero(~np.isfinite(c))[0])
+        raise ProblemError(f"{where}.terms[{bad}]: the coefficient is not finite (NaN or infinity)")
 
 
 def terms_to_problem(c: np.ndarray, first: np.ndarray, second: np.ndarray,
@@ -272,13 +277,20 @@ def _gc_paused() -> Iterator[None]:
 def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None) -> CompactRequest:
     if isinstance(raw, bytes | bytearray) and max_terms is not None:
         _precount_terms(raw, max_terms)
-    if isinstance(raw, bytes | bytearray | memoryview | str):
+    # The usual binary_polynomial terms are read from the bytes without the GIL (term_scan);
+    # the rest of the body, that array cut out, goes the general way.
+    scanned = scan_binary_polynomial(raw) if isinstance(raw, bytes | bytearray | memoryview) else None
+    body: Any = raw
+    if scanned is not None:
+        try:
+            body = orjson.loads(scanned.rest)
+        except orjson.JSONDecodeError:
+            scanned = None  # the error is reported from the original bytes below
+    if scanned is None and isinstance(raw, bytes | bytearray | memoryview | str):
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ProblemError(f"the body is not valid JSON: {exc}") from None
-    else:
-        body = raw
     if not isinstance(body, dict):
         raise ProblemError("the body must be a JSON object")
     try:
@@ -304,14 +316,18 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
     if has_matrix and v3:
         raise ProblemError(f"qubo_matrix is a v1/v2 input; /{version} takes binary_polynomial")
     if max_terms is not None:
-        _check_terms(body, max_terms)
+        _check_terms(body, max_terms, 0 if scanned is None else scanned.first.size)
     penalty_terms = _polynomial(body, "penalty_binary_polynomial", v3)
     higher: list[tuple[float, tuple[int, ...]]] = []
     if has_matrix:
         problem = _qubo_matrix(body)
         n = problem.num_variables
     else:
-        terms = _polynomial(body, "binary_polynomial", v3, higher)
+        if scanned is not None:
+            _check_coefficients(scanned.coefficients, "binary_polynomial")
+            terms = (scanned.coefficients, scanned.first, scanned.second)
+        else:
+            terms = _polynomial(body, "binary_polynomial", v3, higher)
         assert terms is not None
         n = _size(terms, penalty_terms, params, max((max(ix) for _, ix in higher), default=-1))
         _check_size(n, gen.max_bits, version)  # before anything is allocated at size n
@@ -371,8 +387,8 @@ def _precount_terms(raw: bytes | bytearray, max_terms: int) -> None:
                            f"{max_terms:,}")
 
 
-def _check_terms(body: Mapping[str, Any], max_terms: int) -> None:
-    count = 0
+def _check_terms(body: Mapping[str, Any], max_terms: int, scanned: int = 0) -> None:
+    count = scanned  # terms read by term_scan (no longer in ``body``)
     for key in ("binary_polynomial", "penalty_binary_polynomial"):
         poly = body.get(key)
         if isinstance(poly, Mapping) and isinstance(poly.get("terms"), list):

@@ -48,7 +48,7 @@ def test_dockerfile_lint_and_essentials() -> None:
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
     assert re.search(r"^USER (?!root|0\b)", text, re.M), "runs as a non-root user"
-    assert "service.engine.warmup" in text and "NUMBA_CACHE_DIR" in text and "HEALTHCHECK" in text
+    assert "service.warmup" in text and "NUMBA_CACHE_DIR" in text and "HEALTHCHECK" in text
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed")

@@ -1,0 +1,307 @@
+"""The DA JSON ``binary_polynomial.terms`` array read straight from the request bytes.
+
+A small job's body is ~500 terms; turning them into dicts and lists (orjson) and back into
+arrays (numpy) cost ~0.4 ms of interpreter time, held under the GIL while the solver threads
+wait for it. Here two numba passes (no GIL) read the bytes instead:
+
+1. ``_locate_terms``: a structural walk (strings skipped with their escapes, depth counted)
+   finds the span of the array at key path binary_polynomial -> terms;
+2. ``_scan_terms``: parses that array strictly as ``[{"c": number, "p": [i, j]}, ...]`` (either
+   spelling of each key, any order, any whitespace, degree 0 to 2), giving the index columns and
+   the coefficient tokens copied into one JSON array, which orjson turns into floats: the same
+   correctly rounded values as the general path.
+
+Anything else (other keys, a key given twice, both spellings in one term, escapes in keys,
+degree > 2, non-integer indices, malformed JSON) makes the scan step aside: the general path in
+``parsing`` then parses the body as before and gives the same answers and the same errors. The
+rest of the body (the array cut out) is still parsed and validated by that code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+from numba import njit
+
+__all__ = ["ScannedTerms", "scan_binary_polynomial"]
+
+_QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
+_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
+_KEY_BP = np.frombuffer(b"binary_polynomial", dtype=np.uint8)
+_KEY_TERMS = np.frombuffer(b"terms", dtype=np.uint8)
+_KEY_COEFFICIENT = np.frombuffer(b"coefficient", dtype=np.uint8)
+_KEY_POLYNOMIALS = np.frombuffer(b"polynomials", dtype=np.uint8)
+_C, _P = ord("c"), ord("p")
+#: Indices of more digits could overflow int64; the general path reports them.
+_MAX_INDEX_DIGITS = 18
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _skip_ws(raw, pos, end):
+    while pos < end and (raw[pos] == 32 or raw[pos] == 10 or raw[pos] == 13 or raw[pos] == 9):
+        pos += 1
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _string_end(raw, pos, end):
+    """Position after the string opening at ``pos`` (a quote), or -1 when it never closes."""
+    pos += 1
+    while pos < end:
+        c = raw[pos]
+        if c == _BACKSLASH:
+            pos += 2
+        elif c == _QUOTE:
+            return pos + 1
+        else:
+            pos += 1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _equals(raw, start, stop, key):
+    if stop - start != key.shape[0]:
+        return False
+    for k in range(key.shape[0]):
+        if raw[start + k] != key[k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _locate_terms(raw, key_bp, key_terms):
+    """(start, end) of the terms array's bytes, or (-1, -1) when the scan must step aside.
+
+    Only positions matter here, not validity: orjson parses everything outside the span later.
+    A key is a string followed by a colon; a key at depth 1 or 2 with a backslash, or a second
+    binary_polynomial or terms key, hands the body to the general path (duplicate keys and
+    escaped spellings follow orjson's rules there).
+    """
+    n = raw.shape[0]
+    depth = 0
+    pos = 0
+    bp_depth = -1  # depth of the binary_polynomial object while inside it
+    seen_bp = False
+    start = -1
+    end = -1
+    array_depth = -1
+    while pos < n:
+        c = raw[pos]
+        if c == _QUOTE:
+            stop = _string_end(raw, pos, n)
+            if stop < 0:
+                return -1, -1
+            after = _skip_ws(raw, stop, n)
+            if after < n and raw[after] == _COLON and (depth == 1 or depth == 2):
+                for k in range(pos + 1, stop - 1):
+                    if raw[k] == _BACKSLASH:
+                        return -1, -1
+                value = _skip_ws(raw, after + 1, n)
+                if depth == 1 and _equals(raw, pos + 1, stop - 1, key_bp):
+                    if seen_bp or value >= n or raw[value] != _LBRACE:
+                        return -1, -1
+                    seen_bp = True
+                    bp_depth = 2
+                elif depth == 2 and depth == bp_depth and _equals(raw, pos + 1, stop - 1, key_terms):
+                    if start >= 0 or value >= n or raw[value] != _LBRACKET:
+                        return -1, -1
+                    start = value
+                    array_depth = 3
+            pos = stop
+            continue
+        if c == _LBRACE or c == _LBRACKET:
+            depth += 1
+        elif c == _RBRACE or c == _RBRACKET:
+            if depth == array_depth and c == _RBRACKET and end < 0 and start >= 0:
+                end = pos + 1
+            if depth == bp_depth and c == _RBRACE:
+                bp_depth = -1
+            depth -= 1
+        pos += 1
+    if start < 0 or end < 0:
+        return -1, -1
+    return start, end
+
+
+@njit(cache=True, nogil=True)
+def _number_end(raw, pos, end):
+    """End of the JSON number at ``pos`` (strict grammar), or -1."""
+    if pos < end and raw[pos] == 45:  # -
+        pos += 1
+    if pos >= end:
+        return -1
+    if raw[pos] == 48:  # a leading 0 stands alone
+        pos += 1
+    elif 49 <= raw[pos] <= 57:
+        while pos < end and 48 <= raw[pos] <= 57:
+            pos += 1
+    else:
+        return -1
+    if pos < end and raw[pos] == 46:  # .
+        pos += 1
+        digits = pos
+        while pos < end and 48 <= raw[pos] <= 57:
+            pos += 1
+        if pos == digits:
+            return -1
+    if pos < end and (raw[pos] == 101 or raw[pos] == 69):  # e E
+        pos += 1
+        if pos < end and (raw[pos] == 43 or raw[pos] == 45):
+            pos += 1
+        digits = pos
+        while pos < end and 48 <= raw[pos] <= 57:
+            pos += 1
+        if pos == digits:
+            return -1
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _key_kind(raw, start, stop):
+    """1 for a coefficient key (c, coefficient), 2 for an index key (p, polynomials), else 0."""
+    if stop - start == 1:
+        return 1 if raw[start] == _C else (2 if raw[start] == _P else 0)
+    if _equals(raw, start, stop, _KEY_COEFFICIENT):
+        return 1
+    if _equals(raw, start, stop, _KEY_POLYNOMIALS):
+        return 2
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _scan_terms(raw, start, end):
+    """(ok, first, second, coefficient tokens as one JSON array) of the terms array.
+
+    ``first``/``second`` are -1 where a term has fewer indices. ``ok`` is False whenever the
+    array is not exactly the plain form (the general path then takes over).
+    """
+    capacity = (end - start) // 7 + 1  # the shortest term, {"c":0}, is 7 bytes
+    first = np.empty(capacity, dtype=np.int64)
+    second = np.empty(capacity, dtype=np.int64)
+    numbers = np.empty(end - start + 2, dtype=np.uint8)
+    empty = np.empty(0, dtype=np.int64)
+    fail = (False, empty, empty, numbers[:0])
+    numbers[0] = _LBRACKET
+    written = 1
+    count = 0
+    pos = _skip_ws(raw, start + 1, end)
+    if pos >= end or raw[pos] == _RBRACKET:
+        return fail  # an empty list: nothing to gain
+    while True:
+        if pos >= end or raw[pos] != _LBRACE:
+            return fail
+        pos = _skip_ws(raw, pos + 1, end)
+        have_c = False
+        have_p = False
+        a = -1
+        b = -1
+        while True:
+            if pos >= end or raw[pos] != _QUOTE:
+                return fail
+            stop = _string_end(raw, pos, end)
+            if stop < 0:
+                return fail
+            kind = _key_kind(raw, pos + 1, stop - 1)
+            pos = _skip_ws(raw, stop, end)
+            if kind == 0 or pos >= end or raw[pos] != _COLON:
+                return fail
+            pos = _skip_ws(raw, pos + 1, end)
+            if kind == 1:
+                if have_c:
+                    return fail
+                have_c = True
+                token_end = _number_end(raw, pos, end)
+                if token_end < 0:
+                    return fail
+                if count > 0:
+                    numbers[written] = _COMMA
+                    written += 1
+                for k in range(pos, token_end):
+                    numbers[written] = raw[k]
+                    written += 1
+                pos = token_end
+            else:
+                if have_p or pos >= end or raw[pos] != _LBRACKET:
+                    return fail
+                have_p = True
+                pos = _skip_ws(raw, pos + 1, end)
+                degree = 0
+                if pos < end and raw[pos] == _RBRACKET:
+                    pos += 1
+                else:
+                    while True:
+                        digits = pos
+                        value = 0
+                        while pos < end and 48 <= raw[pos] <= 57:
+                            value = value * 10 + (raw[pos] - 48)
+                            pos += 1
+                        length = pos - digits
+                        if (length == 0 or length > _MAX_INDEX_DIGITS
+                                or (length > 1 and raw[digits] == 48) or degree == 2):
+                            return fail  # not a plain index, or degree > 2
+                        if pos < end and (raw[pos] == 46 or raw[pos] == 101 or raw[pos] == 69):
+                            return fail  # 1.0 or 1e0: the general path decides
+                        if degree == 0:
+                            a = value
+                        else:
+                            b = value
+                        degree += 1
+                        pos = _skip_ws(raw, pos, end)
+                        if pos < end and raw[pos] == _COMMA:
+                            pos = _skip_ws(raw, pos + 1, end)
+                        elif pos < end and raw[pos] == _RBRACKET:
+                            pos += 1
+                            break
+                        else:
+                            return fail
+            pos = _skip_ws(raw, pos, end)
+            if pos < end and raw[pos] == _COMMA:
+                pos = _skip_ws(raw, pos + 1, end)
+            elif pos < end and raw[pos] == _RBRACE:
+                pos += 1
+                break
+            else:
+                return fail
+        if not have_c:
+            return fail
+        first[count] = a
+        second[count] = b
+        count += 1
+        pos = _skip_ws(raw, pos, end)
+        if pos < end and raw[pos] == _COMMA:
+            pos = _skip_ws(raw, pos + 1, end)
+        elif pos < end and raw[pos] == _RBRACKET and pos + 1 == end:
+            break
+        else:
+            return fail
+    numbers[written] = _RBRACKET
+    return True, first[:count], second[:count], numbers[:written + 1]
+
+
+class ScannedTerms:
+    """The terms array as (coefficients, first, second) and the body with it cut out."""
+
+    __slots__ = ("coefficients", "first", "second", "rest")
+
+    def __init__(self, coefficients: np.ndarray, first: np.ndarray, second: np.ndarray,
+                 rest: bytes) -> None:
+        self.coefficients, self.first, self.second, self.rest = coefficients, first, second, rest
+
+
+def scan_binary_polynomial(raw: bytes | bytearray | memoryview) -> ScannedTerms | None:
+    """The plain-form binary_polynomial terms of a DA JSON body, or None when the general path
+    must parse it (see the module docstring). ``rest`` is the body with ``"terms": []``."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    start, end = _locate_terms(data, _KEY_BP, _KEY_TERMS)
+    if start < 0:
+        return None
+    ok, first, second, numbers = _scan_terms(data, start, end)
+    if not ok:
+        return None
+    try:
+        values = orjson.loads(numbers.tobytes())
+        coefficients = np.array(values, dtype=np.float64)
+    except (orjson.JSONDecodeError, OverflowError, ValueError):
+        return None  # e.g. an integer beyond 64 bits: the general path says so
+    view = bytes(raw)
+    return ScannedTerms(coefficients, first, second, view[:start] + b"[]" + view[end:])
