@@ -79,20 +79,6 @@ class TemperatureSchedule:
                    mode=mode)
 
 
-def quantile(values: np.ndarray, q: float) -> float:
-    """``np.quantile(values, q)`` (its default "linear" method) by a partial sort: the energy
-    scales are read from a few thousand deltas per solve, where numpy's general quantile
-    machinery costs ~0.1 ms, more than the selection itself."""
-    a = np.asarray(values, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise ValueError("quantile of an empty array")
-    position = q * (a.size - 1)
-    lo = int(math.floor(position))
-    hi = min(lo + 1, a.size - 1)
-    part = np.partition(a, (lo, hi))
-    return float(part[lo] + (position - lo) * (part[hi] - part[lo]))
-
-
 def beta_range_from_deltas(large: float, small: float) -> tuple[float, float]:
     """(beta_hot, beta_cold): accept the typical uphill move ``large`` with p = e^-2 when hot and
     the smallest relevant one ``small`` with p = 1/1000 when cold.

@@ -21,7 +21,7 @@ from . import kernels
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, SolveResult, build_result
 from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
-                       geometric_ladder, quantile)
+                       geometric_ladder)
 
 Cancel = Callable[[], bool] | threading.Event | None
 InitialState = Mapping[int, bool] | np.ndarray | None
@@ -104,12 +104,14 @@ class Replicas:
         self.couplings = (np.ascontiguousarray(problem.couplings, dtype=np.float32) if self.dense
                           else self.exact_couplings)
         self.field_dtype = np.float32 if self.dense else np.float64
-        seeds = np.random.SeedSequence(seed)
-        # One generate_state call instead of a child SeedSequence per replica (~0.1 ms per solve).
-        self.rng = seeds.generate_state(num_replicas, np.uint64) | np.uint64(1)
-        self.exchange_seed, init_seed = seeds.spawn(2)  # the exchange generators of a Tempering
-        init_rng = np.random.default_rng(init_seed)
-        states = init_rng.integers(0, 2, size=(num_replicas, n), dtype=np.uint8)
+        # One generate_state call gives every replica's generator and the random initial bits
+        # (child SeedSequences and a Generator cost ~0.1 ms more per solve); a Tempering spawns
+        # its exchange generators from ``seeds``.
+        self.seeds = np.random.SeedSequence(seed)
+        words = self.seeds.generate_state(num_replicas + -(-num_replicas * n // 64), np.uint64)
+        self.rng = words[:num_replicas] | np.uint64(1)
+        bits = np.unpackbits(words[num_replicas:].view(np.uint8), count=num_replicas * n)
+        states = bits.reshape(num_replicas, n)
         init_arr = None if initial is None or isinstance(initial, Mapping) else np.asarray(initial)
         if init_arr is not None and init_arr.ndim == 2:
             if init_arr.shape != (num_replicas, n):
@@ -117,13 +119,14 @@ class Replicas:
             if not np.all((init_arr == 0) | (init_arr == 1)):
                 raise ValueError("initial states must hold only 0/1 values")
             states[:] = init_arr
-        else:
+        elif initial is not None:
             mask, values = _as_state_spec(initial, n, "guidance_config")
             states[:, mask] = values[mask]
         fmask, fvalues = _as_state_spec(fixed, n, "fixed_config")
         if fmask.all():
             raise ValueError("every variable is fixed; nothing is left to solve")
-        states[:, fmask] = fvalues[fmask]
+        if fmask.any():
+            states[:, fmask] = fvalues[fmask]
         self.fixed = fmask.astype(np.uint8)
         self.states = states
         self.parallel = parallel
@@ -203,25 +206,11 @@ class Replicas:
         Quenches a copy of (up to 8 of) the replicas with greedy sweeps to find the minima; the
         original replicas are untouched.
         """
-        d_random = np.abs(self.fields[:, self.fixed == 0]).astype(np.float64)
-        nonzero = d_random[d_random > 0]
-        if nonzero.size == 0:
-            return 1.0, 1.0
-        large = quantile(nonzero, 0.5)
-        probe = Replicas.__new__(Replicas)
-        probe.__dict__.update(self.__dict__)
-        for name in ("states", "fields", "energies", "offsets", "best_states", "best_energies", "rng"):
-            setattr(probe, name, getattr(self, name)[:8].copy())
-        # Greedy sweeps until no state changes, at most 40: one kernel call (one GIL release).
-        fn = kernels.quench if self.parallel else kernels.quench_serial
-        fn(*probe._problem_args(), probe.states, probe.fields, probe.energies, probe.fixed,
-           probe.rng, kernels.METROPOLIS_TABLE, 40)
-        probe.resync()
-        d = (1.0 - 2.0 * probe.states) * probe.fields
-        d = d[:, self.fixed == 0]
-        positive = d[d > 1e-9 * large]
-        small = quantile(positive, 0.05) if positive.size else large
-        return large, min(small, large)
+        fn = kernels.delta_scales if self.parallel else kernels.delta_scales_serial
+        large, small = fn(self.dense, self.couplings, self.exact_couplings, self.indptr,
+                          self.indices, self.data, self.problem.linear, self.states, self.fields,
+                          self.energies, self.fixed, self.rng, kernels.METROPOLIS_TABLE, 8, 40)
+        return float(large), float(small)
 
 
 class _Driver:
@@ -311,7 +300,7 @@ class Tempering:
         self.orders = np.tile(np.arange(self.size, dtype=np.int64), (num_ensembles, 1))
         self.accepted = np.zeros((num_ensembles, max(self.size - 1, 1)), dtype=np.int64)
         self.swap_rng = np.array([c.generate_state(1, np.uint64)[0] | np.uint64(1)
-                                  for c in replicas.exchange_seed.spawn(num_ensembles)],
+                                  for c in replicas.seeds.spawn(num_ensembles)],
                                  dtype=np.uint64)
         self.rounds_done = 0
         self._rounds_counted = 0  # rounds since ``accepted`` was reset

@@ -16,7 +16,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from service.engine import BinaryQuadraticProblem, Replicas, anneal_da, kernels
-from service.engine.schedule import quantile
 
 
 #: A warm-started solve cools from its start temperature T0 to T0 / COOLING (embedded and remote).
@@ -57,9 +56,9 @@ class AnnealBudget:
     def start_temperature(self, problem: BinaryQuadraticProblem, initial: np.ndarray) -> float | None:
         if self.temperature is None:
             return None
-        fields = np.abs(problem.local_fields(initial))
+        fields = np.abs(problem.local_fields(initial)).astype(np.float64, copy=False)
         nonzero = fields[fields > 0]
-        scale = quantile(nonzero, 0.5) if nonzero.size else 1.0
+        scale = float(kernels.quantile(nonzero, 0.5)) if nonzero.size else 1.0
         return self.temperature * scale
 
 
