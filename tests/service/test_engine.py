@@ -205,7 +205,7 @@ def test_bad_solver_arguments_raise_value_error() -> None:
 
 @pytest.mark.parametrize("rows, width", [(2, 5), (16, 64), (40, 3), (64, 130), (65, 9), (300, 17)])
 def test_distinct_states_merges_like_a_sort_of_the_rows(rows: int, width: int) -> None:
-    """Both paths (a dict for few rows, np.unique beyond) give the rows in bytewise order of
+    """Both paths (a numba sort for few rows, np.unique beyond) give the rows in bytewise order of
     their packed bits, each with the sum of its counts."""
     from service.engine.result import distinct_states
 
