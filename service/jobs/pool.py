@@ -25,11 +25,12 @@ __all__ = ["EmbeddedRunner", "default_workers"]
 log = logging.getLogger("spinout.jobs")
 
 
-#: Synchronous solves get one thread more than there are solver workers: each spends part of its
-#: time in Python under the GIL (problem set-up, the result), and the extra thread keeps every
-#: core annealing meanwhile (2 cores, 32 clients of small jobs, interleaved rounds: 3 threads
-#: 294 jobs/s and p99 131 ms, 2 threads 267 / 140, 4 threads 280 / 155, 6 threads 276 / 168).
-SYNC_EXTRA_THREADS = 1
+#: Threads for synchronous solves beyond one per solver worker. Session 4 measured one more as
+#: best (3 threads: 294 jobs/s, p99 131 ms; 2: 267 / 140; 4: 280 / 155 at 32 clients of small
+#: jobs on 2 cores) while a small job spent ~2 ms in Python under the GIL; with that down to
+#: ~1 ms and the trial kernel 2x faster, one per worker wins (interleaved A/B, 2 vs 3 threads:
+#: 32 clients 372 vs 367 jobs/s, p99 118 vs 133 ms; 8 clients 315 vs 300, p99 41 vs 47).
+SYNC_EXTRA_THREADS = 0
 
 
 def default_workers() -> int:
