@@ -169,6 +169,48 @@ def _key_kind(raw, start, stop):
 
 
 @njit(cache=True, nogil=True)
+def _after_item(raw, pos, end, close):
+    """After an item of a list or object: (start of the next item, False) past a comma,
+    (position after ``close``, True) at the end, (-1, False) otherwise."""
+    pos = _skip_ws(raw, pos, end)
+    if pos < end and raw[pos] == _COMMA:
+        return _skip_ws(raw, pos + 1, end), False
+    if pos < end and raw[pos] == close:
+        return pos + 1, True
+    return -1, False
+
+
+@njit(cache=True, nogil=True)
+def _index_list(raw, pos, end):
+    """(position after it, first, second) of the plain index list at ``pos`` ('[', up to two
+    non-negative integers, ']'; -1 for an absent index); position -1 for anything else."""
+    if pos >= end or raw[pos] != _LBRACKET:
+        return -1, -1, -1
+    pos = _skip_ws(raw, pos + 1, end)
+    if pos < end and raw[pos] == _RBRACKET:
+        return pos + 1, -1, -1
+    found = np.full(2, -1, dtype=np.int64)
+    for degree in range(3):
+        if degree == 2:
+            return -1, -1, -1  # degree > 2: the general path reduces or refuses it
+        digits = pos
+        value = 0
+        while pos < end and 48 <= raw[pos] <= 57:
+            value = value * 10 + (raw[pos] - 48)
+            pos += 1
+        length = pos - digits
+        if length == 0 or length > _MAX_INDEX_DIGITS or (length > 1 and raw[digits] == 48):
+            return -1, -1, -1  # not a plain index (sign, leading zero, too long)
+        if pos < end and (raw[pos] == 46 or raw[pos] == 101 or raw[pos] == 69):
+            return -1, -1, -1  # 1.0 or 1e0: the general path decides
+        found[degree] = value
+        pos, closed = _after_item(raw, pos, end, _RBRACKET)
+        if pos < 0 or closed:
+            break
+    return pos, found[0], found[1]
+
+
+@njit(cache=True, nogil=True)
 def _scan_terms(raw, start, end):
     """(ok, first, second, coefficient tokens as one JSON array) of the terms array.
 
@@ -187,15 +229,14 @@ def _scan_terms(raw, start, end):
     pos = _skip_ws(raw, start + 1, end)
     if pos >= end or raw[pos] == _RBRACKET:
         return fail  # an empty list: nothing to gain
-    while True:
+    done = False
+    while not done:  # one term an iteration
         if pos >= end or raw[pos] != _LBRACE:
             return fail
         pos = _skip_ws(raw, pos + 1, end)
-        have_c = False
-        have_p = False
-        a = -1
-        b = -1
-        while True:
+        have_c = have_p = closed = False
+        a = b = -1
+        while not closed:  # one key an iteration
             if pos >= end or raw[pos] != _QUOTE:
                 return fail
             stop = _string_end(raw, pos, end)
@@ -207,72 +248,33 @@ def _scan_terms(raw, start, end):
                 return fail
             pos = _skip_ws(raw, pos + 1, end)
             if kind == 1:
-                if have_c:
+                token_end = _number_end(raw, pos, end)
+                if have_c or token_end < 0:
                     return fail
                 have_c = True
-                token_end = _number_end(raw, pos, end)
-                if token_end < 0:
-                    return fail
                 if count > 0:
                     numbers[written] = _COMMA
                     written += 1
-                for k in range(pos, token_end):
-                    numbers[written] = raw[k]
-                    written += 1
+                numbers[written:written + token_end - pos] = raw[pos:token_end]
+                written += token_end - pos
                 pos = token_end
             else:
-                if have_p or pos >= end or raw[pos] != _LBRACKET:
+                if have_p:
                     return fail
                 have_p = True
-                pos = _skip_ws(raw, pos + 1, end)
-                degree = 0
-                if pos < end and raw[pos] == _RBRACKET:
-                    pos += 1
-                else:
-                    while True:
-                        digits = pos
-                        value = 0
-                        while pos < end and 48 <= raw[pos] <= 57:
-                            value = value * 10 + (raw[pos] - 48)
-                            pos += 1
-                        length = pos - digits
-                        if (length == 0 or length > _MAX_INDEX_DIGITS
-                                or (length > 1 and raw[digits] == 48) or degree == 2):
-                            return fail  # not a plain index, or degree > 2
-                        if pos < end and (raw[pos] == 46 or raw[pos] == 101 or raw[pos] == 69):
-                            return fail  # 1.0 or 1e0: the general path decides
-                        if degree == 0:
-                            a = value
-                        else:
-                            b = value
-                        degree += 1
-                        pos = _skip_ws(raw, pos, end)
-                        if pos < end and raw[pos] == _COMMA:
-                            pos = _skip_ws(raw, pos + 1, end)
-                        elif pos < end and raw[pos] == _RBRACKET:
-                            pos += 1
-                            break
-                        else:
-                            return fail
-            pos = _skip_ws(raw, pos, end)
-            if pos < end and raw[pos] == _COMMA:
-                pos = _skip_ws(raw, pos + 1, end)
-            elif pos < end and raw[pos] == _RBRACE:
-                pos += 1
-                break
-            else:
+                pos, a, b = _index_list(raw, pos, end)
+                if pos < 0:
+                    return fail
+            pos, closed = _after_item(raw, pos, end, _RBRACE)
+            if pos < 0:
                 return fail
         if not have_c:
             return fail
         first[count] = a
         second[count] = b
         count += 1
-        pos = _skip_ws(raw, pos, end)
-        if pos < end and raw[pos] == _COMMA:
-            pos = _skip_ws(raw, pos + 1, end)
-        elif pos < end and raw[pos] == _RBRACKET and pos + 1 == end:
-            break
-        else:
+        pos, done = _after_item(raw, pos, end, _RBRACKET)
+        if pos < 0 or (done and pos != end):
             return fail
     numbers[written] = _RBRACKET
     return True, first[:count], second[:count], numbers[:written + 1]
