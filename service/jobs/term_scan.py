@@ -124,35 +124,34 @@ def _locate_terms(raw, key_bp, key_terms):
 
 
 @njit(cache=True, nogil=True)
+def _digits_end(raw, pos, end):
+    """Position after the run of ASCII digits starting at ``pos``."""
+    while pos < end and 48 <= raw[pos] <= 57:
+        pos += 1
+    return pos
+
+
+@njit(cache=True, nogil=True)
 def _number_end(raw, pos, end):
     """End of the JSON number at ``pos`` (strict grammar), or -1."""
     if pos < end and raw[pos] == 45:  # -
         pos += 1
-    if pos >= end:
+    if pos >= end or not 48 <= raw[pos] <= 57:
         return -1
-    if raw[pos] == 48:  # a leading 0 stands alone
-        pos += 1
-    elif 49 <= raw[pos] <= 57:
-        while pos < end and 48 <= raw[pos] <= 57:
-            pos += 1
-    else:
-        return -1
-    if pos < end and raw[pos] == 46:  # .
-        pos += 1
-        digits = pos
-        while pos < end and 48 <= raw[pos] <= 57:
-            pos += 1
-        if pos == digits:
+    pos = pos + 1 if raw[pos] == 48 else _digits_end(raw, pos, end)  # a leading 0 stands alone
+    if pos < end and raw[pos] == 46:  # . and at least one digit
+        after = _digits_end(raw, pos + 1, end)
+        if after == pos + 1:
             return -1
-    if pos < end and (raw[pos] == 101 or raw[pos] == 69):  # e E
+        pos = after
+    if pos < end and (raw[pos] == 101 or raw[pos] == 69):  # e or E, a sign, at least one digit
         pos += 1
         if pos < end and (raw[pos] == 43 or raw[pos] == 45):
             pos += 1
-        digits = pos
-        while pos < end and 48 <= raw[pos] <= 57:
-            pos += 1
-        if pos == digits:
+        after = _digits_end(raw, pos, end)
+        if after == pos:
             return -1
+        pos = after
     return pos
 
 
@@ -194,13 +193,13 @@ def _index_list(raw, pos, end):
         if degree == 2:
             return -1, -1, -1  # degree > 2: the general path reduces or refuses it
         digits = pos
-        value = 0
-        while pos < end and 48 <= raw[pos] <= 57:
-            value = value * 10 + (raw[pos] - 48)
-            pos += 1
+        pos = _digits_end(raw, pos, end)
         length = pos - digits
         if length == 0 or length > _MAX_INDEX_DIGITS or (length > 1 and raw[digits] == 48):
             return -1, -1, -1  # not a plain index (sign, leading zero, too long)
+        value = 0
+        for k in range(digits, pos):
+            value = value * 10 + (raw[k] - 48)
         if pos < end and (raw[pos] == 46 or raw[pos] == 101 or raw[pos] == 69):
             return -1, -1, -1  # 1.0 or 1e0: the general path decides
         found[degree] = value
