@@ -1,9 +1,11 @@
 """DA JSON (and compact) request bodies -> a validated ``CompactRequest``, vectorised.
 
 The envelope and the parameter block are validated with the shared pydantic models; the terms
-(half a million for a dense 1,024-variable problem) are not turned into one model object each:
-orjson gives lists of dicts, a few list comprehensions pull out coefficients and index lists,
-and numpy checks them all at once (finite coefficients, non-negative integer indices, degree).
+(half a million for a dense 1,024-variable problem) are not turned into one model object each.
+The usual ``binary_polynomial`` array is read straight from the bytes (``term_scan``, numba,
+no GIL); any other form goes the general way: orjson gives lists of dicts, a few list
+comprehensions pull out coefficients and index lists, and numpy checks them all at once (finite
+coefficients, non-negative integer indices, degree).
 
 Choices:
     * Degree > 2 terms: a 400 on v1/v2; on v3+ binary_polynomial they are reduced to a QUBO
