@@ -188,7 +188,7 @@ def _index_list(raw, pos, end):
     pos = _skip_ws(raw, pos + 1, end)
     if pos < end and raw[pos] == _RBRACKET:
         return pos + 1, -1, -1
-    found = np.full(2, -1, dtype=np.int64)
+    a = b = -1
     for degree in range(3):
         if degree == 2:
             return -1, -1, -1  # degree > 2: the general path reduces or refuses it
@@ -202,11 +202,14 @@ def _index_list(raw, pos, end):
             value = value * 10 + (raw[k] - 48)
         if pos < end and (raw[pos] == 46 or raw[pos] == 101 or raw[pos] == 69):
             return -1, -1, -1  # 1.0 or 1e0: the general path decides
-        found[degree] = value
+        if degree == 0:
+            a = value
+        else:
+            b = value
         pos, closed = _after_item(raw, pos, end, _RBRACKET)
         if pos < 0 or closed:
             break
-    return pos, found[0], found[1]
+    return pos, a, b
 
 
 @njit(cache=True, nogil=True)
