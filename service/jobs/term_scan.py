@@ -19,6 +19,8 @@ rest of the body (the array cut out) is still parsed and validated by that code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import orjson
 from numba import njit
@@ -69,22 +71,22 @@ def _equals(raw, start, stop, key):
 
 
 @njit(cache=True, nogil=True)
-def _locate_terms(raw, key_bp, key_terms):
+def _locate_terms(raw):
     """(start, end) of the terms array's bytes, or (-1, -1) when the scan must step aside.
 
     Only positions matter here, not validity: orjson parses everything outside the span later.
     A key is a string followed by a colon; a key at depth 1 or 2 with a backslash, or a second
     binary_polynomial or terms key, hands the body to the general path (duplicate keys and
-    escaped spellings follow orjson's rules there).
+    escaped spellings follow orjson's rules there). binary_polynomial is a key at depth 1, its
+    object's keys are at depth 2 and the terms array's items at depth 3.
     """
     n = raw.shape[0]
     depth = 0
     pos = 0
-    bp_depth = -1  # depth of the binary_polynomial object while inside it
+    in_bp = False  # inside the binary_polynomial object
     seen_bp = False
     start = -1
     end = -1
-    array_depth = -1
     while pos < n:
         c = raw[pos]
         if c == _QUOTE:
@@ -97,25 +99,23 @@ def _locate_terms(raw, key_bp, key_terms):
                     if raw[k] == _BACKSLASH:
                         return -1, -1
                 value = _skip_ws(raw, after + 1, n)
-                if depth == 1 and _equals(raw, pos + 1, stop - 1, key_bp):
+                if depth == 1 and _equals(raw, pos + 1, stop - 1, _KEY_BP):
                     if seen_bp or value >= n or raw[value] != _LBRACE:
                         return -1, -1
-                    seen_bp = True
-                    bp_depth = 2
-                elif depth == 2 and depth == bp_depth and _equals(raw, pos + 1, stop - 1, key_terms):
+                    seen_bp = in_bp = True
+                elif depth == 2 and in_bp and _equals(raw, pos + 1, stop - 1, _KEY_TERMS):
                     if start >= 0 or value >= n or raw[value] != _LBRACKET:
                         return -1, -1
                     start = value
-                    array_depth = 3
             pos = stop
             continue
         if c == _LBRACE or c == _LBRACKET:
             depth += 1
         elif c == _RBRACE or c == _RBRACKET:
-            if depth == array_depth and c == _RBRACKET and end < 0 and start >= 0:
+            if depth == 3 and c == _RBRACKET and start >= 0 and end < 0:
                 end = pos + 1
-            if depth == bp_depth and c == _RBRACE:
-                bp_depth = -1
+            if depth == 2 and c == _RBRACE:
+                in_bp = False
             depth -= 1
         pos += 1
     if start < 0 or end < 0:
@@ -282,21 +282,21 @@ def _scan_terms(raw, start, end):
     return True, first[:count], second[:count], numbers[:written + 1]
 
 
+@dataclass(frozen=True, slots=True)
 class ScannedTerms:
     """The terms array as (coefficients, first, second) and the body with it cut out."""
 
-    __slots__ = ("coefficients", "first", "second", "rest")
-
-    def __init__(self, coefficients: np.ndarray, first: np.ndarray, second: np.ndarray,
-                 rest: bytes) -> None:
-        self.coefficients, self.first, self.second, self.rest = coefficients, first, second, rest
+    coefficients: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    rest: bytes
 
 
 def scan_binary_polynomial(raw: bytes | bytearray | memoryview) -> ScannedTerms | None:
     """The plain-form binary_polynomial terms of a DA JSON body, or None when the general path
     must parse it (see the module docstring). ``rest`` is the body with ``"terms": []``."""
     data = np.frombuffer(raw, dtype=np.uint8)
-    start, end = _locate_terms(data, _KEY_BP, _KEY_TERMS)
+    start, end = _locate_terms(data)
     if start < 0:
         return None
     ok, first, second, numbers = _scan_terms(data, start, end)
