@@ -237,81 +237,87 @@ def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
     return smallest
 
 
-def _trial_step(dense_storage):
-    """The parallel-trial iteration for one coupling storage.
+@njit(cache=True, nogil=True, _nrt=False)
+def _first_index(keys, key):
+    """The first i with keys[i] == key (one exists): a min-reduction over every bit, which
+    vectorises, where a scalar search stopping at the match did not (1.15x on a 64-bit job)."""
+    n = keys.shape[0]
+    first = n
+    for i in range(n):
+        first = min(first, i if keys[i] == key else n)
+    return first
+
+
+def _trial_run(dense_storage):
+    """The parallel trial's loop over a schedule for one coupling storage.
 
     The storage is a closure constant, so the other storage's flip is compiled away: with a
     runtime branch between them, even one LLVM could predict, the 64-bit iteration was ~12 %
-    slower (and passing a literal True through an inlined call did not prune it).
+    slower. The whole loop is one compiled function: as an inlined per-iteration step returning
+    a tuple, the same code ran 1.7x slower.
     """
-    @njit(cache=True, nogil=True, fastmath=True, inline="always")
-    def step(couplings, indptr, indices, data, x, f, beta, offset_rate, gibbs, fixed, s, e,
-             best_e, best_x, offset, pending, keys):
-        """One Digital Annealer iteration: every bit is tried at once, one accepted bit flips.
+    @njit(cache=True, nogil=True, fastmath=True)
+    def run(couplings, indptr, indices, data, x, f, schedule, offset_rate, gibbs, fixed, s, e,
+            best_e, best_x, offset):
+        """One Digital Annealer iteration per inverse temperature of ``schedule``: every bit is
+        tried at once, one accepted bit flips. Returns (s, e, best_e, offset).
 
         The trial energy is dE_i - offset; when no bit is accepted the dynamic offset grows by
         ``offset_rate`` (escape from local minima), and it resets to 0 after a flip. The top
-        half of one xorshift64* output seeds the iteration's random words; the accepted bit with
-        the smallest key flips (a uniform choice among the accepted, see ``_trial_keys``);
-        ``keys`` is scratch.
+        half of one xorshift64* output seeds each iteration's random words; the accepted bit
+        with the smallest key flips (a uniform choice among the accepted, see ``_trial_keys``).
 
         ``pending``: x is the best state seen but not yet copied to best_x. The copy is made only
-        when a flip leaves it, so a descent copies once at its bottom, not at every step; callers
-        copy a still-pending state when they stop.
+        when a flip leaves it (or at the end), so a descent copies once at its bottom, not at
+        every step.
         """
-        s ^= s >> _U64(12)
-        s ^= s << _U64(25)
-        s ^= s >> _U64(27)
-        seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
-        smallest = _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys)
-        if smallest >= _ONE_BITS:
-            return s, e, best_e, offset + offset_rate, pending
-        i = 0
-        while keys[i] != smallest:
-            i += 1
-        if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
-            best_x[:] = x  # leaving the best state seen
-            pending = False
-        if dense_storage:
-            e += _flip_dense(couplings, x, f, i)
-        else:
-            e += _flip_sparse(indptr, indices, data, x, f, i)
-        if e < best_e:
-            best_e = e
-            pending = True
-        return s, e, best_e, 0.0, pending
+        keys = np.empty(x.shape[0], dtype=np.int32)
+        pending = False
+        for t in range(schedule.shape[0]):
+            s ^= s >> _U64(12)
+            s ^= s << _U64(25)
+            s ^= s >> _U64(27)
+            seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+            smallest = _trial_keys(seed, f, x, fixed, schedule[t], offset, gibbs, keys)
+            if smallest >= _ONE_BITS:
+                offset += offset_rate
+                continue
+            offset = 0.0
+            i = _first_index(keys, smallest)
+            if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
+                best_x[:] = x  # leaving the best state seen
+                pending = False
+            if dense_storage:
+                e += _flip_dense(couplings, x, f, i)
+            else:
+                e += _flip_sparse(indptr, indices, data, x, f, i)
+            if e < best_e:
+                best_e = e
+                pending = True
+        if pending:
+            best_x[:] = x
+        return s, e, best_e, offset
 
-    return step
+    return run
 
 
-_trial_dense = _trial_step(True)
-_trial_sparse = _trial_step(False)
+_trials_dense = _trial_run(True)
+_trials_sparse = _trial_run(False)
 
 
 @njit(cache=True, nogil=True)
 def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
                     table, fixed, s, e, best_e, best_x, offset):
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
-    pending = False
+    if trial and dense:
+        return _trials_dense(couplings, indptr, indices, data, x, f, schedule, offset_rate,
+                             table[0] < 0.0, fixed, s, e, best_e, best_x, offset)
     if trial:
-        gibbs = table[0] < 0.0
-        keys = np.empty(x.shape[0], dtype=np.int32)
-        if dense:
-            for t in range(schedule.shape[0]):
-                s, e, best_e, offset, pending = _trial_dense(
-                    couplings, indptr, indices, data, x, f, schedule[t], offset_rate, gibbs,
-                    fixed, s, e, best_e, best_x, offset, pending, keys)
-        else:
-            for t in range(schedule.shape[0]):
-                s, e, best_e, offset, pending = _trial_sparse(
-                    couplings, indptr, indices, data, x, f, schedule[t], offset_rate, gibbs,
-                    fixed, s, e, best_e, best_x, offset, pending, keys)
-    else:
-        for t in range(schedule.shape[0]):
-            s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
-                                          schedule[t], table, fixed, s, e, best_e, best_x)
-    if pending:
-        best_x[:] = x
+        return _trials_sparse(couplings, indptr, indices, data, x, f, schedule, offset_rate,
+                              table[0] < 0.0, fixed, s, e, best_e, best_x, offset)
+    for t in range(schedule.shape[0]):
+        s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
+                                      schedule[t], table, fixed, s, e, best_e, best_x)
     return s, e, best_e, offset
 
 
