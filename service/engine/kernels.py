@@ -215,21 +215,22 @@ def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
     and independent of the others, so the smallest key is a uniform choice among the accepted
     bits: one random number per bit decides both acceptance and choice, with no division (1 / P
     is an exp itself) and no gather. Two loops, each with a constant ``gibbs``, so that both
-    vectorise.
+    vectorise. The energy change is a select, not f * (1 - 2x): numba does integer arithmetic
+    in 64 bits, which halved the vector width of that step (~6 % of the kernel).
     """
     b = _F32(beta)
     o = _F32(offset)
     smallest = _NEVER
     if gibbs:
         for i in range(x.shape[0]):
-            t = b * (_F32(f[i]) * _F32(1 - 2 * np.int32(x[i])) - o)
+            t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) - o)
             k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, True))
             k = _NEVER if fixed[i] else k
             keys[i] = k
             smallest = min(smallest, k)
     else:
         for i in range(x.shape[0]):
-            t = b * (_F32(f[i]) * _F32(1 - 2 * np.int32(x[i])) - o)
+            t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) - o)
             k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, False))
             k = _NEVER if fixed[i] else k
             keys[i] = k
