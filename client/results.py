@@ -160,6 +160,7 @@ def parse_compact(reply: Any, *, num_variables: int | None = None, job_id: str |
     penalties = None if reply.penalty_energies is None else np.asarray(reply.penalty_energies, dtype=np.float64)
     return SolveResult(states, np.asarray(reply.energies, dtype=np.float64),
                        np.asarray(reply.frequencies, dtype=np.int64), penalties, timing,
-                       list(reply.progress), reply.status, job_id or reply.job_id,
+                       [(t, e) for t, e, *_ in reply.progress], reply.status,
+                       job_id or reply.job_id,
                        None if labels is None else tuple(labels),
                        {"stop_reason": reply.stop_reason, "transport": "compact"})

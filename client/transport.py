@@ -10,11 +10,15 @@ Request body (``CONTENT_TYPE``), a msgpack map::
     {"format": "spinout-qubo/1", "solver": "fujitsuDA2", "parameters": {...DA block...},
      "num_variables": n, "constant": c,
      "linear": <array (n,) or nil>, "rows": <array (m,)>, "cols": <array (m,)>, "values": <array (m,)>,
-     "penalty": nil or {same problem keys}, "api_version": "v2" or nil}
+     "penalty": nil or {same problem keys}, "api_version": "v2" or nil,
+     "inequalities": nil or {"constraint": <int array (m,)>, "variable": <int array (m,)>,
+                             "coefficient": <f8 (m,)>, "constant": <f8 (C,)>, "lambda": <f8 (C,)>}}
 
 where an array is ``{"dtype": "<f8", "shape": [m], "data": <bytes>}`` (little-endian; dtypes
 bool/uint8/int32/int64/uint32/float32/float64). Energy = constant + linear.x + sum_k values[k]
-x[rows[k]] x[cols[k]]; (i, i) pairs count as linear, duplicates add up.
+x[rows[k]] x[cols[k]]; (i, i) pairs count as linear, duplicates add up. Inequality c (the DA3
+``inequalities``) reads sum_{k: constraint[k] = c} coefficient[k] x[variable[k]] + constant[c] <= 0,
+weighted by lambda[c] (see service.engine.constraints).
 
 Coupling patterns: a problem may also carry ``"pattern_key"`` (``pattern_key(n, rows, cols)``, a
 hash of its couplings' positions). The service keeps a pattern it has seen, so a later request
@@ -27,7 +31,8 @@ Reply, a msgpack map::
      "num_variables": n, "states": <uint8 array (k, ceil(n/8)), np.packbits rows>,
      "energies": <f8 (k,)>, "frequencies": <i8 (k,)>, "penalty_energies": <f8 (k,)> or nil,
      "timing": {"queue": s, "setup": s, "anneal": s, "solve": s, "total": s},
-     "progress": [[seconds, energy], ...], "stop_reason": "completed"}
+     "progress": [[seconds, energy] or [seconds, energy, penalty_energy], ...],
+     "stop_reason": "completed"}
 
 Public names: ``CONTENT_TYPE``, ``TransportError``, ``encode_array``, ``decode_array``,
 ``pack_states``, ``unpack_states``, ``pattern_key``, ``CompactProblem``, ``CompactRequest``,
@@ -48,6 +53,7 @@ __all__ = [
     "CONTENT_TYPE",
     "REPLY_FORMAT",
     "REQUEST_FORMAT",
+    "CompactInequalities",
     "CompactProblem",
     "CompactReply",
     "CompactRequest",
@@ -225,6 +231,52 @@ class CompactProblem:
 
 
 @dataclass
+class CompactInequalities:
+    """Linear inequalities as triplets: sum_k coefficient[k] x[variable[k]] over the entries of
+    constraint c, plus constant[c], must be <= 0; ``weights`` are the DA's lambdas."""
+
+    constraint: np.ndarray
+    variable: np.ndarray
+    coefficient: np.ndarray
+    constant: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def num_constraints(self) -> int:
+        return int(self.constant.size)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"constraint": encode_array(np.asarray(self.constraint, dtype=np.int64)),
+                "variable": encode_array(np.asarray(self.variable, dtype=np.int64)),
+                "coefficient": encode_array(np.asarray(self.coefficient, dtype=np.float64)),
+                "constant": encode_array(np.asarray(self.constant, dtype=np.float64)),
+                "lambda": encode_array(np.asarray(self.weights, dtype=np.float64))}
+
+    @classmethod
+    def from_wire(cls, obj: Any, num_variables: int) -> CompactInequalities:
+        """Decode and check the shapes and indices (numbers are checked by the service)."""
+        if not isinstance(obj, Mapping):
+            raise TransportError("inequalities must be a map")
+        arrays = {key: decode_array(obj.get(key), f"inequalities.{key}")
+                  for key in ("constraint", "variable", "coefficient", "constant", "lambda")}
+        if any(a.ndim != 1 for a in arrays.values()):
+            raise TransportError("inequalities: every array must be 1-D")
+        con, var = arrays["constraint"], arrays["variable"]
+        count = arrays["constant"].size
+        if not (con.size == var.size == arrays["coefficient"].size) or arrays["lambda"].size != count:
+            raise TransportError("inequalities: constraint, variable and coefficient must have equal "
+                                 "lengths, constant and lambda one entry per constraint")
+        for label, arr, bound in (("constraint", con, count), ("variable", var, num_variables)):
+            if arr.dtype.kind not in "iu":
+                raise TransportError(f"inequalities.{label} must be an integer array")
+            if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= bound):
+                raise TransportError(f"inequalities.{label}: indices must lie in 0..{bound - 1}")
+        return cls(con.astype(np.int64), var.astype(np.int64),
+                   arrays["coefficient"].astype(np.float64), arrays["constant"].astype(np.float64),
+                   arrays["lambda"].astype(np.float64))
+
+
+@dataclass
 class CompactRequest:
     """A problem, the DA solver key and its parameter block (a plain dict of DA field names)."""
 
@@ -241,13 +293,16 @@ class CompactRequest:
     #: The starting state (n,) of 0/1 as an array: the compact form of the block's
     #: ``guidance_config`` (one byte a variable instead of a map of n string keys).
     guidance_state: np.ndarray | None = None
+    #: DA3 linear inequality constraints (solved natively by the engine).
+    inequalities: CompactInequalities | None = None
 
 
 def encode_request(problem: CompactProblem, solver: str = "fujitsuDA2",
                    parameters: Mapping[str, Any] | None = None, *,
                    penalty: CompactProblem | None = None, api_version: str | None = None,
                    aux_pairs: np.ndarray | None = None, num_output_variables: int | None = None,
-                   guidance_state: Any = None, with_pattern: bool = True) -> bytes:
+                   guidance_state: Any = None, with_pattern: bool = True,
+                   inequalities: CompactInequalities | None = None) -> bytes:
     """The msgpack body for ``POST /spinout/v1/solve`` (and its async twin); ``with_pattern=False``
     sends a problem with a ``pattern_key`` without its rows and cols."""
     body = {"format": REQUEST_FORMAT, "solver": solver, "parameters": dict(parameters or {}),
@@ -258,6 +313,8 @@ def encode_request(problem: CompactProblem, solver: str = "fujitsuDA2",
     if aux_pairs is not None:
         body["aux_pairs"] = encode_array(np.asarray(aux_pairs, dtype=np.int64).reshape(-1, 2))
         body["num_output_variables"] = int(num_output_variables or problem.num_variables)
+    if inequalities is not None:
+        body["inequalities"] = inequalities.to_wire()
     return msgpack.packb(body, use_bin_type=True)
 
 
@@ -290,9 +347,13 @@ def decode_request(body: bytes) -> CompactRequest:
                 or not np.all((guidance == 0) | (guidance == 1)):
             raise TransportError(f"guidance_state must be {problem.num_variables} values of 0/1")
         guidance = guidance.astype(np.uint8)
+    inequalities = None
+    if obj.get("inequalities") is not None:
+        inequalities = CompactInequalities.from_wire(obj["inequalities"], problem.num_variables)
     return CompactRequest(problem, solver, dict(params),
                           None if penalty is None else CompactProblem.from_wire(penalty, "penalty"),
-                          version if isinstance(version, str) else None, aux_pairs, n_out, guidance)
+                          version if isinstance(version, str) else None, aux_pairs, n_out, guidance,
+                          inequalities)
 
 
 # ------------------------------------------------------------------------------------- replies
@@ -309,7 +370,8 @@ class CompactReply:
     frequencies: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     penalty_energies: np.ndarray | None = None
     timing: dict[str, float] = field(default_factory=dict)
-    progress: list[tuple[float, float]] = field(default_factory=list)
+    #: (seconds, energy) or (seconds, energy, penalty_energy) at each improvement of the best.
+    progress: list[tuple[float, ...]] = field(default_factory=list)
     stop_reason: str = "completed"
     job_id: str | None = None
     message: str | None = None
@@ -331,7 +393,7 @@ def encode_reply(reply: CompactReply) -> bytes:
             "penalty_energies": None if reply.penalty_energies is None
             else encode_array(np.asarray(reply.penalty_energies, dtype=np.float64)),
             "timing": {k: float(v) for k, v in reply.timing.items()},
-            "progress": [[float(t), float(e)] for t, e in reply.progress],
+            "progress": [[float(v) for v in entry] for entry in reply.progress],
             "stop_reason": reply.stop_reason}
     return msgpack.packb(body, use_bin_type=True)
 
@@ -350,7 +412,7 @@ def decode_reply(body: bytes) -> CompactReply:
         frequencies=decode_array(obj["frequencies"], "frequencies"),
         penalty_energies=None if penalty is None else decode_array(penalty, "penalty_energies"),
         timing=dict(obj.get("timing") or {}),
-        progress=[(float(t), float(e)) for t, e in obj.get("progress") or []],
+        progress=[tuple(float(v) for v in entry) for entry in obj.get("progress") or []],
         stop_reason=str(obj.get("stop_reason", "completed")),
         job_id=obj.get("job_id"), message=obj.get("message"))
 

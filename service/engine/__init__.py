@@ -8,6 +8,7 @@ Importable without FastAPI, pydantic or Redis, so the trainer can run it in-proc
     result.best_state, result.best_energy
 """
 
+from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .result import SolveResult
 from .schedule import TemperatureMode, TemperatureSchedule
@@ -15,6 +16,7 @@ from .solver import Replicas, anneal_da, parallel_tempering, solve_time_limited
 
 __all__ = [
     "BinaryQuadraticProblem",
+    "LinearInequalities",
     "Replicas",
     "SolveResult",
     "TemperatureMode",

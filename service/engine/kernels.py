@@ -107,23 +107,64 @@ def _flip(dense, couplings, indptr, indices, data, x, f, i):
     return _flip_sparse(indptr, indices, data, x, f, i)
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, table, fixed, s, e, best_e,
-                   best_x):
-    """One sequential sweep over the free bits at inverse temperature beta."""
-    bits = _U64(0)
-    left = 0
-    for i in range(x.shape[0]):
-        if fixed[i]:
-            continue
-        d = f[i] if x[i] == 0 else -f[i]
-        k, s, bits, left = _next_index(s, bits, left)
-        if table[k] > beta * d:
-            e += _flip(dense, couplings, indptr, indices, data, x, f, i)
-            if e < best_e:
-                best_e = e
-                best_x[:] = x
-    return s, e, best_e
+# ---------------------------------------------------------------------------- inequalities
+# ``cons`` = (indptr, constraint, coefficient, weight): each bit's linear inequalities in CSC
+# order (service.engine.constraints); ``lhs`` holds one replica's left-hand sides, kept up to
+# date on every flip. A state pays weight_c * max(0, lhs_c) for constraint c. With no
+# constraints the kernels compile a path without any of this (a closure constant below).
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _penalty_change(cons, lhs, x, i):
+    """Change of the inequality penalty if bit i flips: O(constraints bit i appears in)."""
+    indptr, constraint, coefficient, weight = cons
+    sign = 1.0 - 2.0 * np.float64(x[i])
+    d = 0.0
+    for k in range(indptr[i], indptr[i + 1]):
+        c = constraint[k]
+        old = lhs[c]
+        d += weight[c] * (max(old + sign * coefficient[k], 0.0) - max(old, 0.0))
+    return d
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _shift_lhs(cons, lhs, x, i):
+    """Move the left-hand sides for a flip of bit i (call before x[i] changes)."""
+    indptr, constraint, coefficient, _ = cons
+    sign = 1.0 - 2.0 * np.float64(x[i])
+    for k in range(indptr[i], indptr[i + 1]):
+        lhs[constraint[k]] += sign * coefficient[k]
+
+
+def _sweep_run(constrained):
+    """The sequential sweep, compiled with or without inequality constraints."""
+    @njit(cache=True, nogil=True, fastmath=True)
+    def sweep(dense, couplings, indptr, indices, data, cons, lhs, x, f, beta, table, fixed, s, e,
+              best_e, best_x):
+        """One sequential sweep over the free bits at inverse temperature beta."""
+        bits = _U64(0)
+        left = 0
+        for i in range(x.shape[0]):
+            if fixed[i]:
+                continue
+            d = f[i] if x[i] == 0 else -f[i]
+            penalty = 0.0
+            if constrained:
+                penalty = _penalty_change(cons, lhs, x, i)
+                d += penalty
+            k, s, bits, left = _next_index(s, bits, left)
+            if table[k] > beta * d:
+                if constrained:
+                    _shift_lhs(cons, lhs, x, i)
+                e += _flip(dense, couplings, indptr, indices, data, x, f, i) + penalty
+                if e < best_e:
+                    best_e = e
+                    best_x[:] = x
+        return s, e, best_e
+
+    return sweep
+
+
+_sweep_replica = _sweep_run(False)
+_sweep_replica_constrained = _sweep_run(True)
 
 
 _GOLDEN32 = _U32(0x9E3779B9)
@@ -206,36 +247,51 @@ def _trial_uniform(seed, i):
 
 # The parallel trial's vectorised loop is a separate (not inlined) function, without reference
 # counting: inlined into the iteration's control flow, LLVM left it scalar (measured 5x slower).
-@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
-    """Every bit's key k_i = u_i / P_i (as float32 bits into ``keys``); returns the smallest.
+def _trial_keys_for(penalised):
+    """The key loop, compiled without (``pen`` unread) or with each bit's penalty change."""
+    @njit(cache=True, nogil=True, fastmath=True, _nrt=False)
+    def trial_keys(seed, f, x, pen, fixed, beta, offset, gibbs, keys):
+        """Every bit's key k_i = u_i / P_i (as float32 bits into ``keys``); returns the smallest.
 
-    Bit i is accepted iff u_i < P_i, i.e. k_i < 1, P_i the acceptance probability of
-    t = beta * (dE_i - offset). Given the accepted set, each accepted k_i is uniform on (0, 1)
-    and independent of the others, so the smallest key is a uniform choice among the accepted
-    bits: one random number per bit decides both acceptance and choice, with no division (1 / P
-    is an exp itself) and no gather. Two loops, each with a constant ``gibbs``, so that both
-    vectorise. The energy change is a select, not f * (1 - 2x): numba does integer arithmetic
-    in 64 bits, which halved the vector width of that step (the select: 5-10 % faster).
-    """
-    b = _F32(beta)
-    o = _F32(offset)
-    smallest = _NEVER
-    if gibbs:
-        for i in range(x.shape[0]):
-            t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) - o)
-            k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, True))
-            k = _NEVER if fixed[i] else k
-            keys[i] = k
-            smallest = min(smallest, k)
-    else:
-        for i in range(x.shape[0]):
-            t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) - o)
-            k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, False))
-            k = _NEVER if fixed[i] else k
-            keys[i] = k
-            smallest = min(smallest, k)
-    return smallest
+        Bit i is accepted iff u_i < P_i, i.e. k_i < 1, P_i the acceptance probability of
+        t = beta * (dE_i - offset). Given the accepted set, each accepted k_i is uniform on
+        (0, 1) and independent of the others, so the smallest key is a uniform choice among the
+        accepted bits: one random number per bit decides both acceptance and choice, with no
+        division (1 / P is an exp itself) and no gather. Two loops, each with a constant
+        ``gibbs``, so that both vectorise. The energy change is a select, not f * (1 - 2x):
+        numba does integer arithmetic in 64 bits, which halved the vector width of that step
+        (the select: 5-10 % faster). ``pen[i]``: bit i's inequality penalty change.
+        """
+        b = _F32(beta)
+        o = _F32(offset)
+        smallest = _NEVER
+        if gibbs:
+            for i in range(x.shape[0]):
+                d = -_F32(f[i]) if x[i] else _F32(f[i])
+                if penalised:
+                    d += _F32(pen[i])
+                t = b * (d - o)
+                k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, True))
+                k = _NEVER if fixed[i] else k
+                keys[i] = k
+                smallest = min(smallest, k)
+        else:
+            for i in range(x.shape[0]):
+                d = -_F32(f[i]) if x[i] else _F32(f[i])
+                if penalised:
+                    d += _F32(pen[i])
+                t = b * (d - o)
+                k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, False))
+                k = _NEVER if fixed[i] else k
+                keys[i] = k
+                smallest = min(smallest, k)
+        return smallest
+
+    return trial_keys
+
+
+_trial_keys = _trial_keys_for(False)
+_trial_keys_penalised = _trial_keys_for(True)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -249,17 +305,21 @@ def _first_index(keys, key):
     return first
 
 
-def _trial_run(dense_storage):
-    """The parallel trial's loop over a schedule for one coupling storage.
+def _trial_run(dense_storage, constrained):
+    """The parallel trial's loop over a schedule for one coupling storage, with or without
+    inequality constraints.
 
     The storage is a closure constant, so the other storage's flip is compiled away: with a
     runtime branch between them, even one LLVM could predict, the 64-bit iteration was ~12 %
     slower. The whole loop is one compiled function: as an inlined per-iteration step returning
-    a tuple, the same code ran 1.7x slower.
+    a tuple, the same code ran 1.7x slower. With constraints each iteration first computes every
+    bit's penalty change (O(constraint entries)); the key loop adds it to dE.
     """
+    keys_of = _trial_keys_penalised if constrained else _trial_keys
+
     @njit(cache=True, nogil=True, fastmath=True)
-    def run(couplings, indptr, indices, data, x, f, schedule, offset_rate, gibbs, fixed, s, e,
-            best_e, best_x, offset):
+    def run(couplings, indptr, indices, data, cons, lhs, x, f, schedule, offset_rate, gibbs,
+            fixed, s, e, best_e, best_x, offset):
         """One Digital Annealer iteration per inverse temperature of ``schedule``: every bit is
         tried at once, one accepted bit flips. Returns (s, e, best_e, offset).
 
@@ -273,25 +333,34 @@ def _trial_run(dense_storage):
         every step.
         """
         keys = np.empty(x.shape[0], dtype=np.int32)
+        pen = np.zeros(x.shape[0] if constrained else 0)
         pending = False
         for t in range(schedule.shape[0]):
             s ^= s >> _U64(12)
             s ^= s << _U64(25)
             s ^= s >> _U64(27)
             seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
-            smallest = _trial_keys(seed, f, x, fixed, schedule[t], offset, gibbs, keys)
+            if constrained:
+                for j in range(x.shape[0]):
+                    pen[j] = _penalty_change(cons, lhs, x, j)
+            smallest = keys_of(seed, f, x, pen, fixed, schedule[t], offset, gibbs, keys)
             if smallest >= _ONE_BITS:
                 offset += offset_rate
                 continue
             offset = 0.0
             i = _first_index(keys, smallest)
-            if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
+            penalty = 0.0
+            if constrained:
+                penalty = pen[i]
+            if pending and e + (f[i] if x[i] == 0 else -f[i]) + penalty >= best_e:
                 best_x[:] = x  # leaving the best state seen
                 pending = False
+            if constrained:
+                _shift_lhs(cons, lhs, x, i)
             if dense_storage:
-                e += _flip_dense(couplings, x, f, i)
+                e += _flip_dense(couplings, x, f, i) + penalty
             else:
-                e += _flip_sparse(indptr, indices, data, x, f, i)
+                e += _flip_sparse(indptr, indices, data, x, f, i) + penalty
             if e < best_e:
                 best_e = e
                 pending = True
@@ -302,22 +371,41 @@ def _trial_run(dense_storage):
     return run
 
 
-_trials_dense = _trial_run(True)
-_trials_sparse = _trial_run(False)
+_trials_dense = _trial_run(True, False)
+_trials_sparse = _trial_run(False, False)
+_trials_dense_constrained = _trial_run(True, True)
+_trials_sparse_constrained = _trial_run(False, True)
 
 
 @njit(cache=True, nogil=True)
-def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
-                    table, fixed, s, e, best_e, best_x, offset):
-    """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
+def _anneal_replica(dense, couplings, indptr, indices, data, cons, x, f, lhs, schedule, trial,
+                    offset_rate, table, fixed, s, e, best_e, best_x, offset):
+    """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each.
+    Problems without inequality constraints (``cons`` holds no weights) take kernels compiled
+    without them."""
+    gibbs = table[0] < 0.0
+    if cons[3].shape[0] > 0:
+        if trial and dense:
+            return _trials_dense_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
+                                             schedule, offset_rate, gibbs, fixed, s, e, best_e,
+                                             best_x, offset)
+        if trial:
+            return _trials_sparse_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
+                                              schedule, offset_rate, gibbs, fixed, s, e, best_e,
+                                              best_x, offset)
+        for t in range(schedule.shape[0]):
+            s, e, best_e = _sweep_replica_constrained(dense, couplings, indptr, indices, data,
+                                                      cons, lhs, x, f, schedule[t], table, fixed,
+                                                      s, e, best_e, best_x)
+        return s, e, best_e, offset
     if trial and dense:
-        return _trials_dense(couplings, indptr, indices, data, x, f, schedule, offset_rate,
-                             table[0] < 0.0, fixed, s, e, best_e, best_x, offset)
+        return _trials_dense(couplings, indptr, indices, data, cons, lhs, x, f, schedule,
+                             offset_rate, gibbs, fixed, s, e, best_e, best_x, offset)
     if trial:
-        return _trials_sparse(couplings, indptr, indices, data, x, f, schedule, offset_rate,
-                              table[0] < 0.0, fixed, s, e, best_e, best_x, offset)
+        return _trials_sparse(couplings, indptr, indices, data, cons, lhs, x, f, schedule,
+                              offset_rate, gibbs, fixed, s, e, best_e, best_x, offset)
     for t in range(schedule.shape[0]):
-        s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
+        s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, cons, lhs, x, f,
                                       schedule[t], table, fixed, s, e, best_e, best_x)
     return s, e, best_e, offset
 
@@ -339,18 +427,22 @@ def _compile(impl, name):
 
 # Arguments shared by the public kernels:
 #   dense, couplings, indptr, indices, data: the problem (the unused form may be a dummy);
+#   cons: the inequality constraints (see ``_penalty_change``; none: an empty weight array),
+#   lhs (R, C) float64: each replica's left-hand sides, kept in step with its state;
 #   states (R, n) uint8, fields (R, n), rng (R,) uint64, energies / best_energies (R,) float64,
 #   best_states (R, n) uint8, offsets (R,) float64 (dynamic offsets of the parallel trial);
+#   energies include the inequality penalty;
 #   trial: True for parallel-trial steps, False for sweeps; table: METROPOLIS_TABLE or
 #   GIBBS_TABLE (the acceptance rule);
 #   fixed (n,) uint8: bits never flipped.
-def _anneal_impl(dense, couplings, indptr, indices, data, states, fields, schedule, trial,
-                 offset_rate, table, fixed, rng, energies, best_energies, best_states, offsets):
+def _anneal_impl(dense, couplings, indptr, indices, data, cons, states, fields, lhs, schedule,
+                 trial, offset_rate, table, fixed, rng, energies, best_energies, best_states,
+                 offsets):
     for r in prange(states.shape[0]):
         rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
-            dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
-            offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
-            offsets[r])
+            dense, couplings, indptr, indices, data, cons, states[r], fields[r], lhs[r], schedule,
+            trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+            best_states[r], offsets[r])
 
 
 #: Every replica takes one step at each inverse temperature of ``schedule`` (T,).
@@ -425,6 +517,10 @@ def _delta_scales_impl(dense, couplings, exact_couplings, indptr, indices, data,
         return 1.0, 1.0
     large = quantile(values[:m], 0.5)
     p = min(probes, n_rep)
+    # The scales are the problem's own: the quench ignores inequality constraints.
+    no_cons = (np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0),
+               np.zeros(0))
+    no_lhs = np.zeros(0)
     x = states[:p].copy()
     f = fields[:p].copy()
     e = energies[:p].copy()
@@ -432,8 +528,9 @@ def _delta_scales_impl(dense, couplings, exact_couplings, indptr, indices, data,
     for r in prange(p):
         for _ in range(max_sweeps):
             before = e[r]
-            s[r], e[r], _ = _sweep_replica(dense, couplings, indptr, indices, data, x[r], f[r],
-                                           1e30, table, fixed, s[r], e[r], -1e308, x[r])
+            s[r], e[r], _ = _sweep_replica(dense, couplings, indptr, indices, data, no_cons,
+                                           no_lhs, x[r], f[r], 1e30, table, fixed, s[r], e[r],
+                                           -1e308, x[r])
             if not e[r] < before:
                 break
     exact = np.empty((p, n))
@@ -478,9 +575,9 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
 
 
 @njit(cache=True, nogil=True)
-def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, ladder, order, base,
-                     rounds, steps, trial, offset_rate, table, fixed, rng, swap_state, energies,
-                     best_energies, best_states, offsets, accepted, first_parity):
+def _temper_ensemble(dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladder,
+                     order, base, rounds, steps, trial, offset_rate, table, fixed, rng, swap_state,
+                     energies, best_energies, best_states, offsets, accepted, first_parity):
     """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
     n_rep = ladder.shape[0]
     schedule = np.empty(steps)
@@ -489,9 +586,9 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
             r = base + order[k]
             schedule[:] = ladder[k]
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
-                dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
-                offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
-                offsets[r])
+                dense, couplings, indptr, indices, data, cons, states[r], fields[r], lhs[r],
+                schedule, trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                best_states[r], offsets[r])
         swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
                                    (t + first_parity) % 2, accepted)
     return swap_state
@@ -502,13 +599,14 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
 # (0..R-1) at each slot, updated in place; ``swap_rng`` (E,) uint64; ``accepted`` (E, R - 1) swap
 # counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
 # ``steps`` moves per replica at its slot's temperature, then one exchange round.
-def _temper_impl(dense, couplings, indptr, indices, data, states, fields, ladders, orders, rounds,
-                 steps, trial, offset_rate, table, fixed, rng, swap_rng, energies, best_energies,
-                 best_states, offsets, accepted, first_parity):
+def _temper_impl(dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladders,
+                 orders, rounds, steps, trial, offset_rate, table, fixed, rng, swap_rng, energies,
+                 best_energies, best_states, offsets, accepted, first_parity):
     n_rep = ladders.shape[1]
     for e in prange(ladders.shape[0]):
-        swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, states, fields,
-                                       ladders[e], orders[e], e * n_rep, rounds, steps, trial,
+        swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, cons, states,
+                                       fields, lhs, ladders[e], orders[e], e * n_rep, rounds,
+                                       steps, trial,
                                        offset_rate, table, fixed, rng, swap_rng[e], energies,
                                        best_energies, best_states, offsets, accepted[e],
                                        first_parity)
@@ -519,9 +617,9 @@ temper, temper_serial = _compile(_temper_impl, "temper")
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def temper_replicas(dense, couplings, indptr, indices, data, states, fields, ladders, orders, rounds,
-                    steps, trial, offset_rate, table, fixed, rng, swap_rng, energies,
-                    best_energies, best_states, offsets, accepted, first_parity):
+def temper_replicas(dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladders,
+                    orders, rounds, steps, trial, offset_rate, table, fixed, rng, swap_rng,
+                    energies, best_energies, best_states, offsets, accepted, first_parity):
     """One ensemble (E = 1) with its replicas in parallel: a barrier every round."""
     ladder = ladders[0]
     order = orders[0]
@@ -533,9 +631,9 @@ def temper_replicas(dense, couplings, indptr, indices, data, states, fields, lad
         for r in prange(n_rep):
             sched = np.full(steps, ladder[slot[r]])
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
-                dense, couplings, indptr, indices, data, states[r], fields[r], sched, trial,
-                offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
-                offsets[r])
+                dense, couplings, indptr, indices, data, cons, states[r], fields[r], lhs[r], sched,
+                trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                best_states[r], offsets[r])
         swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
                                     accepted[0])
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 
 
@@ -19,7 +20,8 @@ class SolveResult:
         energies: (k,) exact float64 energies, recomputed from the original coefficients.
         frequencies: (k,) how many runs/replicas/harvests ended on each state.
         timing: seconds: ``setup`` (validation, tuning), ``anneal`` (kernels) and ``total``.
-        progress: (seconds since start, best energy) at each improvement of the best.
+        progress: (seconds since start, best energy) at each improvement of the best, or
+            (seconds, energy, penalty energy) when the solver was given ``energy_parts``.
         stop_reason: "completed", "time_limit", "target_energy" or "cancelled".
         info: what the solver chose (beta range, moves, swap rates, ...), for logs and tests.
     """
@@ -28,7 +30,7 @@ class SolveResult:
     energies: np.ndarray
     frequencies: np.ndarray
     timing: dict[str, float] = field(default_factory=dict)
-    progress: list[tuple[float, float]] = field(default_factory=list)
+    progress: list[tuple[float, ...]] = field(default_factory=list)
     stop_reason: str = "completed"
     info: dict[str, object] = field(default_factory=dict)
 
@@ -122,10 +124,14 @@ def distinct_states(states: np.ndarray, counts: np.ndarray | None = None) -> tup
 
 
 def build_result(problem: BinaryQuadraticProblem, states: np.ndarray, counts: np.ndarray | None,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct states with exact energies, sorted ascending, at most ``limit`` of them."""
+                 limit: int | None = None, constraints: LinearInequalities | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct states with exact energies (the constraints' penalty included), sorted
+    ascending, at most ``limit`` of them."""
     uniq, freq = distinct_states(states, counts)
     energies = np.atleast_1d(problem.energies(uniq))
+    if constraints is not None:
+        energies = energies + constraints.penalty(uniq)
     order = np.lexsort((-freq, energies))
     if limit is not None:
         order = order[:limit]

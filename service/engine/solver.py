@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
+from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, SolveResult, build_result
 from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
@@ -25,6 +26,8 @@ from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_del
 
 Cancel = Callable[[], bool] | threading.Event | None
 InitialState = Mapping[int, bool] | np.ndarray | None
+#: state -> (energy, penalty energy): how a caller splits the annealed energy for progress.
+EnergyParts = Callable[[np.ndarray], tuple[float, float]]
 
 #: Independent tempering ladders per DA3 group: they run on separate threads with no barrier
 #: between rounds. A constant, not the core count, so a seed gives the same answer anywhere.
@@ -86,15 +89,23 @@ class Replicas:
         initial: a state (n,), {idx: bool} for some bits (the rest random), or (R, n) states.
         fixed: {idx: bool} bits held at a value and never flipped.
         parallel: run replicas on all cores (numba threads) or on the calling thread only.
+        constraints: linear inequalities kept by the kernels; energies then include their
+            penalty (``LinearInequalities``).
     """
 
     def __init__(self, problem: BinaryQuadraticProblem, num_replicas: int, seed: int | None = None,
                  initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
-                 parallel: bool = True) -> None:
+                 parallel: bool = True, constraints: LinearInequalities | None = None) -> None:
         if num_replicas < 1:
             raise ValueError(f"the number of replicas/runs must be >= 1, got {num_replicas}")
         self.problem = problem
         n = problem.num_variables
+        if constraints is not None and constraints.num_variables != n:
+            raise ValueError(f"the constraints have {constraints.num_variables} variables, the "
+                             f"problem {n}")
+        self.constraints = constraints if constraints is not None and constraints.num_constraints else None
+        self.cons = (LinearInequalities.none_arrays(n) if self.constraints is None
+                     else self.constraints.kernel_arrays())
         self.dense = not problem.is_sparse
         self.couplings: np.ndarray
         self.data: np.ndarray
@@ -132,6 +143,8 @@ class Replicas:
         self.parallel = parallel
         self.fields = np.empty((num_replicas, n), dtype=self.field_dtype)
         self.energies = np.empty(num_replicas)
+        self.lhs = np.zeros((num_replicas, 0 if self.constraints is None
+                             else self.constraints.num_constraints))
         self.offsets = np.zeros(num_replicas)
         self.resync()
         self.best_states = self.states.copy()
@@ -142,10 +155,11 @@ class Replicas:
         return int(self.states.shape[0])
 
     def _problem_args(self) -> tuple:
-        return (self.dense, self.couplings, self.indptr, self.indices, self.data)
+        return (self.dense, self.couplings, self.indptr, self.indices, self.data, self.cons)
 
     def exact(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(fields, energies) of ``states`` recomputed from scratch in float64."""
+        """(fields, energies) of ``states`` recomputed from scratch in float64; energies include
+        the inequality penalty."""
         states = np.ascontiguousarray(np.atleast_2d(states), dtype=np.uint8)
         fields = np.empty(states.shape, dtype=np.float64)
         energies = np.empty(states.shape[0])
@@ -153,13 +167,18 @@ class Replicas:
         fn = kernels.exact_fields if parallel else kernels.exact_fields_serial
         fn(self.dense, self.exact_couplings, self.indptr, self.indices, self.data, self.problem.linear,
            float(self.problem.constant), states, fields, energies)
+        if self.constraints is not None:
+            energies += self.constraints.penalty(states)
         return fields, energies
 
     def resync(self) -> None:
-        """Recompute fields and energies exactly: bounds float drift of the incremental updates."""
+        """Recompute fields, left-hand sides and energies exactly: bounds float drift of the
+        incremental updates."""
         fields, energies = self.exact(self.states)
         self.fields[:] = fields
         self.energies[:] = energies
+        if self.constraints is not None:
+            self.lhs[:] = self.constraints.lhs(self.states)
         self._synced_at = time.perf_counter()
 
     def maybe_resync(self) -> None:
@@ -174,8 +193,8 @@ class Replicas:
     def anneal(self, schedule: np.ndarray, trial: bool, offset_rate: float, gibbs: bool) -> None:
         """Every replica steps through ``schedule`` (betas): one sweep or parallel trial each."""
         fn = kernels.anneal if self.parallel else kernels.anneal_serial
-        fn(*self._problem_args(), self.states, self.fields, np.ascontiguousarray(schedule, np.float64),
-           trial, float(offset_rate), _table(gibbs), self.fixed, self.rng, self.energies,
+        fn(*self._problem_args(), self.states, self.fields, self.lhs,
+           np.ascontiguousarray(schedule, np.float64), trial, float(offset_rate), _table(gibbs), self.fixed, self.rng, self.energies,
            self.best_energies, self.best_states, self.offsets)
 
     def temper(self, ladders: np.ndarray, orders: np.ndarray, rounds: int, steps: int, trial: bool,
@@ -192,7 +211,8 @@ class Replicas:
         else:
             # Too little work per round to pay for waking the threads at every exchange.
             fn = kernels.temper_serial
-        fn(*self._problem_args(), self.states, self.fields, ladders, orders, rounds, steps, trial,
+        fn(*self._problem_args(), self.states, self.fields, self.lhs, ladders, orders, rounds, steps,
+           trial,
            float(offset_rate), _table(gibbs), self.fixed, self.rng, swap_rng, self.energies,
            self.best_energies, self.best_states, self.offsets, accepted, first_parity)
 
@@ -217,7 +237,7 @@ class _Driver:
     """Runs a chunked loop with a deadline, cancellation, target energy and progress."""
 
     def __init__(self, problem: BinaryQuadraticProblem, time_limit: float | None, cancel: Cancel,
-                 target_energy: float | None) -> None:
+                 target_energy: float | None, energy_parts: EnergyParts | None = None) -> None:
         if time_limit is not None and not (time_limit > 0 and math.isfinite(time_limit)):
             raise ValueError(f"time limit must be a positive number of seconds, got {time_limit}")
         self.problem = problem
@@ -225,7 +245,8 @@ class _Driver:
         self.deadline = None if time_limit is None else self.start + time_limit
         self.cancel = cancel
         self.target = target_energy
-        self.progress: list[tuple[float, float]] = []
+        self.progress: list[tuple[float, ...]] = []
+        self.energy_parts = energy_parts
         self.best_energy = math.inf
         self.stop_reason = "completed"
         self.anneal_seconds = 0.0
@@ -242,12 +263,17 @@ class _Driver:
         state, approx = replicas.best()
         margin = 0.0 if math.isinf(self.best_energy) else 1e-9 * (1.0 + abs(self.best_energy))
         if approx < self.best_energy - margin:
-            self.record(float(replicas.exact(state)[1][0]))
+            self.record(float(replicas.exact(state)[1][0]), state)
 
-    def record(self, exact_energy: float) -> None:
+    def record(self, exact_energy: float, state: np.ndarray) -> None:
+        """A new best: progress gets (seconds, energy), or (seconds, energy, penalty) split by
+        ``energy_parts``."""
         if exact_energy < self.best_energy:
             self.best_energy = exact_energy
-            self.progress.append((self.elapsed(), exact_energy))
+            if self.energy_parts is None:
+                self.progress.append((self.elapsed(), exact_energy))
+            else:
+                self.progress.append((self.elapsed(), *self.energy_parts(state)))
 
     def should_stop(self) -> bool:
         if _is_cancelled(self.cancel):
@@ -358,7 +384,8 @@ def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
     if moves != "auto":
         raise ValueError(f"moves must be 'auto', 'sweep' or 'trial', got {moves!r}")
     snapshot = (replicas.states.copy(), replicas.fields.copy(), replicas.energies.copy(),
-                replicas.rng.copy(), replicas.best_states.copy(), replicas.best_energies.copy())
+                replicas.rng.copy(), replicas.best_states.copy(), replicas.best_energies.copy(),
+                replicas.lhs.copy())
     rates = []
     for trial in (False, True):
         steps = 2
@@ -371,18 +398,19 @@ def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
             steps *= 4
         rates.append(steps / max(dt, 1e-9))
     (replicas.states[:], replicas.fields[:], replicas.energies[:], replicas.rng[:],
-     replicas.best_states[:], replicas.best_energies[:]) = snapshot
+     replicas.best_states[:], replicas.best_energies[:], replicas.lhs[:]) = snapshot
     return rates[1] > rates[0]
 
 
 def _finish(problem: BinaryQuadraticProblem, driver: _Driver, states: np.ndarray,
             counts: np.ndarray | None, solution_mode: str, limit: int | None,
-            info: dict[str, Any]) -> SolveResult:
+            info: dict[str, Any], constraints: LinearInequalities | None = None) -> SolveResult:
     if solution_mode not in ("COMPLETE", "QUICK"):
         raise ValueError(f"solution_mode must be COMPLETE or QUICK, got {solution_mode!r}")
     uniq, energies, freq = build_result(problem, states, counts,
-                                        limit=1 if solution_mode == "QUICK" else limit)
-    driver.record(float(energies[0]))
+                                        limit=1 if solution_mode == "QUICK" else limit,
+                                        constraints=constraints)
+    driver.record(float(energies[0]), uniq[0])
     return SolveResult(states=uniq, energies=energies, frequencies=freq, timing=driver.timing(),
                        progress=driver.progress, stop_reason=driver.stop_reason, info=info)
 
@@ -407,6 +435,7 @@ def anneal_da(
     target_energy: float | None = None,
     cancel: Cancel = None,
     parallel: bool = True,
+    constraints: LinearInequalities | None = None,
 ) -> SolveResult:
     """Simulated annealing with the Digital Annealer's dynamics (fujitsuDA / DA2 / MixedMode).
 
@@ -417,6 +446,7 @@ def anneal_da(
     Temperatures and the offset rate left as None are derived from the problem's energy deltas.
 
     Returns each run's best state seen, distinct states merged (COMPLETE) or only the best (QUICK).
+    With ``constraints`` every energy (moves, best states, results) includes their penalty.
 
     Example:
         >>> p = BinaryQuadraticProblem.from_dict({(0, 0): -1, (0, 1): 2, (1, 1): -1})
@@ -428,7 +458,7 @@ def anneal_da(
     if noise_model not in ("METROPOLIS", "GIBBS"):
         raise ValueError(f"noise_model must be METROPOLIS or GIBBS, got {noise_model!r}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
-    reps = Replicas(problem, num_runs, seed, initial_state, fixed, parallel)
+    reps = Replicas(problem, num_runs, seed, initial_state, fixed, parallel, constraints)
     # Measuring the problem costs a short quench: skip it when the caller set everything.
     needs_scales = (temperature_start is None or temperature_decay is None or moves == "auto"
                     or (offset_increase_rate is None and moves != "sweep"))
@@ -467,7 +497,8 @@ def anneal_da(
     info = {"beta_range": (beta_hot, beta_cold), "moves": "trial" if trial else "sweep",
             "offset_increase_rate": offset_rate, "iterations_done": done,
             "temperature_start": schedule.start, "temperature_decay": schedule.decay}
-    return _finish(problem, driver, reps.best_states, None, solution_mode, None, info)
+    return _finish(problem, driver, reps.best_states, None, solution_mode, None, info,
+                   reps.constraints)
 
 
 def parallel_tempering(
@@ -491,6 +522,7 @@ def parallel_tempering(
     target_energy: float | None = None,
     cancel: Cancel = None,
     parallel: bool = True,
+    constraints: LinearInequalities | None = None,
 ) -> SolveResult:
     """Replica-exchange Monte Carlo (fujitsuDAPT / DA2PT) on a geometric ladder of temperatures.
 
@@ -512,7 +544,8 @@ def parallel_tempering(
     if num_ensembles < 1:
         raise ValueError(f"num_ensembles must be >= 1, got {num_ensembles}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
-    reps = Replicas(problem, num_replicas * num_ensembles, seed, initial_states, fixed, parallel)
+    reps = Replicas(problem, num_replicas * num_ensembles, seed, initial_states, fixed, parallel,
+                    constraints)
     large, small = reps.delta_scales()
     tune_ladder = tune_ladder and ladder is None
     if ladder is None:
@@ -536,7 +569,8 @@ def parallel_tempering(
         tempering.advance(driver, total_rounds - tempering.rounds_done)
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
-    return _finish(problem, driver, reps.best_states, None, solution_mode, None, info)
+    return _finish(problem, driver, reps.best_states, None, solution_mode, None, info,
+                   reps.constraints)
 
 
 def solve_time_limited(
@@ -553,6 +587,8 @@ def solve_time_limited(
     cancel: Cancel = None,
     parallel: bool = True,
     moves: str = "sweep",
+    constraints: LinearInequalities | None = None,
+    energy_parts: EnergyParts | None = None,
 ) -> SolveResult:
     """The time-limited DA3 mode: ``num_group`` groups, each of ``ENSEMBLES_PER_GROUP``
     independent tempering ladders of ``num_run`` replicas, until ``time_limit_sec`` passes or the
@@ -561,12 +597,14 @@ def solve_time_limited(
     Every chunk each replica's best since the last harvest enters its group's pool of the
     ``num_output_solution`` lowest distinct states; the result holds all groups' pools
     (num_output_solution x num_group states at most), frequency = times a state was harvested.
+    With ``constraints`` (the DA3's linear inequalities) every energy includes their penalty.
+    ``energy_parts`` splits each progress entry's energy into (energy, penalty energy).
     """
     if num_group < 1 or num_output_solution < 1:
         raise ValueError("num_group and num_output_solution must be >= 1")
-    driver = _Driver(problem, time_limit_sec, cancel, target_energy)
+    driver = _Driver(problem, time_limit_sec, cancel, target_energy, energy_parts)
     chains = num_group * ENSEMBLES_PER_GROUP
-    reps = Replicas(problem, num_run * chains, seed, guidance, fixed, parallel)
+    reps = Replicas(problem, num_run * chains, seed, guidance, fixed, parallel, constraints)
     large, small = reps.delta_scales()
     hot, cold = beta_range_from_deltas(large, small)
     trial = _choose_moves(moves, reps, cold)
@@ -590,4 +628,4 @@ def solve_time_limited(
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
-                   num_output_solution * num_group, info)
+                   num_output_solution * num_group, info, reps.constraints)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from . import kernels
+from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .solver import anneal_da, parallel_tempering, solve_time_limited
 
@@ -20,13 +21,18 @@ def main() -> None:
     rng = np.random.default_rng(0)
     dense = BinaryQuadraticProblem.from_qubo_matrix(rng.normal(size=(12, 12)), storage="dense")
     sparse = dense.with_storage("sparse")
+    # Inequality constraints compile their own kernels (the unconstrained ones stay free of them).
+    constraints = LinearInequalities.from_arrays([0, 0], [0, 1], [1.0, 1.0], [-1.0], [2.0], 12)
     for problem in (dense, sparse):
         for parallel in (True, False):
-            for moves in ("trial", "sweep"):
-                anneal_da(problem, num_runs=2, num_iterations=4, moves=moves, parallel=parallel, seed=0)
-                parallel_tempering(problem, num_replicas=3, num_sweeps=4, moves=moves,
-                                   parallel=parallel, seed=0)
-            solve_time_limited(problem, time_limit_sec=0.01, num_run=2, parallel=parallel, seed=0)
+            for cons in (None, constraints):
+                for moves in ("trial", "sweep"):
+                    anneal_da(problem, num_runs=2, num_iterations=4, moves=moves, parallel=parallel,
+                              seed=0, constraints=cons)
+                    parallel_tempering(problem, num_replicas=3, num_sweeps=4, moves=moves,
+                                       parallel=parallel, seed=0, constraints=cons)
+                    solve_time_limited(problem, time_limit_sec=0.01, num_run=2, parallel=parallel,
+                                       seed=0, moves=moves, constraints=cons)
     # Coupling-pattern values of either width, read-only as decoded from a request body, into
     # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.
     source = np.zeros(2, dtype=np.int32)

@@ -105,7 +105,8 @@ class JobManager:
                                  penalty=request.penalty, api_version=version,
                                  aux_pairs=request.aux_pairs,
                                  num_output_variables=request.num_output_variables,
-                                 guidance_state=request.guidance_state)
+                                 guidance_state=request.guidance_state,
+                                 inequalities=request.inequalities)
         self.store.create(record, payload, self.job_limit)
         self.runner.enqueue(record.job_id)
         if self.metrics is not None:

@@ -12,10 +12,16 @@ Choices:
       with auxiliary variables (service.jobs.higher_order) and the replies report the original
       variables with the exact polynomial energy. In penalty_binary_polynomial: a 400.
     * DA3 one-hot groups become penalty terms of the annealed problem (service.jobs.one_hot).
-    * ``inequalities`` are refused with a 400 (not supported by this server).
-    * The problem's size is one more than the largest index used (in the problem and the
-      penalty polynomial); it must fit the generation's limit, and guidance/fixed configs must
-      name variables inside it.
+    * ``inequalities`` (v3+): first-order terms (``[i]`` or ``[i, i]``) and constants, kept
+      natively by the engine (service.engine.constraints); a term of degree >= 2 is a 400, and so
+      is a non-empty list on v1/v2. ``lambda`` is 1..1e9 (default 1).
+    * Empty forms are no input: ``"penalty_binary_polynomial": {"terms": []}`` or null and
+      ``"inequalities": []`` or null leave the problem as it is.
+    * Cloud-storage references (``bucket_name``, ``*_object_name``) are a 400: this server takes
+      the polynomials inline only.
+    * The problem's size is one more than the largest index used (in the problem, the penalty
+      polynomial and the inequalities); it must fit the generation's limit, and guidance/fixed
+      configs must name variables inside it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from pydantic import ValidationError
 
 from client.models import (BLOCK_GENERATION, SOLVER_BLOCKS, RequestEnvelope, generation_for_version,
                            solver_key)
-from client.transport import CompactProblem, CompactRequest, TransportError, decode_request
+from client.transport import (CompactInequalities, CompactProblem, CompactRequest, TransportError,
+                              decode_request)
 
 from .higher_order import reduce_degree
 from .one_hot import add_one_hot_penalties, one_hot_groups
@@ -306,10 +313,11 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         raise ProblemError(format_validation_error(exc)) from None
     gen = generation_for_version(version)
     v3 = gen.number >= 3
-    if body.get("inequalities"):
-        raise ProblemError("inequalities are not supported by this server; express them as "
-                           "penalty_binary_polynomial terms")
-    if body.get("penalty_binary_polynomial") is not None and not v3:
+    _refuse_cloud_storage(body)
+    if body.get("inequalities") and not v3:
+        raise ProblemError(f"inequalities are a v3+ feature, not available on /{version}")
+    penalty_given = _has_terms(body.get("penalty_binary_polynomial"))
+    if penalty_given and not v3:
         raise ProblemError(f"penalty_binary_polynomial is a v3+ feature, not available on /{version}")
     has_poly = body.get("binary_polynomial") is not None
     has_matrix = body.get("qubo_matrix") is not None
@@ -319,7 +327,10 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         raise ProblemError(f"qubo_matrix is a v1/v2 input; /{version} takes binary_polynomial")
     if max_terms is not None:
         _check_terms(body, max_terms, 0 if scanned is None else scanned.first.size)
-    penalty_terms = _polynomial(body, "penalty_binary_polynomial", v3)
+    # Empty or null penalty polynomials and inequality lists are no input (clients send them for
+    # every unconstrained problem); they must not take part in sizing the problem.
+    penalty_terms = _polynomial(body, "penalty_binary_polynomial", v3) if penalty_given else None
+    inequalities = _inequality_terms(body.get("inequalities")) if v3 else None
     higher: list[tuple[float, tuple[int, ...]]] = []
     if has_matrix:
         problem = _qubo_matrix(body)
@@ -331,16 +342,15 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         else:
             terms = _polynomial(body, "binary_polynomial", v3, higher)
         assert terms is not None
-        n = _size(terms, penalty_terms, params, max((max(ix) for _, ix in higher), default=-1))
+        n = _size([*terms[1:], *(penalty_terms or ())[1:],
+                   *(() if inequalities is None else (inequalities[1],))],
+                  max((max(ix) for _, ix in higher), default=-1))
         _check_size(n, gen.max_bits, version)  # before anything is allocated at size n
         problem = terms_to_problem(*terms, n)
-    if penalty_terms is not None:
-        n = max(n, _size(penalty_terms, None, params))
-        _check_size(n, gen.max_bits, version)
-        penalty = terms_to_problem(*penalty_terms, n)
-        _grow(problem, n)
-    else:
-        penalty = None
+    penalty = None if penalty_terms is None else terms_to_problem(*penalty_terms, n)
+    ineq = None
+    if inequalities is not None:
+        ineq = CompactInequalities(*inequalities)
     _check_size(n, gen.max_bits, version)
     _check_configs(params, n)
     groups = None
@@ -366,7 +376,73 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
     if groups:
         add_one_hot_penalties(problem, groups)
     return CompactRequest(problem, solver, params, penalty, version, aux_pairs=aux_pairs,
-                          num_output_variables=n if higher else None)
+                          num_output_variables=n if higher else None, inequalities=ineq)
+
+
+#: Body keys of the DA's cloud-storage mode (the polynomials uploaded to a bucket beforehand).
+_CLOUD_STORAGE_KEYS = ("bucket_name", "binary_polynomial_object_name",
+                       "penalty_binary_polynomial_object_name", "inequalities_object_name")
+
+
+def _refuse_cloud_storage(body: Mapping[str, Any]) -> None:
+    named = [key for key in body if (key in _CLOUD_STORAGE_KEYS or key.endswith("_object_name"))
+             and body[key] not in (None, "")]
+    if named:
+        raise ProblemError(f"{', '.join(named)}: cloud storage uploads are not supported by this "
+                           "server; send binary_polynomial, penalty_binary_polynomial and "
+                           "inequalities inline in the body")
+
+
+def _has_terms(poly: Any) -> bool:
+    """Whether a polynomial field holds anything to read (null and {"terms": []} do not; a
+    malformed value does, so that it is reported)."""
+    if poly is None:
+        return False
+    return not (isinstance(poly, Mapping) and poly.get("terms") in (None, []))
+
+
+#: The DA's range of an inequality's weight.
+LAMBDA_RANGE = (1.0, 1e9)
+
+
+def _inequality_terms(raw: Any) -> tuple[np.ndarray, ...] | None:
+    """The ``inequalities`` list as (constraint, variable, coefficient, constant, lambda) arrays,
+    or None when there are none. Each entry reads sum(terms) <= 0 with first-order terms."""
+    if raw is None or raw == []:
+        return None
+    if not isinstance(raw, list):
+        raise ProblemError("inequalities must be a list of {'terms': [...], 'lambda': number}")
+    constraint, variable, coefficient = [], [], []
+    constants = np.zeros(len(raw))
+    weights = np.ones(len(raw))
+    for k, entry in enumerate(raw):
+        where = f"inequalities[{k}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("terms"), list):
+            raise ProblemError(f"{where} must be an object with a 'terms' list (and an optional "
+                               "'lambda')")
+        lam = entry.get("lambda", 1)
+        if lam is None:
+            lam = 1
+        if isinstance(lam, bool) or not isinstance(lam, int | float) \
+                or not LAMBDA_RANGE[0] <= lam <= LAMBDA_RANGE[1]:
+            raise ProblemError(f"{where}.lambda: must be a number from 1 to 1e9, got {lam!r}")
+        weights[k] = float(lam)
+        higher: list[tuple[float, tuple[int, ...]]] = []
+        c, first, second = _term_arrays(entry["terms"], where, True, higher)
+        quadratic = (second >= 0) & (first >= 0) & (first != second)
+        if higher or np.any(quadratic):
+            bad = next(i for i, t in enumerate(entry["terms"])
+                       if len({int(v) for v in (t.get("p") if "p" in t else t.get("polynomials")) or ()}) > 1)
+            raise ProblemError(f"{where}.terms[{bad}] is not first-order; inequalities take linear "
+                               "terms ([i]) and constants only (express a quadratic constraint in "
+                               "penalty_binary_polynomial)")
+        const = first < 0
+        constants[k] = float(c[const].sum())
+        constraint.append(np.full(int((~const).sum()), k, dtype=np.int64))
+        variable.append(first[~const])
+        coefficient.append(c[~const])
+    return (np.concatenate(constraint), np.concatenate(variable), np.concatenate(coefficient),
+            constants, weights)
 
 
 def _grow(problem: CompactProblem, n: int) -> None:
@@ -395,6 +471,10 @@ def _check_terms(body: Mapping[str, Any], max_terms: int, scanned: int = 0) -> N
         poly = body.get(key)
         if isinstance(poly, Mapping) and isinstance(poly.get("terms"), list):
             count += len(poly["terms"])
+    inequalities = body.get("inequalities")
+    if isinstance(inequalities, list):
+        count += sum(len(e["terms"]) for e in inequalities
+                     if isinstance(e, Mapping) and isinstance(e.get("terms"), list))
     qm = body.get("qubo_matrix")
     if isinstance(qm, Mapping) and isinstance(qm.get("qubo"), list):
         count += len(qm["qubo"]) ** 2
@@ -402,12 +482,9 @@ def _check_terms(body: Mapping[str, Any], max_terms: int, scanned: int = 0) -> N
         raise ProblemError(f"the problem has {count:,} terms; this server accepts at most {max_terms:,}")
 
 
-def _size(terms: tuple[np.ndarray, np.ndarray, np.ndarray],
-          other: tuple[np.ndarray, np.ndarray, np.ndarray] | None, params: Mapping[str, Any],
-          extra: int = -1) -> int:
-    largest = max(int(terms[1].max(initial=-1)), int(terms[2].max(initial=-1)), extra)
-    if other is not None:
-        largest = max(largest, int(other[1].max(initial=-1)), int(other[2].max(initial=-1)))
+def _size(index_arrays: list[np.ndarray], extra: int = -1) -> int:
+    """One more than the largest variable index in the arrays (-1 = no index)."""
+    largest = max([extra, *(int(a.max(initial=-1)) for a in index_arrays)])
     if largest < 0:
         raise ProblemError("the problem has no variables (only constant terms)")
     return largest + 1
@@ -471,6 +548,13 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
         raise ProblemError("the constant is not finite")
     if req.penalty is not None and req.penalty.num_variables != n:
         raise ProblemError("the penalty problem must have the same num_variables as the problem")
+    ineq = req.inequalities
+    if ineq is not None:
+        if not (np.all(np.isfinite(ineq.coefficient)) and np.all(np.isfinite(ineq.constant))):
+            raise ProblemError("inequalities contain a non-finite number (NaN or infinity)")
+        if ineq.weights.size and not (np.all(ineq.weights >= LAMBDA_RANGE[0])
+                                      and np.all(ineq.weights <= LAMBDA_RANGE[1])):
+            raise ProblemError("inequalities.lambda: every weight must lie in 1..1e9")
     _check_configs(req.parameters, n)
     groups = _one_hot_groups(req)  # a bad group is refused before anything is registered or solved
     if expand_one_hot:

@@ -12,7 +12,10 @@ Mapping (see docs/service.md):
       ``maximum_replica_temperature`` sets the ladder's hot end. number_iterations ->
       num_sweeps 1:1, number_replicas -> num_replicas, moves="trial".
     * fujitsuDA3 -> ``solve_time_limited``. With a penalty polynomial the annealed objective is
-      energy + penalty_coef x penalty; each solution reports both parts.
+      energy + penalty_coef x penalty; ``inequalities`` are kept natively by the engine (each
+      adds lambda x max(0, lhs), service.engine.constraints). Each solution and progress entry
+      reports the energy and the penalty energy (the penalty polynomial's value plus the
+      inequalities' lambda x max(0, lhs)); feasible solutions (penalty energy 0) come first.
     * ``random_seed`` -> ``seed``. Always ``parallel=False``: the service runs many jobs on a pool
       of threads, one per core, and numba's parallel layer must not be entered from several.
 """
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from client.transport import CompactProblem, CompactReply, CompactRequest
+from client.transport import CompactInequalities, CompactProblem, CompactReply, CompactRequest
 
 from .higher_order import restore_states
 
@@ -76,6 +79,18 @@ def estimate_seconds(request: CompactRequest) -> float:
     return float(copies) * float(p.get("number_iterations", 1)) * n * SECONDS_PER_TRIAL
 
 
+def build_constraints(request: CompactRequest, num_variables: int, scale: float = 1.0) -> Any:
+    """The engine's LinearInequalities of a request (None without any); ``scale`` multiplies
+    the weights (a problem rounded to hardware units is scaled too)."""
+    from service.engine import LinearInequalities
+
+    ineq = request.inequalities
+    if ineq is None or ineq.num_constraints == 0:
+        return None
+    return LinearInequalities.from_arrays(ineq.constraint, ineq.variable, ineq.coefficient,
+                                          ineq.constant, ineq.weights * scale, num_variables)
+
+
 def solve_request(request: CompactRequest, options: SolveOptions | None = None) -> CompactReply:
     """Run the request's solver on the engine; ValueError for a problem the engine refuses."""
     from service.engine import anneal_da, parallel_tempering, solve_time_limited
@@ -87,21 +102,24 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
     solver = request.solver
     original = build_problem(request.problem)
     penalty = None if request.penalty is None else build_problem(request.penalty)
+    coef = float(p.get("penalty_coef", 1.0))
     objective = original
     if penalty is not None:
-        coef = float(p.get("penalty_coef", 1.0))
         objective = _combine(original, penalty, coef)
     first_gen = solver in ("fujitsuDA", "fujitsuDAMixedMode", "fujitsuDAPT")
     expert = bool(p.get("expert_mode", False))
     annealed, scale = objective, 1.0
     if first_gen and not expert:
         annealed, scale = to_hardware_precision(objective)
+    constraints = build_constraints(request, original.num_variables)
+    annealed_constraints = constraints if scale == 1.0 else build_constraints(
+        request, original.num_variables, scale)
     seed = p.get("random_seed")
     # The compact transport's array form of guidance_config wins over the map.
     guidance: Any = (request.guidance_state if request.guidance_state is not None
                      else _config(p.get("guidance_config")))
     common: dict[str, Any] = dict(seed=seed, cancel=options.cancel, parallel=False,
-                                  time_limit=options.time_limit)
+                                  time_limit=options.time_limit, constraints=annealed_constraints)
     iterations = int(p.get("number_iterations", 1))
     if options.max_iterations is not None and iterations > options.max_iterations:
         raise ValueError(f"{solver}.number_iterations: {iterations} exceeds this server's cap of "
@@ -134,11 +152,19 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
         if options.time_limit is not None:
             limit = min(limit, options.time_limit)
         target = p.get("target_energy")
+        parts = None
+        if penalty is not None or constraints is not None:
+            def parts(state: np.ndarray) -> tuple[float, float]:
+                penalty_energy = _penalty_energies(state[None, : original.num_variables],
+                                                   penalty, constraints)[0]
+                energy = float(original.energies(state[None, : original.num_variables])[0])
+                return energy, float(penalty_energy)
         result = solve_time_limited(
             annealed, time_limit_sec=limit, target_energy=target, num_run=int(p["num_run"]),
             num_group=int(p["num_group"]), num_output_solution=int(p["num_output_solution"]),
             guidance=guidance, fixed=_config(p.get("fixed_config")),
-            seed=seed, cancel=options.cancel, parallel=False)
+            seed=seed, cancel=options.cancel, parallel=False, constraints=annealed_constraints,
+            energy_parts=parts)
     else:
         raise ValueError(f"unknown solver {solver!r}")
     if annealed is not objective:
@@ -152,20 +178,24 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
         states_for_energy = restore_states(full, request.aux_pairs, states.shape[1])
     else:
         states_for_energy = states
-    if penalty is None and request.aux_pairs is None:
+    if penalty is None and constraints is None and request.aux_pairs is None:
         # result.energies are exact on ``objective``, which is the original problem here
         energies = np.asarray(result.energies, dtype=np.float64)
-        order = np.lexsort((-freq, energies))
     else:
         energies = np.atleast_1d(original.energies(states_for_energy)).astype(np.float64)
-    if penalty is None:
-        if request.aux_pairs is not None:
-            order = np.lexsort((-freq, energies))
+    if penalty is None and constraints is None:
+        order = np.lexsort((-freq, energies))
     else:
-        penalty_energies = np.atleast_1d(penalty.energies(states_for_energy)).astype(np.float64)
+        penalty_energies = _penalty_energies(states_for_energy, penalty, constraints)
+        infeasible = penalty_energies > 1e-9
+        if constraints is not None:
+            infeasible |= constraints.violated(states_for_energy)
         # Feasible (zero penalty) first, then by the annealed objective.
-        total = energies + float(p.get("penalty_coef", 1.0)) * penalty_energies
-        order = np.lexsort((energies, total, penalty_energies > 1e-9))
+        total = energies + coef * (0.0 if penalty is None
+                                   else np.atleast_1d(penalty.energies(states_for_energy)))
+        if constraints is not None:
+            total = total + constraints.penalty(states_for_energy)
+        order = np.lexsort((energies, total, infeasible))
     states, energies, freq = states[order], energies[order], freq[order]
     if penalty_energies is not None:
         penalty_energies = penalty_energies[order]
@@ -175,8 +205,20 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
     return CompactReply(status="Done", states=states, energies=energies, frequencies=freq,
                         penalty_energies=penalty_energies, timing=timing,
                         # progress of a rounded problem is in hardware units: scale it back
-                        progress=[(float(t), float(e) / scale) for t, e in result.progress],
+                        progress=[(float(t), *(float(v) / scale for v in rest))
+                                  for t, *rest in result.progress],
                         stop_reason=result.stop_reason)
+
+
+def _penalty_energies(states: np.ndarray, penalty: Any, constraints: Any) -> np.ndarray:
+    """What each state reports as ``penalty_energy``: the penalty polynomial's value plus the
+    inequalities' sum of lambda x max(0, lhs); 0 for a feasible state."""
+    out = np.zeros(len(states))
+    if penalty is not None:
+        out += np.atleast_1d(penalty.energies(states))
+    if constraints is not None:
+        out += constraints.penalty(states)
+    return out
 
 
 def _drop_auxiliaries(states: np.ndarray, freq: np.ndarray, aux_pairs: np.ndarray,
@@ -191,8 +233,6 @@ def _drop_auxiliaries(states: np.ndarray, freq: np.ndarray, aux_pairs: np.ndarra
 def warm_up() -> float:
     """Load every serial kernel the service uses (from numba's cache) so that the first request
     does not pay for it; returns the seconds it took."""
-    from client.transport import CompactProblem
-
     start = time.perf_counter()
     problem = CompactProblem.from_arrays([0, 1, 2], [1, 2, 3], [1.0, -2.0, 1.5], linear=[-1.0, 0.5, -0.5, 1.0])
     blocks: list[tuple[str, dict[str, Any]]] = [
@@ -204,6 +244,14 @@ def warm_up() -> float:
     dense = CompactProblem.from_arrays(*np.triu_indices(12, 1), np.ones(66), num_variables=12)
     solve_request(CompactRequest(dense, "fujitsuDA2", {"number_runs": 2, "number_iterations": 4,
                                                          "solution_mode": "COMPLETE"}))
+    # A DA3 job with inequalities (their kernels are compiled apart from the plain ones).
+    inequalities = CompactInequalities(np.array([0]), np.array([1]), np.array([1.0]),
+                                       np.array([-1.0]), np.array([2.0]))
+    for p in (problem, dense):
+        solve_request(CompactRequest(p, "fujitsuDA3", {"time_limit_sec": 1, "num_run": 2,
+                                                       "num_group": 1, "num_output_solution": 1,
+                                                       "random_seed": 0},
+                                     inequalities=inequalities), SolveOptions(time_limit=0.01))
     # A problem on a coupling pattern: values as a request body decodes them (read-only).
     from .patterns import Pattern
 
@@ -273,8 +321,9 @@ def qubo_solution_dict(reply: CompactReply, version: str, *, queue_seconds: floa
         timing: dict[str, Any] = {"cpu_time": str(_ms(solve)), "queue_time": str(_ms(queue_seconds)),
                                   "solve_time": str(_ms(solve)), "total_elapsed_time": str(_ms(total)),
                                   "detailed": {"anneal_time": str(_ms(t.get("anneal", 0.0)))}}
-        progress = [{"energy": float(e), "penalty_energy": 0.0, "time": round(float(s), 6)}
-                    for s, e in reply.progress if math.isfinite(e)]
+        progress = [{"energy": float(e), "penalty_energy": float(rest[0]) if rest else 0.0,
+                     "time": round(float(s), 6)}
+                    for s, e, *rest in reply.progress if math.isfinite(e)]
         return {"result_status": True, "solutions": solutions, "timing": timing, "progress": progress}
     timing = {"cpu_time": _ms(solve), "queue_time": _ms(queue_seconds), "solve_time": _ms(solve),
               "total_elapsed_time": _ms(total), "detailed": {"anneal_time": _ms(t.get("anneal", 0.0))}}

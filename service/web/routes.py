@@ -182,4 +182,5 @@ async def _body(manager: Any, record: Any, status: str | None = None) -> dict[st
 def _iso(epoch: float) -> str:
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    # Seconds and a Z: clients parse it with strptime("%Y-%m-%dT%H:%M:%SZ").
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
