@@ -20,7 +20,7 @@ import numpy as np
 
 from client.transport import CompactProblem
 
-__all__ = ["add_one_hot_penalties", "one_hot_groups"]
+__all__ = ["add_one_hot_penalties", "flip_swing", "one_hot_groups"]
 
 
 def one_hot_groups(params: Mapping[str, Any], num_variables: int) -> list[np.ndarray]:
@@ -52,13 +52,27 @@ def one_hot_groups(params: Mapping[str, Any], num_variables: int) -> list[np.nda
     return groups
 
 
-def add_one_hot_penalties(problem: CompactProblem, groups: list[np.ndarray]) -> float:
-    """Add the groups' penalties to ``problem`` in place; returns lambda."""
+def flip_swing(problem: CompactProblem) -> np.ndarray:
+    """Per variable, the largest energy change a flip of it can make: |h_i| + sum_j |J_ij|."""
     n = problem.num_variables
     linear = np.zeros(n) if problem.linear is None else problem.linear
     weights = np.abs(problem.values)
-    swing = np.abs(linear) + np.bincount(problem.rows, weights=weights, minlength=n)[:n] \
+    return np.abs(linear) + np.bincount(problem.rows, weights=weights, minlength=n)[:n] \
         + np.bincount(problem.cols, weights=weights, minlength=n)[:n]
+
+
+def add_one_hot_penalties(problem: CompactProblem, groups: list[np.ndarray],
+                          other_swing: np.ndarray | None = None) -> float:
+    """Add the groups' penalties to ``problem`` in place; returns lambda.
+
+    ``other_swing``: per variable, how much the rest of the annealed energy (a weighted penalty
+    polynomial, inequality penalties) can change with one flip; lambda exceeds that too.
+    """
+    n = problem.num_variables
+    linear = np.zeros(n) if problem.linear is None else problem.linear
+    swing = flip_swing(problem)
+    if other_swing is not None:
+        swing[: other_swing.size] += other_swing[:n]
     lam = 1.0 + float(swing.max(initial=0.0))
     rows, cols = [problem.rows], [problem.cols]
     values = [problem.values]

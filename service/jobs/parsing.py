@@ -44,7 +44,7 @@ from client.transport import (CompactInequalities, CompactProblem, CompactReques
                               decode_request)
 
 from .higher_order import reduce_degree
-from .one_hot import add_one_hot_penalties, one_hot_groups
+from .one_hot import add_one_hot_penalties, flip_swing, one_hot_groups
 from .term_scan import scan_binary_polynomial
 
 if TYPE_CHECKING:
@@ -374,7 +374,7 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         if penalty is not None:
             _grow(penalty, total)
     if groups:
-        add_one_hot_penalties(problem, groups)
+        add_one_hot_penalties(problem, groups, _other_swing(params, penalty, ineq, n))
     return CompactRequest(problem, solver, params, penalty, version, aux_pairs=aux_pairs,
                           num_output_variables=n if higher else None, inequalities=ineq)
 
@@ -443,6 +443,22 @@ def _inequality_terms(raw: Any) -> tuple[np.ndarray, ...] | None:
         coefficient.append(c[~const])
     return (np.concatenate(constraint), np.concatenate(variable), np.concatenate(coefficient),
             constants, weights)
+
+
+def _other_swing(params: Mapping[str, Any], penalty: CompactProblem | None,
+                 inequalities: CompactInequalities | None, n: int) -> np.ndarray | None:
+    """How much the weighted penalty polynomial and the inequality penalties can change with one
+    flip of each variable: the one-hot groups' weight must exceed it as well."""
+    if penalty is None and inequalities is None:
+        return None
+    swing = np.zeros(n)
+    if penalty is not None:
+        swing += float(params.get("penalty_coef", 1.0)) * flip_swing(penalty)[:n]
+    if inequalities is not None:
+        swing += np.bincount(inequalities.variable, minlength=n,
+                             weights=np.abs(inequalities.coefficient)
+                             * inequalities.weights[inequalities.constraint])[:n]
+    return swing
 
 
 def _grow(problem: CompactProblem, n: int) -> None:
@@ -580,7 +596,9 @@ def expand_one_hot_groups(request: CompactRequest) -> None:
 
 def _add_one_hot(request: CompactRequest, groups: list[np.ndarray]) -> None:
     if groups:
-        add_one_hot_penalties(request.problem, groups)
+        add_one_hot_penalties(request.problem, groups,
+                              _other_swing(request.parameters, request.penalty, request.inequalities,
+                                           request.problem.num_variables))
         request.problem.pattern = request.problem.pattern_key = None
 
 

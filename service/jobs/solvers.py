@@ -164,7 +164,7 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
             num_group=int(p["num_group"]), num_output_solution=int(p["num_output_solution"]),
             guidance=guidance, fixed=_config(p.get("fixed_config")),
             seed=seed, cancel=options.cancel, parallel=False, constraints=annealed_constraints,
-            energy_parts=parts)
+            energy_parts=parts, penalty_scale=_penalty_scale(annealed, p, penalty))
     else:
         raise ValueError(f"unknown solver {solver!r}")
     if annealed is not objective:
@@ -208,6 +208,17 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
                         progress=[(float(t), *(float(v) / scale for v in rest))
                                   for t, *rest in result.progress],
                         stop_reason=result.stop_reason)
+
+
+def _penalty_scale(annealed: Any, params: Mapping[str, Any], penalty: Any) -> float | None:
+    """With penalty terms inside the annealed problem (a weighted penalty polynomial, one-hot
+    groups), the largest single-flip change of its energy: what a broken constraint can cost."""
+    groups = any((params.get(key) or {}).get("numbers")
+                 for key in ("one_way_one_hot_groups", "two_way_one_hot_groups"))
+    if penalty is None and not groups:
+        return None
+    swing = np.abs(annealed.linear) + np.asarray(abs(annealed.couplings).sum(axis=1)).ravel()
+    return float(swing.max(initial=0.0))
 
 
 def _penalty_energies(states: np.ndarray, penalty: Any, constraints: Any) -> np.ndarray:

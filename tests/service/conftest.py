@@ -36,6 +36,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def quick_job_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server that stops every job after 0.5 s (client shapes ask for up to 30 s; the
+    problems sent to it are tiny) with no practical per-key job cap, so a corpus runs at once."""
+    tmp = tmp_path_factory.mktemp("quick")
+    port = free_port()
+    env = {"SPINOUT_LOG_LEVEL": "WARNING", "SPINOUT_JOB_TIME_LIMIT_SEC": "0.5"}
+    proc = ServerProcess(serve_args(port, "--api-key", KEY_A, "--workers", "2", "--job-limit", "10000",
+                                    "--database", str(tmp / "jobs.sqlite3")), env, tmp / "server.log", port)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture()
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers={"X-Api-Key": KEY_A}, timeout=60.0) as c:

@@ -164,7 +164,7 @@ BAD_BODIES: list[tuple[str, str, Any, str]] = [
     ("v3", "degree 3 in the penalty", {**body([{"c": 1.0, "p": [0]}], "fujitsuDA3"),
                                          "penalty_binary_polynomial": {"terms": [{"c": 1.0, "p": [0, 1, 2]}]}},
      "binary_polynomial only"),
-    ("v3", "inequalities", {**body([{"c": 1.0, "p": [0]}], "fujitsuDA3"), "inequalities": [{"terms": [], "lambda": 1}]}, "inequalities"),
+    ("v3", "inequalities", {**body([{"c": 1.0, "p": [0]}], "fujitsuDA3"), "inequalities": [{"terms": [{"c": 1.0, "p": [0, 1]}], "lambda": 1}]}, "inequalities[0].terms[0] is not first-order"),
 ]
 
 
