@@ -4,19 +4,23 @@ penalty expansion, against the exact optimum from a MIP solver, in one run.
     python benchmarks/bench_constraints.py                 # 200 items, 3 constraints, 10 s, 5 seeds
     python benchmarks/bench_constraints.py --quick         # 2 seeds, 5 s
 
-The instance is a multidimensional knapsack in the Chu & Beasley form (weights U{1..1000},
-capacities half the weight sums, values correlated with the weights), generated from
-``--instance-seed``. HiGHS (``pip install -e '.[bench]'``) gives the exact optimum. Each solver
-arm is a real ``spinout serve`` job on POST /v4/async/qubo/solve with the same time limit:
+The instances are multidimensional knapsacks in the Chu & Beasley form (weights U{1..1000},
+capacities half the weight sums, values correlated with the weights). HiGHS
+(``pip install -e '.[bench]'``) gives each exact optimum. Each solver arm is a real
+``spinout serve`` job on POST /v4/async/qubo/solve with the same time limit:
 
 - native: maximise sum v x as minimise -sum v x, each capacity row as an ``inequalities`` entry
-  (sum w x - C <= 0) with lambda = --lambda-factor x the largest value-to-weight ratio;
+  (sum w x - C <= 0) with weight lambda;
 - slack bits: each row as an equality sum w x + sum b_k s_k - C = 0 over binary slack bits
   (b = 1, 2, 4, ..., remainder: every slack value 0..C), squared in penalty_binary_polynomial
-  with penalty_coef = the same weight.
+  with penalty_coef as its weight.
 
-Figures: the best feasible value each arm reached (medians over seeds), its gap to the optimum,
-and the first time the progress trace came within 1 % (feasible entries only).
+The weight is a factor (``--lambda-factors``) times the median value-to-weight ratio, the typical
+price of a unit of capacity (the objective goes out x100, since the DA takes lambda >= 1). Each arm's factor is chosen on a validation instance
+(``--validation-seed``, 2 job seeds, lowest median gap), never on the reported one
+(``--instance-seed``). Figures: the best feasible value each arm reached (medians over job
+seeds), its gap to the optimum, and the first time the progress trace came within 1 % (feasible
+entries only).
 """
 
 from __future__ import annotations
@@ -81,11 +85,16 @@ def exact_optimum(values: np.ndarray, weights: np.ndarray, capacities: np.ndarra
     return -float(info.objective_function_value), -float(info.mip_dual_bound), seconds
 
 
+#: The objective is sent in these units: the DA takes weights (lambda) from 1 up, and the
+#: weights worth trying are near the value of one unit of capacity (~1.5).
+OBJECTIVE_SCALE = 100.0
+
+
 def native_body(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray, weight: float,
                 time_limit: int, seed: int) -> dict[str, Any]:
-    terms = [{"c": -float(v), "p": [i]} for i, v in enumerate(values)]
+    terms = [{"c": -OBJECTIVE_SCALE * float(v), "p": [i]} for i, v in enumerate(values)]
     inequalities = [{"terms": [{"c": float(w), "p": [i]} for i, w in enumerate(row)]
-                     + [{"c": -float(cap), "p": []}], "lambda": weight}
+                     + [{"c": -float(cap), "p": []}], "lambda": OBJECTIVE_SCALE * weight}
                     for row, cap in zip(weights, capacities)]
     return {"fujitsuDA3": {"time_limit_sec": time_limit, "random_seed": seed},
             "binary_polynomial": {"terms": terms}, "inequalities": inequalities}
@@ -119,8 +128,10 @@ def slack_body(values: np.ndarray, weights: np.ndarray, capacities: np.ndarray, 
             for q in range(p + 1, len(variables)):
                 add((variables[p], variables[q]), 2.0 * a[p] * a[q])
         add((), float(cap) ** 2)
-    body = {"fujitsuDA3": {"time_limit_sec": time_limit, "random_seed": seed, "penalty_coef": weight},
-            "binary_polynomial": {"terms": [{"c": -float(v), "p": [i]} for i, v in enumerate(values)]},
+    body = {"fujitsuDA3": {"time_limit_sec": time_limit, "random_seed": seed,
+                           "penalty_coef": OBJECTIVE_SCALE * weight},
+            "binary_polynomial": {"terms": [{"c": -OBJECTIVE_SCALE * float(v), "p": [i]}
+                                            for i, v in enumerate(values)]},
             "penalty_binary_polynomial": {"terms": [{"c": c, "p": list(k)} for k, c in penalty.items()]}}
     return body, next_var - n
 
@@ -135,6 +146,7 @@ def run_job(http: httpx.Client, body: dict[str, Any], n: int, values: np.ndarray
         time.sleep(0.2)
     if reply["status"] != "Done":
         raise RuntimeError(f"job {job} ended {reply}")
+    http.delete(f"/v4/async/jobs/result/{job}")  # a key holds at most 16 jobs
     best = -math.inf
     for s in reply["qubo_solution"]["solutions"]:
         x = np.array([s["configuration"][str(i)] for i in range(n)], dtype=np.int64)
@@ -142,10 +154,20 @@ def run_job(http: httpx.Client, body: dict[str, Any], n: int, values: np.ndarray
             best = max(best, float(values @ x))
     within = math.inf
     for entry in reply["qubo_solution"]["progress"]:
-        if entry["penalty_energy"] <= 1e-9 and -entry["energy"] >= 0.99 * optimum:
+        if entry["penalty_energy"] <= 1e-9 and -entry["energy"] / OBJECTIVE_SCALE >= 0.99 * optimum:
             within = entry["time"]
             break
     return {"value": best, "gap": 100.0 * (optimum - best) / optimum, "within_1pct_s": within}
+
+
+def arm_body(arm: str, instance: tuple[np.ndarray, np.ndarray, np.ndarray], weight: float,
+             seconds: int, seed: int) -> dict[str, Any]:
+    if arm == "native inequalities":
+        return native_body(*instance, weight, seconds, seed)
+    return slack_body(*instance, weight, seconds, seed)[0]
+
+
+ARMS = ("native inequalities", "slack bits")
 
 
 def main() -> int:
@@ -153,48 +175,64 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--constraints", type=int, default=3)
     parser.add_argument("--instance-seed", type=int, default=2026)
+    parser.add_argument("--validation-seed", type=int, default=2027)
     parser.add_argument("--seconds", type=int, default=10, help="time_limit_sec of every job")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--lambda-factor", type=float, default=2.0,
-                        help="constraint weight = this x the largest value / weight ratio")
+    parser.add_argument("--lambda-factors", type=float, nargs="+", default=[0.5, 1.0, 2.0],
+                        help="weights tried on the validation instance, x the median value/weight")
     parser.add_argument("--mip-seconds", type=float, default=300.0)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.seconds = 2, 5
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
-    values, weights, capacities = chu_beasley(args.items, args.constraints, args.instance_seed)
-    optimum, bound, mip_seconds = exact_optimum(values, weights, capacities, args.mip_seconds)
-    print(f"instance: Chu-Beasley {args.items} items x {args.constraints} constraints, seed "
-          f"{args.instance_seed}; HiGHS optimum {optimum:.0f} (bound {bound:.0f}) in {mip_seconds:.1f} s")
-    ratio = float((values[None, :] / weights).max())
-    weight = math.ceil(args.lambda_factor * ratio)
-    print(f"constraint weight (lambda, penalty_coef) = {weight} ({args.lambda_factor} x the largest "
-          f"value/weight ratio {ratio:.1f})")
+          f"python {platform.python_version()}; one solver thread, {args.seconds} s per job")
+    instances = {}
+    for label, seed in (("validation", args.validation_seed), ("test", args.instance_seed)):
+        instance = chu_beasley(args.items, args.constraints, seed)
+        optimum, bound, mip_seconds = exact_optimum(*instance, args.mip_seconds)
+        price = float(np.median(instance[0][None, :] / instance[1]))
+        instances[label] = (instance, optimum, price)
+        print(f"{label} instance: Chu-Beasley {args.items} items x {args.constraints} constraints, "
+              f"seed {seed}; HiGHS optimum {optimum:.0f} (bound {bound:.0f}) in {mip_seconds:.1f} s; "
+              f"median value/weight {price:.3f}")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(["serve", "--port", str(port), "--workers", "1",
                                 "--database", str(Path(tmp) / "jobs.sqlite3")],
                                {"SPINOUT_LOG_LEVEL": "WARNING"}, Path(tmp) / "server.log", port).start()
         try:
-            figures: dict[str, list[dict[str, float]]] = {"native inequalities": [], "slack bits": []}
             with httpx.Client(base_url=server.url, timeout=120.0) as http:
+                chosen = {}
+                instance, optimum, price = instances["validation"]
+                for arm in ARMS:
+                    gaps = {}
+                    for factor in args.lambda_factors:
+                        rows = [run_job(http, arm_body(arm, instance, factor * price, args.seconds, seed),
+                                        args.items, *instance, optimum) for seed in range(2)]
+                        gaps[factor] = statistics.median(r["gap"] for r in rows)
+                        print(f"  validation {arm:20s} lambda {factor} x price: median gap "
+                              f"{gaps[factor]:.3f} %", flush=True)
+                    chosen[arm] = min(gaps, key=lambda f: gaps[f])
+                instance, optimum, price = instances["test"]
+                figures: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
                 for seed in range(args.seeds):
-                    native = native_body(values, weights, capacities, weight, args.seconds, seed)
-                    slack, bits = slack_body(values, weights, capacities, weight, args.seconds, seed)
-                    for name, body in (("native inequalities", native), ("slack bits", slack)):
-                        row = run_job(http, body, args.items, values, weights, capacities, optimum)
-                        figures[name].append(row)
-                        print(f"  seed {seed} {name:20s} value {row['value']:.0f} gap {row['gap']:.3f} % "
-                              f"within 1 % at {row['within_1pct_s']:.2f} s", flush=True)
+                    for arm in ARMS:
+                        weight = chosen[arm] * price
+                        row = run_job(http, arm_body(arm, instance, weight, args.seconds, seed),
+                                      args.items, *instance, optimum)
+                        figures[arm].append(row)
+                        print(f"  test seed {seed} {arm:20s} (lambda {weight:.3f}) value {row['value']:.0f} "
+                              f"gap {row['gap']:.3f} % within 1 % at {row['within_1pct_s']:.2f} s", flush=True)
         finally:
             server.stop()
-    print(f"\nslack-bit form: {args.items + bits} variables ({bits} slack bits), dense penalty block")
-    print(f"{'arm':22s} {'median value':>12s} {'median gap %':>13s} {'worst gap %':>12s} "
+    bits = slack_body(*instances["test"][0], 1.0, args.seconds, 0)[1]
+    print(f"\nslack-bit form: {args.items + bits} variables ({bits} slack bits), a dense penalty block")
+    print(f"{'arm':22s} {'lambda':>8s} {'median value':>12s} {'median gap %':>13s} {'worst gap %':>12s} "
           f"{'median t(1 %) s':>16s}")
-    for name, rows in figures.items():
-        print(f"{name:22s} {statistics.median(r['value'] for r in rows):12.0f} "
+    for arm, rows in figures.items():
+        print(f"{arm:22s} {chosen[arm] * instances['test'][2]:8.3f} "
+              f"{statistics.median(r['value'] for r in rows):12.0f} "
               f"{statistics.median(r['gap'] for r in rows):13.3f} {max(r['gap'] for r in rows):12.3f} "
               f"{statistics.median(r['within_1pct_s'] for r in rows):16.2f}")
     native_gap = statistics.median(r["gap"] for r in figures["native inequalities"])

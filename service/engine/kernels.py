@@ -109,9 +109,14 @@ def _flip(dense, couplings, indptr, indices, data, x, f, i):
 
 # ---------------------------------------------------------------------------- inequalities
 # ``cons`` = (indptr, constraint, coefficient, weight): each bit's linear inequalities in CSC
-# order (service.engine.constraints); ``lhs`` holds one replica's left-hand sides, kept up to
-# date on every flip. A state pays weight_c * max(0, lhs_c) for constraint c. With no
-# constraints the kernels compile a path without any of this (a closure constant below).
+# order (service.engine.constraints); ``lhs`` holds one replica's C left-hand sides, kept up to
+# date on every flip, then two bookkeeping slots: lhs[C] the number of violated constraints and
+# lhs[C + 1] 1.0 when the replica's best state is feasible. A state pays weight_c * max(0, lhs_c)
+# for constraint c. A replica's best is its best feasible state once it has seen one (a small
+# weight can make broken states cheaper), else its lowest energy. With no constraints the
+# kernels compile a path without any of this (a closure constant below).
+#: A left-hand side above this counts as violated in the kernels' bookkeeping.
+VIOLATION = 1e-9
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _penalty_change(cons, lhs, x, i):
     """Change of the inequality penalty if bit i flips: O(constraints bit i appears in)."""
@@ -127,44 +132,77 @@ def _penalty_change(cons, lhs, x, i):
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _shift_lhs(cons, lhs, x, i):
-    """Move the left-hand sides for a flip of bit i (call before x[i] changes)."""
-    indptr, constraint, coefficient, _ = cons
+    """Move the left-hand sides and the violation count for a flip of bit i (call before x[i]
+    changes)."""
+    indptr, constraint, coefficient, weight = cons
+    count = weight.shape[0]
     sign = 1.0 - 2.0 * np.float64(x[i])
     for k in range(indptr[i], indptr[i + 1]):
-        lhs[constraint[k]] += sign * coefficient[k]
+        c = constraint[k]
+        old = lhs[c]
+        new = old + sign * coefficient[k]
+        lhs[c] = new
+        lhs[count] += np.float64(new > VIOLATION) - np.float64(old > VIOLATION)
 
 
-def _sweep_run(constrained):
-    """The sequential sweep, compiled with or without inequality constraints."""
-    @njit(cache=True, nogil=True, fastmath=True)
-    def sweep(dense, couplings, indptr, indices, data, cons, lhs, x, f, beta, table, fixed, s, e,
-              best_e, best_x):
-        """One sequential sweep over the free bits at inverse temperature beta."""
-        bits = _U64(0)
-        left = 0
-        for i in range(x.shape[0]):
-            if fixed[i]:
-                continue
-            d = f[i] if x[i] == 0 else -f[i]
-            penalty = 0.0
-            if constrained:
-                penalty = _penalty_change(cons, lhs, x, i)
-                d += penalty
-            k, s, bits, left = _next_index(s, bits, left)
-            if table[k] > beta * d:
-                if constrained:
-                    _shift_lhs(cons, lhs, x, i)
-                e += _flip(dense, couplings, indptr, indices, data, x, f, i) + penalty
-                if e < best_e:
-                    best_e = e
-                    best_x[:] = x
-        return s, e, best_e
-
-    return sweep
+@njit(cache=True, nogil=True, inline="always")
+def _improves(cons, lhs, e, best_e):
+    """Whether the current state (energy e) replaces the replica's best: a feasible state beats
+    any broken one, then the lower energy wins. Marks the best's feasibility when it does."""
+    count = cons[3].shape[0]
+    feasible = lhs[count] < 0.5
+    best_feasible = lhs[count + 1] > 0.5
+    if feasible:
+        better = e < best_e or not best_feasible
+    else:
+        better = e < best_e and not best_feasible
+    if better:
+        lhs[count + 1] = 1.0 if feasible else 0.0
+    return better
 
 
-_sweep_replica = _sweep_run(False)
-_sweep_replica_constrained = _sweep_run(True)
+@njit(cache=True, nogil=True, fastmath=True)
+def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, table, fixed, s, e, best_e,
+                   best_x):
+    """One sequential sweep over the free bits at inverse temperature beta."""
+    bits = _U64(0)
+    left = 0
+    for i in range(x.shape[0]):
+        if fixed[i]:
+            continue
+        d = f[i] if x[i] == 0 else -f[i]
+        k, s, bits, left = _next_index(s, bits, left)
+        if table[k] > beta * d:
+            e += _flip(dense, couplings, indptr, indices, data, x, f, i)
+            if e < best_e:
+                best_e = e
+                best_x[:] = x
+    return s, e, best_e
+
+
+# The constrained kernels are written out beside the plain ones rather than folded into them
+# behind a flag: the plain tempering loop ran 13-25 % slower per round with the shared versions
+# (an unread constraint argument and pruned branches still cost a replica-step ~0.5 us).
+@njit(cache=True, nogil=True, fastmath=True)
+def _sweep_replica_constrained(dense, couplings, indptr, indices, data, cons, lhs, x, f, beta,
+                               table, fixed, s, e, best_e, best_x):
+    """``_sweep_replica`` with inequality constraints: each trial adds the flip's penalty
+    change, each flip moves the left-hand sides, and the best is kept feasibility first."""
+    bits = _U64(0)
+    left = 0
+    for i in range(x.shape[0]):
+        if fixed[i]:
+            continue
+        penalty = _penalty_change(cons, lhs, x, i)
+        d = (f[i] if x[i] == 0 else -f[i]) + penalty
+        k, s, bits, left = _next_index(s, bits, left)
+        if table[k] > beta * d:
+            _shift_lhs(cons, lhs, x, i)
+            e += _flip(dense, couplings, indptr, indices, data, x, f, i) + penalty
+            if _improves(cons, lhs, e, best_e):
+                best_e = e
+                best_x[:] = x
+    return s, e, best_e
 
 
 _GOLDEN32 = _U32(0x9E3779B9)
@@ -247,51 +285,53 @@ def _trial_uniform(seed, i):
 
 # The parallel trial's vectorised loop is a separate (not inlined) function, without reference
 # counting: inlined into the iteration's control flow, LLVM left it scalar (measured 5x slower).
-def _trial_keys_for(penalised):
-    """The key loop, compiled without (``pen`` unread) or with each bit's penalty change."""
-    @njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-    def trial_keys(seed, f, x, pen, fixed, beta, offset, gibbs, keys):
-        """Every bit's key k_i = u_i / P_i (as float32 bits into ``keys``); returns the smallest.
+@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
+def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
+    """Every bit's key k_i = u_i / P_i (as float32 bits into ``keys``); returns the smallest.
 
-        Bit i is accepted iff u_i < P_i, i.e. k_i < 1, P_i the acceptance probability of
-        t = beta * (dE_i - offset). Given the accepted set, each accepted k_i is uniform on
-        (0, 1) and independent of the others, so the smallest key is a uniform choice among the
-        accepted bits: one random number per bit decides both acceptance and choice, with no
-        division (1 / P is an exp itself) and no gather. Two loops, each with a constant
-        ``gibbs``, so that both vectorise. The energy change is a select, not f * (1 - 2x):
-        numba does integer arithmetic in 64 bits, which halved the vector width of that step
-        (the select: 5-10 % faster). ``pen[i]``: bit i's inequality penalty change.
-        """
-        b = _F32(beta)
-        o = _F32(offset)
-        smallest = _NEVER
-        if gibbs:
-            for i in range(x.shape[0]):
-                d = -_F32(f[i]) if x[i] else _F32(f[i])
-                if penalised:
-                    d += _F32(pen[i])
-                t = b * (d - o)
-                k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, True))
-                k = _NEVER if fixed[i] else k
-                keys[i] = k
-                smallest = min(smallest, k)
-        else:
-            for i in range(x.shape[0]):
-                d = -_F32(f[i]) if x[i] else _F32(f[i])
-                if penalised:
-                    d += _F32(pen[i])
-                t = b * (d - o)
-                k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, False))
-                k = _NEVER if fixed[i] else k
-                keys[i] = k
-                smallest = min(smallest, k)
-        return smallest
-
-    return trial_keys
+    Bit i is accepted iff u_i < P_i, i.e. k_i < 1, P_i the acceptance probability of
+    t = beta * (dE_i - offset). Given the accepted set, each accepted k_i is uniform on (0, 1)
+    and independent of the others, so the smallest key is a uniform choice among the accepted
+    bits: one random number per bit decides both acceptance and choice, with no division (1 / P
+    is an exp itself) and no gather. Two loops, each with a constant ``gibbs``, so that both
+    vectorise. The energy change is a select, not f * (1 - 2x): numba does integer arithmetic
+    in 64 bits, which halved the vector width of that step (the select: 5-10 % faster).
+    """
+    b = _F32(beta)
+    o = _F32(offset)
+    smallest = _NEVER
+    if gibbs:
+        for i in range(x.shape[0]):
+            t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) - o)
+            k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, True))
+            k = _NEVER if fixed[i] else k
+            keys[i] = k
+            smallest = min(smallest, k)
+    else:
+        for i in range(x.shape[0]):
+            t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) - o)
+            k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, False))
+            k = _NEVER if fixed[i] else k
+            keys[i] = k
+            smallest = min(smallest, k)
+    return smallest
 
 
-_trial_keys = _trial_keys_for(False)
-_trial_keys_penalised = _trial_keys_for(True)
+# A separate function, not a flag of the one above: with an extra (unread) penalty array in its
+# signature the plain loop ran ~20 % slower on a dense 1,024-bit problem.
+@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
+def _trial_keys_penalised(seed, f, x, pen, fixed, beta, offset, gibbs, keys):
+    """``_trial_keys`` with bit i's energy change dE_i + pen[i] (its inequality penalty change)."""
+    b = _F32(beta)
+    o = _F32(offset)
+    smallest = _NEVER
+    for i in range(x.shape[0]):
+        t = b * ((-_F32(f[i]) if x[i] else _F32(f[i])) + _F32(pen[i]) - o)
+        k = _bits_from_float32(_trial_uniform(seed, i) * _inverse_acceptance(t, gibbs))
+        k = _NEVER if fixed[i] else k
+        keys[i] = k
+        smallest = min(smallest, k)
+    return smallest
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -305,21 +345,17 @@ def _first_index(keys, key):
     return first
 
 
-def _trial_run(dense_storage, constrained):
-    """The parallel trial's loop over a schedule for one coupling storage, with or without
-    inequality constraints.
+def _trial_run(dense_storage):
+    """The parallel trial's loop over a schedule for one coupling storage.
 
     The storage is a closure constant, so the other storage's flip is compiled away: with a
     runtime branch between them, even one LLVM could predict, the 64-bit iteration was ~12 %
     slower. The whole loop is one compiled function: as an inlined per-iteration step returning
-    a tuple, the same code ran 1.7x slower. With constraints each iteration first computes every
-    bit's penalty change (O(constraint entries)); the key loop adds it to dE.
+    a tuple, the same code ran 1.7x slower.
     """
-    keys_of = _trial_keys_penalised if constrained else _trial_keys
-
     @njit(cache=True, nogil=True, fastmath=True)
-    def run(couplings, indptr, indices, data, cons, lhs, x, f, schedule, offset_rate, gibbs,
-            fixed, s, e, best_e, best_x, offset):
+    def run(couplings, indptr, indices, data, x, f, schedule, offset_rate, gibbs, fixed, s, e,
+            best_e, best_x, offset):
         """One Digital Annealer iteration per inverse temperature of ``schedule``: every bit is
         tried at once, one accepted bit flips. Returns (s, e, best_e, offset).
 
@@ -333,34 +369,25 @@ def _trial_run(dense_storage, constrained):
         every step.
         """
         keys = np.empty(x.shape[0], dtype=np.int32)
-        pen = np.zeros(x.shape[0] if constrained else 0)
         pending = False
         for t in range(schedule.shape[0]):
             s ^= s >> _U64(12)
             s ^= s << _U64(25)
             s ^= s >> _U64(27)
             seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
-            if constrained:
-                for j in range(x.shape[0]):
-                    pen[j] = _penalty_change(cons, lhs, x, j)
-            smallest = keys_of(seed, f, x, pen, fixed, schedule[t], offset, gibbs, keys)
+            smallest = _trial_keys(seed, f, x, fixed, schedule[t], offset, gibbs, keys)
             if smallest >= _ONE_BITS:
                 offset += offset_rate
                 continue
             offset = 0.0
             i = _first_index(keys, smallest)
-            penalty = 0.0
-            if constrained:
-                penalty = pen[i]
-            if pending and e + (f[i] if x[i] == 0 else -f[i]) + penalty >= best_e:
+            if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
                 best_x[:] = x  # leaving the best state seen
                 pending = False
-            if constrained:
-                _shift_lhs(cons, lhs, x, i)
             if dense_storage:
-                e += _flip_dense(couplings, x, f, i) + penalty
+                e += _flip_dense(couplings, x, f, i)
             else:
-                e += _flip_sparse(indptr, indices, data, x, f, i) + penalty
+                e += _flip_sparse(indptr, indices, data, x, f, i)
             if e < best_e:
                 best_e = e
                 pending = True
@@ -371,42 +398,84 @@ def _trial_run(dense_storage, constrained):
     return run
 
 
-_trials_dense = _trial_run(True, False)
-_trials_sparse = _trial_run(False, False)
-_trials_dense_constrained = _trial_run(True, True)
-_trials_sparse_constrained = _trial_run(False, True)
+_trials_dense = _trial_run(True)
+_trials_sparse = _trial_run(False)
+
+
+def _trial_run_constrained(dense_storage):
+    """``_trial_run`` with inequality constraints: each iteration first computes every bit's
+    penalty change (O(constraint entries)), the keys see dE + penalty, a flip moves the
+    left-hand sides, and the best is kept feasibility first (copied at once)."""
+    @njit(cache=True, nogil=True, fastmath=True)
+    def run(couplings, indptr, indices, data, cons, lhs, x, f, schedule, offset_rate, gibbs,
+            fixed, s, e, best_e, best_x, offset):
+        keys = np.empty(x.shape[0], dtype=np.int32)
+        pen = np.empty(x.shape[0])
+        for t in range(schedule.shape[0]):
+            s ^= s >> _U64(12)
+            s ^= s << _U64(25)
+            s ^= s >> _U64(27)
+            seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+            for j in range(x.shape[0]):
+                pen[j] = _penalty_change(cons, lhs, x, j)
+            smallest = _trial_keys_penalised(seed, f, x, pen, fixed, schedule[t], offset, gibbs,
+                                             keys)
+            if smallest >= _ONE_BITS:
+                offset += offset_rate
+                continue
+            offset = 0.0
+            i = _first_index(keys, smallest)
+            penalty = pen[i]
+            _shift_lhs(cons, lhs, x, i)
+            if dense_storage:
+                e += _flip_dense(couplings, x, f, i) + penalty
+            else:
+                e += _flip_sparse(indptr, indices, data, x, f, i) + penalty
+            if _improves(cons, lhs, e, best_e):
+                best_e = e
+                best_x[:] = x
+        return s, e, best_e, offset
+
+    return run
+
+
+_trials_dense_constrained = _trial_run_constrained(True)
+_trials_sparse_constrained = _trial_run_constrained(False)
 
 
 @njit(cache=True, nogil=True)
-def _anneal_replica(dense, couplings, indptr, indices, data, cons, x, f, lhs, schedule, trial,
-                    offset_rate, table, fixed, s, e, best_e, best_x, offset):
-    """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each.
-    Problems without inequality constraints (``cons`` holds no weights) take kernels compiled
-    without them."""
-    gibbs = table[0] < 0.0
-    if cons[3].shape[0] > 0:
-        if trial and dense:
-            return _trials_dense_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
-                                             schedule, offset_rate, gibbs, fixed, s, e, best_e,
-                                             best_x, offset)
-        if trial:
-            return _trials_sparse_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
-                                              schedule, offset_rate, gibbs, fixed, s, e, best_e,
-                                              best_x, offset)
-        for t in range(schedule.shape[0]):
-            s, e, best_e = _sweep_replica_constrained(dense, couplings, indptr, indices, data,
-                                                      cons, lhs, x, f, schedule[t], table, fixed,
-                                                      s, e, best_e, best_x)
-        return s, e, best_e, offset
+def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
+                    table, fixed, s, e, best_e, best_x, offset):
+    """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
     if trial and dense:
-        return _trials_dense(couplings, indptr, indices, data, cons, lhs, x, f, schedule,
-                             offset_rate, gibbs, fixed, s, e, best_e, best_x, offset)
+        return _trials_dense(couplings, indptr, indices, data, x, f, schedule, offset_rate,
+                             table[0] < 0.0, fixed, s, e, best_e, best_x, offset)
     if trial:
-        return _trials_sparse(couplings, indptr, indices, data, cons, lhs, x, f, schedule,
-                              offset_rate, gibbs, fixed, s, e, best_e, best_x, offset)
+        return _trials_sparse(couplings, indptr, indices, data, x, f, schedule, offset_rate,
+                              table[0] < 0.0, fixed, s, e, best_e, best_x, offset)
     for t in range(schedule.shape[0]):
-        s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, cons, lhs, x, f,
+        s, e, best_e = _sweep_replica(dense, couplings, indptr, indices, data, x, f,
                                       schedule[t], table, fixed, s, e, best_e, best_x)
+    return s, e, best_e, offset
+
+
+@njit(cache=True, nogil=True)
+def _anneal_replica_constrained(dense, couplings, indptr, indices, data, cons, lhs, x, f,
+                                schedule, trial, offset_rate, table, fixed, s, e, best_e, best_x,
+                                offset):
+    """``_anneal_replica`` with inequality constraints (``lhs``: this replica's row)."""
+    if trial and dense:
+        return _trials_dense_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
+                                         schedule, offset_rate, table[0] < 0.0, fixed, s, e,
+                                         best_e, best_x, offset)
+    if trial:
+        return _trials_sparse_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
+                                          schedule, offset_rate, table[0] < 0.0, fixed, s, e,
+                                          best_e, best_x, offset)
+    for t in range(schedule.shape[0]):
+        s, e, best_e = _sweep_replica_constrained(dense, couplings, indptr, indices, data, cons,
+                                                  lhs, x, f, schedule[t], table, fixed, s, e,
+                                                  best_e, best_x)
     return s, e, best_e, offset
 
 
@@ -438,11 +507,18 @@ def _compile(impl, name):
 def _anneal_impl(dense, couplings, indptr, indices, data, cons, states, fields, lhs, schedule,
                  trial, offset_rate, table, fixed, rng, energies, best_energies, best_states,
                  offsets):
+    if cons[3].shape[0] > 0:
+        for r in prange(states.shape[0]):
+            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_constrained(
+                dense, couplings, indptr, indices, data, cons, lhs[r], states[r], fields[r],
+                schedule, trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                best_states[r], offsets[r])
+        return
     for r in prange(states.shape[0]):
         rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
-            dense, couplings, indptr, indices, data, cons, states[r], fields[r], lhs[r], schedule,
-            trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
-            best_states[r], offsets[r])
+            dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
+            offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+            offsets[r])
 
 
 #: Every replica takes one step at each inverse temperature of ``schedule`` (T,).
@@ -518,9 +594,6 @@ def _delta_scales_impl(dense, couplings, exact_couplings, indptr, indices, data,
     large = quantile(values[:m], 0.5)
     p = min(probes, n_rep)
     # The scales are the problem's own: the quench ignores inequality constraints.
-    no_cons = (np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0),
-               np.zeros(0))
-    no_lhs = np.zeros(0)
     x = states[:p].copy()
     f = fields[:p].copy()
     e = energies[:p].copy()
@@ -528,9 +601,8 @@ def _delta_scales_impl(dense, couplings, exact_couplings, indptr, indices, data,
     for r in prange(p):
         for _ in range(max_sweeps):
             before = e[r]
-            s[r], e[r], _ = _sweep_replica(dense, couplings, indptr, indices, data, no_cons,
-                                           no_lhs, x[r], f[r], 1e30, table, fixed, s[r], e[r],
-                                           -1e308, x[r])
+            s[r], e[r], _ = _sweep_replica(dense, couplings, indptr, indices, data, x[r], f[r],
+                                           1e30, table, fixed, s[r], e[r], -1e308, x[r])
             if not e[r] < before:
                 break
     exact = np.empty((p, n))
@@ -575,9 +647,9 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
 
 
 @njit(cache=True, nogil=True)
-def _temper_ensemble(dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladder,
-                     order, base, rounds, steps, trial, offset_rate, table, fixed, rng, swap_state,
-                     energies, best_energies, best_states, offsets, accepted, first_parity):
+def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, ladder, order, base,
+                     rounds, steps, trial, offset_rate, table, fixed, rng, swap_state, energies,
+                     best_energies, best_states, offsets, accepted, first_parity):
     """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
     n_rep = ladder.shape[0]
     schedule = np.empty(steps)
@@ -586,7 +658,28 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, cons, states, fiel
             r = base + order[k]
             schedule[:] = ladder[k]
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
-                dense, couplings, indptr, indices, data, cons, states[r], fields[r], lhs[r],
+                dense, couplings, indptr, indices, data, states[r], fields[r], schedule, trial,
+                offset_rate, table, fixed, rng[r], energies[r], best_energies[r], best_states[r],
+                offsets[r])
+        swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
+                                   (t + first_parity) % 2, accepted)
+    return swap_state
+
+
+@njit(cache=True, nogil=True)
+def _temper_ensemble_constrained(dense, couplings, indptr, indices, data, cons, states, fields,
+                                 lhs, ladder, order, base, rounds, steps, trial, offset_rate,
+                                 table, fixed, rng, swap_state, energies, best_energies,
+                                 best_states, offsets, accepted, first_parity):
+    """``_temper_ensemble`` with inequality constraints (apart: see ``_sweep_replica``)."""
+    n_rep = ladder.shape[0]
+    schedule = np.empty(steps)
+    for t in range(rounds):
+        for k in range(n_rep):
+            r = base + order[k]
+            schedule[:] = ladder[k]
+            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_constrained(
+                dense, couplings, indptr, indices, data, cons, lhs[r], states[r], fields[r],
                 schedule, trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
                 best_states[r], offsets[r])
         swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
@@ -603,10 +696,17 @@ def _temper_impl(dense, couplings, indptr, indices, data, cons, states, fields, 
                  orders, rounds, steps, trial, offset_rate, table, fixed, rng, swap_rng, energies,
                  best_energies, best_states, offsets, accepted, first_parity):
     n_rep = ladders.shape[1]
+    if cons[3].shape[0] > 0:
+        for e in prange(ladders.shape[0]):
+            swap_rng[e] = _temper_ensemble_constrained(
+                dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladders[e],
+                orders[e], e * n_rep, rounds, steps, trial, offset_rate, table, fixed, rng,
+                swap_rng[e], energies, best_energies, best_states, offsets, accepted[e],
+                first_parity)
+        return
     for e in prange(ladders.shape[0]):
-        swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, cons, states,
-                                       fields, lhs, ladders[e], orders[e], e * n_rep, rounds,
-                                       steps, trial,
+        swap_rng[e] = _temper_ensemble(dense, couplings, indptr, indices, data, states, fields,
+                                       ladders[e], orders[e], e * n_rep, rounds, steps, trial,
                                        offset_rate, table, fixed, rng, swap_rng[e], energies,
                                        best_energies, best_states, offsets, accepted[e],
                                        first_parity)
@@ -624,16 +724,23 @@ def temper_replicas(dense, couplings, indptr, indices, data, cons, states, field
     ladder = ladders[0]
     order = orders[0]
     n_rep = ladder.shape[0]
+    constrained = cons[3].shape[0] > 0
     slot = np.empty(n_rep, dtype=np.int64)
     for t in range(rounds):
         for k in range(n_rep):
             slot[order[k]] = k
         for r in prange(n_rep):
             sched = np.full(steps, ladder[slot[r]])
-            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
-                dense, couplings, indptr, indices, data, cons, states[r], fields[r], lhs[r], sched,
-                trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
-                best_states[r], offsets[r])
+            if constrained:
+                rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_constrained(
+                    dense, couplings, indptr, indices, data, cons, lhs[r], states[r], fields[r],
+                    sched, trial, offset_rate, table, fixed, rng[r], energies[r],
+                    best_energies[r], best_states[r], offsets[r])
+            else:
+                rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica(
+                    dense, couplings, indptr, indices, data, states[r], fields[r], sched, trial,
+                    offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                    best_states[r], offsets[r])
         swap_rng[0] = swap_replicas(ladder, order, energies, swap_rng[0], (t + first_parity) % 2,
                                     accepted[0])
 

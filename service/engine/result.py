@@ -127,12 +127,14 @@ def build_result(problem: BinaryQuadraticProblem, states: np.ndarray, counts: np
                  limit: int | None = None, constraints: LinearInequalities | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct states with exact energies (the constraints' penalty included), sorted
-    ascending, at most ``limit`` of them."""
+    ascending (with constraints: the feasible states first), at most ``limit`` of them."""
     uniq, freq = distinct_states(states, counts)
     energies = np.atleast_1d(problem.energies(uniq))
-    if constraints is not None:
+    if constraints is None:
+        order = np.lexsort((-freq, energies))
+    else:
         energies = energies + constraints.penalty(uniq)
-    order = np.lexsort((-freq, energies))
+        order = np.lexsort((-freq, energies, constraints.violated(uniq)))
     if limit is not None:
         order = order[:limit]
     return uniq[order], energies[order], freq[order]
@@ -158,6 +160,9 @@ class DistinctPool:
                     continue
                 del self._seen[worst_key]
             self._seen[key] = [float(e), 1, row.copy()]
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         entries = list(self._seen.values())

@@ -36,6 +36,8 @@ ENSEMBLES_PER_GROUP = 2
 PARALLEL_ROUND_WORK = 1 << 18
 #: Rounds of the first ladder-tuning stage (later stages double).
 TUNE_ROUNDS = 10
+#: A coldest-pair swap rate above which an extensible cold end moves colder.
+COLD_SWAP_RATE = 0.4
 #: How often the incremental local fields are recomputed exactly.
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
@@ -143,12 +145,14 @@ class Replicas:
         self.parallel = parallel
         self.fields = np.empty((num_replicas, n), dtype=self.field_dtype)
         self.energies = np.empty(num_replicas)
+        # The kernels' left-hand sides, then a violation count and the best's feasibility flag.
         self.lhs = np.zeros((num_replicas, 0 if self.constraints is None
-                             else self.constraints.num_constraints))
+                             else self.constraints.num_constraints + 2))
         self.offsets = np.zeros(num_replicas)
         self.resync()
         self.best_states = self.states.copy()
         self.best_energies = self.energies.copy()
+        self._mark_best_feasibility()
 
     @property
     def num_replicas(self) -> int:
@@ -178,7 +182,10 @@ class Replicas:
         self.fields[:] = fields
         self.energies[:] = energies
         if self.constraints is not None:
-            self.lhs[:] = self.constraints.lhs(self.states)
+            count = self.constraints.num_constraints
+            lhs = np.atleast_2d(self.constraints.lhs(self.states))
+            self.lhs[:, :count] = lhs
+            self.lhs[:, count] = (lhs > kernels.VIOLATION).sum(axis=1)
         self._synced_at = time.perf_counter()
 
     def maybe_resync(self) -> None:
@@ -189,6 +196,12 @@ class Replicas:
     def reset_best(self) -> None:
         self.best_states[:] = self.states
         self.best_energies[:] = self.energies
+        self._mark_best_feasibility()
+
+    def _mark_best_feasibility(self) -> None:
+        if self.constraints is not None:
+            count = self.constraints.num_constraints
+            self.lhs[:, count + 1] = self.lhs[:, count] == 0
 
     def anneal(self, schedule: np.ndarray, trial: bool, offset_rate: float, gibbs: bool) -> None:
         """Every replica steps through ``schedule`` (betas): one sweep or parallel trial each."""
@@ -354,10 +367,14 @@ class Tempering:
         driver.observe(self.replicas)
         return rounds
 
-    def tune(self, driver: _Driver, first_stage_rounds: int, stages: int = 6) -> None:
+    def tune(self, driver: _Driver, first_stage_rounds: int, stages: int = 6,
+             extend_cold: bool = False) -> None:
         """Feedback iterations of ``equalize_ladder`` from measured swap rates, in stages that
         double in length: a usable ladder within a few dozen rounds, a refined one later. The
-        rounds are part of the search (replicas keep their states)."""
+        rounds are part of the search (replicas keep their states).
+
+        ``extend_cold``: while the coldest pair swaps more often than COLD_SWAP_RATE, the cold
+        end doubles its beta after a stage (its scale was a guess, see ``solve_time_limited``)."""
         if self.size < 3:
             return
         rounds_per_stage = first_stage_rounds
@@ -368,7 +385,10 @@ class Tempering:
                 self.advance(driver, rounds_per_stage - self._rounds_counted)
             if driver.should_stop():
                 return
-            self.ladder = equalize_ladder(self.ladder, self.swap_rates())
+            rates = self.swap_rates()
+            self.ladder = equalize_ladder(self.ladder, rates)
+            if extend_cold and rates[-1] > COLD_SWAP_RATE:
+                self.ladder = np.geomspace(self.ladder[0], 2.0 * self.ladder[-1], self.size)
             rounds_per_stage *= 2
         self.accepted[:] = 0
         self._rounds_counted = 0
@@ -624,21 +644,30 @@ def solve_time_limited(
     trial = _choose_moves(moves, reps, cold)
     tempering = Tempering(reps, geometric_ladder(hot, cold, num_run), 1, trial, small, False, chains)
     pools = [DistinctPool(num_output_solution) for _ in range(num_group)]
+    # With inequalities the lowest penalised energies may all break a constraint (a small
+    # lambda): each group also keeps the best feasible states its replicas were seen in.
+    feasible_pools = ([DistinctPool(num_output_solution) for _ in range(num_group)]
+                      if reps.constraints is not None else [])
 
     def harvest() -> None:
         for g, pool in enumerate(pools):
             for e in range(g * ENSEMBLES_PER_GROUP, (g + 1) * ENSEMBLES_PER_GROUP):
                 part = tempering.ensemble_slice(e)
                 pool.add(reps.best_states[part], reps.best_energies[part])
+                if feasible_pools:
+                    for states, energies in ((reps.best_states[part], reps.best_energies[part]),
+                                             (reps.states[part], reps.energies[part])):
+                        ok = ~reps.constraints.violated(states)
+                        feasible_pools[g].add(states[ok], energies[ok])
         reps.reset_best()
 
     driver.begin_anneal()
-    tempering.tune(driver, TUNE_ROUNDS)
+    tempering.tune(driver, TUNE_ROUNDS, extend_cold=reps.constraints is not None)
     while not driver.should_stop():
         tempering.advance(driver, None)
         harvest()
     harvest()
-    states, counts = zip(*(pool.arrays() for pool in pools))
+    states, counts = zip(*(pool.arrays() for pool in pools + feasible_pools if len(pool)))
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",

@@ -70,7 +70,7 @@ def test_penalised_keys_equal_plain_keys_of_the_shifted_field(gibbs: bool) -> No
     a, b = np.empty(n, np.int32), np.empty(n, np.int32)
     for seed in range(50):
         sa = kernels._trial_keys_penalised(np.uint32(seed), f, x, pen, fixed, 0.7, 0.1, gibbs, a)
-        sb = kernels._trial_keys(np.uint32(seed), shifted, x, pen, fixed, 0.7, 0.1, gibbs, b)
+        sb = kernels._trial_keys(np.uint32(seed), shifted, x, fixed, 0.7, 0.1, gibbs, b)
         # the same sums in another float32 order: keys a few ulps apart at most
         assert abs(int(sa) - int(sb)) <= 64
         np.testing.assert_array_less(np.abs(a.astype(np.int64) - b.astype(np.int64)), 65)
@@ -84,7 +84,12 @@ def test_incremental_lhs_and_energies_match_recomputation(storage: str, trial: b
     reps = Replicas(problem, 6, seed=2, parallel=False, constraints=cons)
     betas = np.geomspace(0.05, 3.0, 400)
     reps.anneal(betas, trial, 0.5, False)
-    np.testing.assert_allclose(reps.lhs, cons.lhs(reps.states), atol=1e-9)
+    count = cons.num_constraints
+    np.testing.assert_allclose(reps.lhs[:, :count], cons.lhs(reps.states), atol=1e-9)
+    np.testing.assert_array_equal(reps.lhs[:, count], (cons.lhs(reps.states) > 1e-9).sum(axis=1))
+    # each best is feasible when its replica ever saw a feasible state: flagged so
+    best_ok = ~cons.violated(reps.best_states)
+    np.testing.assert_array_equal(reps.lhs[:, count + 1] > 0.5, best_ok)
     exact = problem.energies(reps.states) + cons.penalty(reps.states)
     np.testing.assert_allclose(reps.energies, exact, rtol=1e-5, atol=1e-4)
     best_exact = problem.energies(reps.best_states) + cons.penalty(reps.best_states)
@@ -133,3 +138,19 @@ def test_progress_split_by_energy_parts() -> None:
     totals = [e + p for _, e, p in result.progress]
     assert totals == sorted(totals, reverse=True)
     assert result.progress[-1][2] == 0.0 and result.progress[-1][1] == pytest.approx(result.best_energy)
+
+
+def test_feasible_states_come_first_even_when_lambda_is_too_small() -> None:
+    """lambda below the objective's gain: the penalised optimum breaks the constraint, but the
+    time-limited solver still returns the best feasible states it saw, ahead of the rest."""
+    values = np.array([10.0, 9.0, 8.0, 1.0])
+    problem = BinaryQuadraticProblem.from_arrays([], [], [], linear=-values, num_variables=4)
+    # x0 + x1 + x2 + x3 <= 1, weight 1 (far below the 8-10 gained per extra item)
+    cons = LinearInequalities.from_arrays([0] * 4, range(4), [1.0] * 4, [-1.0], [1.0], 4)
+    result = solve_time_limited(problem, time_limit_sec=0.2, seed=0, parallel=False, constraints=cons)
+    penalised_best = float((problem.energies(np.ones((1, 4))) + cons.penalty(np.ones((1, 4))))[0])
+    assert penalised_best < -10.0  # taking everything is the penalised optimum
+    assert not cons.violated(result.best_state)
+    assert result.best_energy == -10.0
+    flags = cons.violated(result.states)
+    assert np.all(np.diff(flags.astype(int)) >= 0)  # feasible first

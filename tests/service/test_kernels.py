@@ -109,7 +109,7 @@ def test_smallest_key_is_a_uniform_choice_among_the_accepted(gibbs: bool) -> Non
     keys = np.empty(f.size, dtype=np.int32)
     seeds = np.random.default_rng(5).integers(0, 2**32, size=draws, dtype=np.uint64)
     for seed in seeds.astype(np.uint32):
-        smallest = kernels._trial_keys(seed, f, x, f, fixed, beta, 0.0, gibbs, keys)
+        smallest = kernels._trial_keys(seed, f, x, fixed, beta, 0.0, gibbs, keys)
         counts[int(np.argmax(keys == smallest)) if smallest < kernels._ONE_BITS else f.size] += 1
     expected = np.append(exact_choice_probabilities(p), np.prod(1.0 - p))
     # Within 5 standard errors of the exact multinomial frequencies.
@@ -118,7 +118,7 @@ def test_smallest_key_is_a_uniform_choice_among_the_accepted(gibbs: bool) -> Non
     # A fixed bit is never chosen, even one that every rule would accept.
     fixed[0] = 1
     for seed in seeds[:2000].astype(np.uint32):
-        smallest = kernels._trial_keys(seed, f, x, f, fixed, beta, 0.0, gibbs, keys)
+        smallest = kernels._trial_keys(seed, f, x, fixed, beta, 0.0, gibbs, keys)
         assert keys[0] == kernels._NEVER and (smallest >= kernels._ONE_BITS or keys[0] != smallest)
 
 

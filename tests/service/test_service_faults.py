@@ -100,3 +100,34 @@ def test_store_transitions_are_compare_and_set(tmp_path: Path) -> None:
     assert store.finish(record.job_id, "Done", b"r", None) is False
     assert store.delete(record.job_id) is True and store.get(record.job_id) is None
     store.close()
+
+
+def test_second_server_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    """Two embedded servers on one job database stole each other's work: the second re-ran the
+    first's running job as "interrupted", and once it stopped the job stayed Waiting. One
+    server owns a database: a second refuses to start and names the holder, and the first
+    server's job finishes."""
+    db = tmp_path / "jobs.sqlite3"
+    env = {"SPINOUT_LOG_LEVEL": "WARNING"}
+    first_port, second_port = free_port(), free_port()
+    first = ServerProcess(serve_args(first_port, "--workers", "1", "--database", str(db)), env,
+                          tmp_path / "first.log", first_port).start()
+    try:
+        with httpx.Client(base_url=first.url, timeout=30) as c:
+            job_id = c.post("/v3/async/qubo/solve", json=_job(3)).json()["job_id"]
+            wait_status(c, job_id, {"Running"}, "v3")
+            second = ServerProcess(serve_args(second_port, "--workers", "1", "--database", str(db)),
+                                   env, tmp_path / "second.log", second_port).start(wait=False)
+            assert second.proc is not None
+            code = second.proc.wait(timeout=60)
+            log = (tmp_path / "second.log").read_text()
+            assert code != 0, log
+            assert str(db) in log and f"pid {first.proc.pid}" in log, log
+            result = wait_status(c, job_id, {"Done", "Error"}, "v3", timeout=30)
+            assert result["status"] == "Done", result
+    finally:
+        first.stop()
+    # the database is free again once its owner stopped
+    third = ServerProcess(serve_args(second_port, "--workers", "1", "--database", str(db)), env,
+                          tmp_path / "third.log", second_port).start()
+    third.stop()
