@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 _FLAGS = {  # flag dest -> settings variable
     "database": "SPINOUT_DATABASE", "redis": "SPINOUT_REDIS_URL", "workers": "SPINOUT_WORKERS",
@@ -55,6 +56,15 @@ def main(args: argparse.Namespace) -> int:
     if not settings.keys:
         log.warning("no API keys configured: authentication is OFF and every request is accepted "
                     "(set --api-key or SPINOUT_API_KEYS)")
+    if not settings.redis_url:
+        from service.jobs.owner_lock import DatabaseInUseError, OwnerLock
+
+        try:  # refuse before binding the port; the store takes the lock for real at start-up
+            OwnerLock(settings.database).check_free()
+        except DatabaseInUseError as exc:
+            log.error(str(exc))
+            print(f"spinout serve: {exc}", file=sys.stderr)
+            return 1
     uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False,
                 log_level=settings.log_level.lower(), timeout_keep_alive=30, server_header=False)
     return 0

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from .owner_lock import OwnerLock
 from .records import FINISHED, JobLimitError, JobRecord
 
 _SCHEMA = """
@@ -40,11 +41,18 @@ def _record(row: tuple) -> JobRecord:
 
 
 class SqliteJobStore:
-    """JobStore on a SQLite file (``":memory:"`` for a throwaway store)."""
+    """JobStore on a SQLite file (``":memory:"`` for a throwaway store).
 
-    def __init__(self, path: str | Path) -> None:
+    ``owner=True`` (a server's store) claims the file for this process (``OwnerLock``):
+    DatabaseInUseError if another live server holds it.
+    """
+
+    def __init__(self, path: str | Path, owner: bool = False) -> None:
+        self._owner: OwnerLock | None = None
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if owner:
+                self._owner = OwnerLock(path).acquire()
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                      timeout=30.0)
         self._lock = threading.Lock()
@@ -149,3 +157,5 @@ class SqliteJobStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._owner is not None:
+            self._owner.release()

@@ -51,7 +51,7 @@ def _build_backend(settings: Settings, metrics: Metrics) -> tuple[Any, Any]:
         return runner.store, runner
     from service.jobs.sqlite_store import SqliteJobStore
 
-    store = SqliteJobStore(settings.database)
+    store = SqliteJobStore(settings.database, owner=True)
     runner = EmbeddedRunner(store, workers, job_time_limit=settings.job_time_limit_sec,
                             max_iterations=settings.max_iterations, max_attempts=settings.max_attempts,
                             metrics=metrics)
