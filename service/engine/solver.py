@@ -634,12 +634,12 @@ def solve_time_limited(
     driver = _Driver(problem, time_limit_sec, cancel, target_energy, energy_parts)
     chains = num_group * ENSEMBLES_PER_GROUP
     reps = Replicas(problem, num_run * chains, seed, guidance, fixed, parallel, constraints)
+    active = reps.constraints  # None when the constraints given were empty
     large, small = reps.delta_scales()
     barrier = 0.0 if penalty_scale is None else float(penalty_scale)
-    if reps.constraints is not None:
-        cons = reps.constraints
-        entries = cons.matrix.tocoo()
-        barrier = max(barrier, float((cons.weights[entries.row] * np.abs(entries.data)).max(initial=0.0)))
+    if active is not None:
+        entries = active.matrix.tocoo()
+        barrier = max(barrier, float((active.weights[entries.row] * np.abs(entries.data)).max(initial=0.0)))
     hot, cold = beta_range_from_deltas(max(large, barrier), small)
     trial = _choose_moves(moves, reps, cold)
     tempering = Tempering(reps, geometric_ladder(hot, cold, num_run), 1, trial, small, False, chains)
@@ -647,22 +647,22 @@ def solve_time_limited(
     # With inequalities the lowest penalised energies may all break a constraint (a small
     # lambda): each group also keeps the best feasible states its replicas were seen in.
     feasible_pools = ([DistinctPool(num_output_solution) for _ in range(num_group)]
-                      if reps.constraints is not None else [])
+                      if active is not None else [])
 
     def harvest() -> None:
         for g, pool in enumerate(pools):
             for e in range(g * ENSEMBLES_PER_GROUP, (g + 1) * ENSEMBLES_PER_GROUP):
                 part = tempering.ensemble_slice(e)
                 pool.add(reps.best_states[part], reps.best_energies[part])
-                if feasible_pools:
+                if active is not None:
                     for states, energies in ((reps.best_states[part], reps.best_energies[part]),
                                              (reps.states[part], reps.energies[part])):
-                        ok = ~reps.constraints.violated(states)
+                        ok = ~active.violated(states)
                         feasible_pools[g].add(states[ok], energies[ok])
         reps.reset_best()
 
     driver.begin_anneal()
-    tempering.tune(driver, TUNE_ROUNDS, extend_cold=reps.constraints is not None)
+    tempering.tune(driver, TUNE_ROUNDS, extend_cold=active is not None)
     while not driver.should_stop():
         tempering.advance(driver, None)
         harvest()
@@ -671,4 +671,4 @@ def solve_time_limited(
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
-                   num_output_solution * num_group, info, reps.constraints)
+                   num_output_solution * num_group, info, active)
