@@ -36,7 +36,6 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client.http1 import Http1Transport  # noqa: E402
 from client.transport import CONTENT_TYPE, CompactProblem, decode_reply, encode_request  # noqa: E402
 from service.jobs.parsing import parse_da_request  # noqa: E402
 from service.jobs.solvers import solve_request  # noqa: E402
@@ -163,8 +162,8 @@ def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: in
                                 pattern_key(problem.num_variables, problem.rows, problem.cols))
     lean = encode_request(on_pattern, "fujitsuDA2", params, with_pattern=False)
     t_in, t_compact, t_json, server_solve, t_lean, lean_solve = [], [], [], [], [], []
-    # The transport ``SolverClient`` sends through (keep-alive sockets, a C parser).
-    with httpx.Client(base_url=url, timeout=120, transport=Http1Transport()) as client:
+    # httpx's own transport, as ``SolverClient`` sends.
+    with httpx.Client(base_url=url, timeout=120) as client:
         client.post("/spinout/v1/solve", content=compact, headers={"Content-Type": CONTENT_TYPE})
         client.post("/spinout/v1/solve", content=encode_request(on_pattern, "fujitsuDA2", params),
                     headers={"Content-Type": CONTENT_TYPE}).raise_for_status()  # registers it

@@ -71,7 +71,8 @@ class ClientBase:
             "timeout": httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
             "limits": httpx.Limits(max_connections=self._max_connections,
                                    max_keepalive_connections=self._max_connections,
-                                   keepalive_expiry=30.0),
+                                   # below the server's 30 s, so the server never closes first
+                                   keepalive_expiry=20.0),
         }
 
     def _transport_error(self, call: core.Call, exc: Exception) -> errors.TransportError:

@@ -11,7 +11,6 @@ from pydantic import BaseModel
 
 from . import core
 from .base import DEFAULT, RETRYABLE_EXCEPTIONS, ClientBase
-from .http1 import Http1Transport
 from .models import JobStatus
 from .results import SolveResult
 
@@ -27,20 +26,14 @@ class SolverClient(ClientBase):
 
     See ``ClientBase`` for the constructor's arguments; ``http_client`` injects a ready
     ``httpx.Client`` (its base URL, headers and timeouts are then the caller's business).
-    ``lean_http`` (default True) sends plain-http requests through ``http1.Http1Transport``
-    (keep-alive sockets, a C parser: a third of the client CPU per request of httpx's default
-    transport); https and proxies always go through httpx's own.
     """
 
-    def __init__(self, base_url: str, *, http_client: httpx.Client | None = None, lean_http: bool = True,
+    def __init__(self, base_url: str, *, http_client: httpx.Client | None = None,
                  **kwargs: Any) -> None:
         super().__init__(base_url, **kwargs)
         self._owns_http = http_client is None
         if http_client is None:
-            options = self._httpx_options()
-            if lean_http:
-                options["transport"] = Http1Transport(max_keepalive=self._max_connections)
-            http_client = httpx.Client(**options)
+            http_client = httpx.Client(**self._httpx_options())
         self._http = http_client
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -64,11 +64,10 @@ def test_connection_refused_becomes_transport_error(dead_url: str) -> None:
     assert time.monotonic() - start < 5
 
 
-@pytest.mark.parametrize("lean_http", [True, False])
-def test_keep_alive_reuses_one_connection(scripted: tuple[str, Any], lean_http: bool) -> None:
+def test_keep_alive_reuses_one_connection(scripted: tuple[str, Any]) -> None:
     url, app = scripted
     app.reset([200])
-    with SolverClient(url, lean_http=lean_http) as client:
+    with SolverClient(url) as client:
         for _ in range(5):
             client.healthcheck()
     assert len(app.peers) == 5
