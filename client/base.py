@@ -75,6 +75,11 @@ class ClientBase:
                                    keepalive_expiry=20.0),
         }
 
+    def _failure(self, call: core.Call, exc: httpx.HTTPError) -> core.Failure:
+        """An httpx error as the core's ``Failure``: mapped, and retryable when transient."""
+        return core.Failure(self._transport_error(call, exc), exc,
+                            isinstance(exc, RETRYABLE_EXCEPTIONS))
+
     def _transport_error(self, call: core.Call, exc: Exception) -> errors.TransportError:
         detail = str(exc) or type(exc).__name__
         message = f"{call.method} {self.base_url}{call.path} failed: {detail}"

@@ -3,7 +3,9 @@ flow. ``SolverClient`` (httpx, blocking) and ``AsyncSolverClient`` (httpx, async
 
 A flow is a generator that yields ``Call`` (send this HTTP request, send me the ``Reply``) or
 ``Sleep`` (wait this long, send me None) and returns its result. Error statuses never reach a
-flow: the driver retries what ``RetryPolicy`` allows and raises ``raise_for_reply``'s exception.
+flow: each call goes through ``exchange``, the one retry loop, which asks the driver for
+``Attempt``s (send once, send me the ``Reply`` or the ``Failure``) and ``Sleep``s between them,
+and raises ``raise_for_reply``'s exception.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from . import errors, models
 from . import transport as wire
-from .policy import PollingPolicy
+from .policy import PollingPolicy, RetryPolicy
 from .problems import EncodedProblem, encode_problem
 from .results import SolveResult, parse_compact, parse_solution
 
@@ -105,6 +107,48 @@ class Sleep:
     """Wait ``seconds`` before the next step (the async driver awaits, the sync one sleeps)."""
 
     seconds: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Send ``call`` once; the driver sends back a ``Reply`` or a ``Failure``."""
+
+    call: Call
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that got no reply: ``error`` to raise (the driver's mapping of ``cause``), and
+    whether a retry may help (connection trouble) or not (a read timeout: the service may still
+    be solving)."""
+
+    error: errors.SpinOutError
+    cause: BaseException
+    retryable: bool
+
+
+Exchange = Generator[Attempt | Sleep, "Reply | Failure | None", Reply]
+
+
+def exchange(call: Call, retry: RetryPolicy) -> Exchange:
+    """One call with the retries ``retry`` allows: transient failures and the retry statuses
+    (429, 503) are tried again after a backoff (``Retry-After`` honoured); the reply is returned,
+    or its error raised unless the call passes that status through."""
+    attempt = 0
+    while True:
+        outcome = yield Attempt(call)
+        if isinstance(outcome, Failure):
+            if not (outcome.retryable and retry.should_retry_error(attempt)):
+                raise outcome.error from outcome.cause
+            yield Sleep(retry.delay(attempt))
+        else:
+            assert outcome is not None
+            if not retry.should_retry_status(outcome.status_code, attempt):
+                if outcome.status_code not in call.passthrough:
+                    raise_for_reply(outcome, call.job_id)
+                return outcome
+            yield Sleep(retry.delay(attempt, outcome.headers.get("Retry-After")))
+        attempt += 1
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import httpx
 from pydantic import BaseModel
 
 from . import core
-from .base import DEFAULT, RETRYABLE_EXCEPTIONS, ClientBase
+from .base import DEFAULT, ClientBase
 from .models import JobStatus
 from .results import SolveResult
 
@@ -49,28 +49,27 @@ class SolverClient(ClientBase):
 
     # -- the driver -----------------------------------------------------------------------------
     def _send(self, call: core.Call) -> core.Reply:
-        """Send one call, retrying transient failures; raise the mapped error for the rest."""
-        content, headers = call.body()
-        attempt = 0
+        """Send one call through the core's retry loop."""
+        steps = core.exchange(call, self.retry)
+        outcome: core.Reply | core.Failure | None = None
         while True:
             try:
-                response = self._http.request(call.method, call.path, content=content, headers=headers)
-            except RETRYABLE_EXCEPTIONS as exc:
-                if not self.retry.should_retry_error(attempt):
-                    raise self._transport_error(call, exc) from exc
-                time.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
-            except httpx.HTTPError as exc:
-                raise self._transport_error(call, exc) from exc
-            reply = core.Reply(response.status_code, response.content, response.headers)
-            if self.retry.should_retry_status(reply.status_code, attempt):
-                time.sleep(self.retry.delay(attempt, response.headers.get("Retry-After")))
-                attempt += 1
-                continue
-            if reply.status_code not in call.passthrough:
-                core.raise_for_reply(reply, call.job_id)
-            return reply
+                step = steps.send(outcome)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(step, core.Sleep):
+                time.sleep(step.seconds)
+                outcome = None
+            else:
+                outcome = self._attempt(step.call)
+
+    def _attempt(self, call: core.Call) -> core.Reply | core.Failure:
+        content, headers = call.body()
+        try:
+            response = self._http.request(call.method, call.path, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            return self._failure(call, exc)
+        return core.Reply(response.status_code, response.content, response.headers)
 
     def _drive(self, flow: core.Flow) -> Any:
         try:

@@ -291,3 +291,52 @@ def test_pattern_problem_goes_lean_once_known_with_a_full_fallback() -> None:
         pattern.problem([1.0, 2.0])
     with pytest.raises(ProblemError, match="i != j"):
         CouplingPattern(3, [1], [1])
+
+
+# ------------------------------------------------------------------------ the one retry loop
+def _envelope(code: int) -> bytes:
+    return json.dumps({"error": {"code": code, "title": "t", "message": f"m{code}"}}).encode()
+
+
+def test_exchange_retries_transient_failures_then_returns_the_reply() -> None:
+    call = core.Call("GET", "/v1/healthcheck")
+    steps = core.exchange(call, RetryPolicy(max_attempts=3, jitter=False, base_delay=0.1))
+    assert next(steps) == core.Attempt(call)
+    failure = core.Failure(SpinOutError("refused"), ConnectionError("x"), retryable=True)
+    assert steps.send(failure) == core.Sleep(0.1)
+    assert steps.send(None) == core.Attempt(call)
+    ok = core.Reply(200, b"{}", {})
+    with pytest.raises(StopIteration) as stop:
+        steps.send(ok)
+    assert stop.value.value is ok
+
+
+def test_exchange_raises_a_failure_that_a_retry_cannot_help() -> None:
+    call = core.Call("POST", "/v2/qubo/solve")
+    steps = core.exchange(call, RetryPolicy(max_attempts=5))
+    next(steps)
+    cause = TimeoutError("read")
+    with pytest.raises(SpinOutError, match="slow") as info:
+        steps.send(core.Failure(SpinOutError("slow"), cause, retryable=False))
+    assert info.value.__cause__ is cause
+
+
+def test_exchange_honours_retry_after_and_gives_up_after_max_attempts() -> None:
+    call = core.Call("GET", "/v2/async/jobs")
+    steps = core.exchange(call, RetryPolicy(max_attempts=2, jitter=False))
+    next(steps)
+    busy = core.Reply(503, _envelope(503), {"Retry-After": "0.5"})
+    assert steps.send(busy) == core.Sleep(0.5)
+    assert steps.send(None) == core.Attempt(call)
+    with pytest.raises(ServerError):
+        steps.send(busy)  # the second 503 was the last attempt
+
+
+def test_exchange_passes_through_the_statuses_a_call_accepts() -> None:
+    call = core.Call("GET", "/v2/async/jobs/result/x", passthrough=(404,))
+    steps = core.exchange(call, RetryPolicy())
+    next(steps)
+    missing = core.Reply(404, _envelope(404), {})
+    with pytest.raises(StopIteration) as stop:
+        steps.send(missing)
+    assert stop.value.value is missing
