@@ -1,8 +1,9 @@
 """``spinout serve``: run the DA-compatible solver service with uvicorn.
 
-Flags override the ``SPINOUT_*`` environment (they are written into it, then the settings are
-read once), so a container configured by an env file and a developer using flags get the same
-settings object.
+Flags override the ``SPINOUT_*`` environment: they are passed to ``Settings(...)`` as its
+arguments (which pydantic-settings ranks above the environment), so a container configured by
+an env file and a developer using flags get the same settings object, and the process
+environment is left as it was.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-_FLAGS = {  # flag dest -> settings variable
-    "database": "SPINOUT_DATABASE", "redis": "SPINOUT_REDIS_URL", "workers": "SPINOUT_WORKERS",
-    "prefix": "SPINOUT_PREFIX", "job_limit": "SPINOUT_JOB_LIMIT", "log_level": "SPINOUT_LOG_LEVEL",
-    "max_body_bytes": "SPINOUT_MAX_BODY_BYTES", "sync_time_cap": "SPINOUT_SYNC_TIME_CAP_SEC",
+if TYPE_CHECKING:
+    from service.web.settings import Settings
+
+_FLAGS = {  # flag dest -> settings field
+    "database": "database", "redis": "redis_url", "workers": "workers", "prefix": "prefix",
+    "job_limit": "job_limit", "log_level": "log_level", "max_body_bytes": "max_body_bytes",
+    "sync_time_cap": "sync_time_cap_sec",
 }
 
 
@@ -36,21 +41,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING")
 
 
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings: the environment, overridden by the flags given (ValidationError on a bad
+    value)."""
+    from service.web.settings import Settings
+
+    overrides: dict[str, Any] = {field: getattr(args, dest) for dest, field in _FLAGS.items()
+                                 if getattr(args, dest, None) is not None}
+    if args.api_keys:
+        overrides["api_keys"] = ",".join(args.api_keys)
+    return Settings(**overrides)
+
+
 def main(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from service.web.app import create_app
     from service.web.observability import configure_logging
-    from service.web.settings import Settings, get_settings
 
-    for dest, var in _FLAGS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            os.environ[var] = str(value)
-    if args.api_keys:
-        os.environ["SPINOUT_API_KEYS"] = ",".join(args.api_keys)
-    get_settings.cache_clear()
-    settings: Settings = get_settings()
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"spinout serve: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     log = logging.getLogger("spinout.web")
     if not settings.keys:

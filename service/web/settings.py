@@ -1,8 +1,8 @@
 """The service's settings: one pydantic-settings class, environment prefix ``SPINOUT_``.
 
 ``get_settings()`` is cached and is a FastAPI dependency, so tests can override it. The
-``spinout serve`` command turns its flags into environment variables before uvicorn imports
-the app, so a flag and its variable are the same setting.
+``spinout serve`` command passes its flags as ``Settings(...)`` arguments, which rank above the
+environment, so a flag and its variable are the same setting.
 """
 
 from __future__ import annotations
