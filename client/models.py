@@ -160,7 +160,8 @@ class QuboMatrix(BaseModel):
 
 
 class Inequality(BaseModel):
-    """A v3+ inequality constraint (accepted by the model; see docs/service.md for support)."""
+    """A v3+ linear inequality constraint: sum(terms) <= 0 with first-order terms and constants;
+    a state that breaks it pays ``lambda`` x max(0, sum(terms)) (docs/service.md)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
