@@ -25,6 +25,7 @@ Nothing here imports more than numpy and scipy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -100,9 +101,13 @@ class LinearInequalities:
     def violated(self, states: Any) -> np.ndarray:
         """Whether each state breaks some constraint (beyond the float tolerance)."""
         lhs = np.atleast_2d(self.lhs(states))
-        scale = 1.0 + abs(self.matrix).sum(axis=1) + np.abs(self.offsets)
-        bad = np.any(lhs > FEASIBILITY_TOLERANCE * scale, axis=1)
+        bad = np.any(lhs > self._tolerance, axis=1)
         return bad if np.ndim(states) > 1 else bad[0]
+
+    @cached_property
+    def _tolerance(self) -> np.ndarray:
+        """Each row's slack for float sums (the solver checks feasibility every harvest)."""
+        return FEASIBILITY_TOLERANCE * (1.0 + abs(self.matrix).sum(axis=1) + np.abs(self.offsets))
 
     def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(indptr, constraint, coefficient, weights): each variable's constraints in CSC

@@ -155,10 +155,9 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
         parts = None
         if penalty is not None or constraints is not None:
             def parts(state: np.ndarray) -> tuple[float, float]:
-                penalty_energy = _penalty_energies(state[None, : original.num_variables],
-                                                   penalty, constraints)[0]
-                energy = float(original.energies(state[None, : original.num_variables])[0])
-                return energy, float(penalty_energy)
+                x = state[None, : original.num_variables]
+                polynomial, inequality = _penalty_parts(x, penalty, constraints)
+                return float(original.energies(x)[0]), float(polynomial[0] + inequality[0])
         result = solve_time_limited(
             annealed, time_limit_sec=limit, target_energy=target, num_run=int(p["num_run"]),
             num_group=int(p["num_group"]), num_output_solution=int(p["num_output_solution"]),
@@ -186,15 +185,13 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
     if penalty is None and constraints is None:
         order = np.lexsort((-freq, energies))
     else:
-        penalty_energies = _penalty_energies(states_for_energy, penalty, constraints)
+        polynomial, inequality = _penalty_parts(states_for_energy, penalty, constraints)
+        penalty_energies = polynomial + inequality
         infeasible = penalty_energies > 1e-9
         if constraints is not None:
             infeasible |= constraints.violated(states_for_energy)
         # Feasible (zero penalty) first, then by the annealed objective.
-        total = energies + coef * (0.0 if penalty is None
-                                   else np.atleast_1d(penalty.energies(states_for_energy)))
-        if constraints is not None:
-            total = total + constraints.penalty(states_for_energy)
+        total = energies + coef * polynomial + inequality
         order = np.lexsort((energies, total, infeasible))
     states, energies, freq = states[order], energies[order], freq[order]
     if penalty_energies is not None:
@@ -221,15 +218,14 @@ def _penalty_scale(annealed: Any, params: Mapping[str, Any], penalty: Any) -> fl
     return float(swing.max(initial=0.0))
 
 
-def _penalty_energies(states: np.ndarray, penalty: Any, constraints: Any) -> np.ndarray:
-    """What each state reports as ``penalty_energy``: the penalty polynomial's value plus the
-    inequalities' sum of lambda x max(0, lhs); 0 for a feasible state."""
-    out = np.zeros(len(states))
-    if penalty is not None:
-        out += np.atleast_1d(penalty.energies(states))
-    if constraints is not None:
-        out += constraints.penalty(states)
-    return out
+def _penalty_parts(states: np.ndarray, penalty: Any, constraints: Any
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each state's penalty polynomial value and its inequalities' sum of lambda x max(0, lhs)
+    (zeros for what the request lacks); their sum is the reported ``penalty_energy``."""
+    zeros = np.zeros(len(states))
+    polynomial = zeros if penalty is None else np.atleast_1d(penalty.energies(states))
+    inequality = zeros if constraints is None else constraints.penalty(states)
+    return polynomial, inequality
 
 
 def _drop_auxiliaries(states: np.ndarray, freq: np.ndarray, aux_pairs: np.ndarray,
