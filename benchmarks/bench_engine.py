@@ -49,7 +49,7 @@ def sk_instance(n: int = 1024, seed: int = 7) -> Instance:
     rng = np.random.default_rng(seed)
     j = np.triu(rng.choice([-1.0, 1.0], size=(n, n)), 1)
     problem = BinaryQuadraticProblem.from_ising(np.zeros(n), j, storage="dense")
-    return Instance(f"SK{n}", "sk", problem, None)
+    return Instance(f"SK{n}", "sk", None, problem)
 
 
 def to_bqm(problem: BinaryQuadraticProblem):

@@ -87,10 +87,9 @@ def _load(path: Path, spec: str) -> tuple[Any, str | None, dict[str, Any], dict[
             return np.load(path, allow_pickle=False), None, {}, {}, None
         except ValueError as exc:
             raise ValueError(f"{path}: not a numpy array file ({exc})") from None
-    # G-set / Beasley: the engine's loader (the CLI only; the client library never imports it).
-    from service.engine.loaders import load_instance
-    instance = load_instance(spec)
-    return instance.problem, None, {}, {}, instance
+    from .instance_files import read_instance
+    instance = read_instance(spec)
+    return instance, None, {}, {}, instance
 
 
 def _progress_printer(quiet: bool, seen: dict[str, str]) -> Any:

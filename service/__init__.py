@@ -1,6 +1,4 @@
-"""SpinOut's solver service and annealing engine."""
+"""SpinOut's solver service (``web``, ``jobs``) and annealing engine (``engine``).
 
-from .vector_width import prefer_wide_vectors
-
-# Before any numba module of the package loads: numba fixes its target features once.
-prefer_wide_vectors()
+Importing the package does nothing else: the engine applies its numba settings when it loads.
+"""

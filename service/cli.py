@@ -8,10 +8,13 @@ FastAPI.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
+from types import ModuleType
 
-#: name -> (module, one-line help)
+#: name -> (module, one-line help); the extra each needs is in EXTRA_FOR.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "anneal": ("service.anneal_command", "solve a QUBO file in-process with the embedded engine"),
     "serve": ("service.serve_command", "run the DA-compatible solver service"),
@@ -21,15 +24,38 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("trainer.reproduce_command", "reproduce the Ising-Dropout paper's tables"),
 }
 
+#: The install extra a command's module needs (``pip install spinout`` is the client alone).
+EXTRA_FOR = {"anneal": "service", "serve": "service", "worker": "service", "train": "train",
+             "reproduce": "train"}
+
+
+@contextlib.contextmanager
+def _extra_installed(name: str) -> Iterator[None]:
+    """Turn a missing dependency of the command into a message naming the extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_FOR.get(name)
+        if extra is None or exc.name is None or exc.name.split(".")[0] in ("service", "client",
+                                                                              "trainer"):
+            raise
+        raise SystemExit(f"spinout {name} needs {exc.name}, which is not installed: "
+                         f"pip install 'spinout[{extra}]'") from None
+
+
+def _command_module(name: str) -> ModuleType:
+    with _extra_installed(name):
+        return importlib.import_module(SUBCOMMANDS[name][0])
+
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinout", description="SpinOut: QUBO/Ising annealing "
                                      "service, client and Ising-Dropout trainer.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (_, help_text) in SUBCOMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         if name == selected:
-            importlib.import_module(module).configure(child)
+            _command_module(name).configure(child)
     return parser
 
 
@@ -41,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return int(module.main(args) or 0)
+    module = _command_module(args.command)
+    with _extra_installed(args.command):
+        return int(module.main(args) or 0)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ Importable without FastAPI, pydantic or Redis, so the trainer can run it in-proc
     result.best_state, result.best_energy
 """
 
+from .vector_width import prefer_wide_vectors
+
+# Before any numba module of the engine loads: numba fixes its target features once.
+prefer_wide_vectors()
+
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .result import SolveResult

@@ -1,115 +1,45 @@
-"""Readers for the benchmark instance files: G-set Max-Cut graphs and Beasley's OR-Library BQPs.
+"""Benchmark instances as engine problems.
 
-Both formats are described in ``shared/data/README.md``. Each reader returns QUBOs to MINIMISE;
-``objective_from_energy`` maps an energy back to the instance's own objective (the cut, or the
-Beasley maximum).
+The file formats are read by ``client.instance_files`` (numpy only, so ``spinout solve`` needs no
+engine); this module builds the engine's ``BinaryQuadraticProblem`` from those arrays.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from client.instance_files import InstanceFile, InstanceInfo, read_beasley, read_gset, read_instance
 
 from .problem import BinaryQuadraticProblem
 
+__all__ = ["Instance", "load_beasley", "load_gset", "load_instance"]
+
 
 @dataclass(frozen=True)
-class Instance:
-    """A named benchmark problem. ``objective = sign * energy`` (both families maximise)."""
+class Instance(InstanceInfo):
+    """A named benchmark problem. ``objective = -energy`` (both families maximise)."""
 
-    name: str
-    kind: str  # "gset" or "beasley"
     problem: BinaryQuadraticProblem
-    best_known: float | None = None
-
-    def objective(self, energy: float) -> float:
-        return -float(energy)
-
-    @property
-    def target_energy(self) -> float | None:
-        return None if self.best_known is None else -float(self.best_known)
 
 
-def _read_numbers(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise FileNotFoundError(f"instance file not found: {path}")
-    try:
-        return np.array(path.read_text().split(), dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a whitespace-separated numeric file ({exc})") from exc
-
-
-def _best_known(directory: Path, name: str) -> float | None:
-    table = directory / "best_known.csv"
-    if not table.exists():
-        return None
-    with table.open() as fh:
-        for row in csv.DictReader(fh):
-            if row.get("instance") == name:
-                value = row.get("best_known_cut") or row.get("best_known_max")
-                return float(value) if value else None
-    return None
+def _built(source: InstanceFile) -> Instance:
+    problem = BinaryQuadraticProblem.from_arrays(source.rows, source.cols, source.values,
+                                                 linear=source.linear,
+                                                 num_variables=source.num_variables)
+    return Instance(source.name, source.kind, source.best_known, problem)
 
 
 def load_gset(path: str | Path) -> Instance:
     """A G-set graph as Max-Cut QUBO: E(x) = sum_edges w (2 x_i x_j - x_i - x_j) = -cut(x)."""
-    path = Path(path)
-    nums = _read_numbers(path)
-    if nums.size < 2:
-        raise ValueError(f"{path}: expected a first line 'n m'")
-    n, m = int(nums[0]), int(nums[1])
-    body = nums[2:]
-    if body.size != 3 * m:
-        raise ValueError(f"{path}: header promises {m} edges but the file holds {body.size / 3:g}")
-    edges = body.reshape(m, 3)
-    i = edges[:, 0].astype(np.int64) - 1
-    j = edges[:, 1].astype(np.int64) - 1
-    w = edges[:, 2]
-    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
-        raise ValueError(f"{path}: node index outside 1..{n}")
-    linear = -(np.bincount(i, weights=w, minlength=n) + np.bincount(j, weights=w, minlength=n))
-    problem = BinaryQuadraticProblem.from_arrays(i, j, 2.0 * w, linear=linear, num_variables=n)
-    return Instance(path.stem, "gset", problem, _best_known(path.parent, path.stem))
+    return _built(read_gset(path))
 
 
 def load_beasley(path: str | Path, instance: int = 1) -> Instance:
     """Instance ``instance`` (1-based) of a Beasley file, as the QUBO minimising -x^T Q x."""
-    path = Path(path)
-    nums = _read_numbers(path)
-    count = int(nums[0])
-    if not 1 <= instance <= count:
-        raise ValueError(f"{path}: holds instances 1..{count}, asked for {instance}")
-    pos = 1
-    for k in range(1, count + 1):
-        n, nnz = int(nums[pos]), int(nums[pos + 1])
-        block = nums[pos + 2: pos + 2 + 3 * nnz]
-        pos += 2 + 3 * nnz
-        if k == instance:
-            break
-    if block.size != 3 * nnz:
-        raise ValueError(f"{path}: instance {instance} is truncated")
-    entries = block.reshape(nnz, 3)
-    i = entries[:, 0].astype(np.int64) - 1
-    j = entries[:, 1].astype(np.int64) - 1
-    q = entries[:, 2]
-    # Q is symmetric and only i <= j is listed: an off-diagonal entry counts twice in x^T Q x.
-    coeff = np.where(i == j, -q, -2.0 * q)
-    problem = BinaryQuadraticProblem.from_arrays(i, j, coeff, num_variables=n)
-    name = f"{path.stem}.{instance}"
-    return Instance(name, "beasley", problem, _best_known(path.parent, name))
+    return _built(read_beasley(path, instance))
 
 
 def load_instance(spec: str | Path) -> Instance:
     """``G11.txt`` / ``path/to/G11.txt`` (G-set) or ``bqp50.txt`` / ``bqp50.txt:3`` (Beasley)."""
-    text = str(spec)
-    number = 1
-    base, sep, tail = text.rpartition(":")
-    if sep and tail.isdigit():
-        text, number = base, int(tail)
-    path = Path(text)
-    if path.name.lower().startswith("bqp"):
-        return load_beasley(path, number)
-    return load_gset(path)
+    return _built(read_instance(spec))

@@ -45,7 +45,7 @@ from client.transport import (CompactInequalities, CompactProblem, CompactReques
 
 from .higher_order import reduce_degree
 from .one_hot import add_one_hot_penalties, flip_swing, one_hot_groups
-from .term_scan import scan_binary_polynomial
+from service.engine.term_scan import scan_binary_polynomial
 
 if TYPE_CHECKING:
     from .patterns import PatternCache

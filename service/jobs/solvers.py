@@ -268,7 +268,7 @@ def warm_up() -> float:
         values.flags.writeable = False
         pattern.problem(values, None, 0.0)
     # The DA JSON term scanner (bytes and bytearray bodies).
-    from .term_scan import scan_binary_polynomial
+    from service.engine.term_scan import scan_binary_polynomial
 
     body = b'{"binary_polynomial": {"terms": [{"c": 1.5, "p": [0, 1]}, {"c": -1, "p": [2]}]}}'
     for raw in (body, bytearray(body)):

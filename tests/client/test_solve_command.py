@@ -88,3 +88,57 @@ def test_cli_auth_error_is_exit_2(service, tmp_path, capsys) -> None:
     np.save(tmp_path / "q.npy", np.eye(2))
     assert spinout(["solve", str(tmp_path / "q.npy"), "--url", service.url, "--api-key", "wrong"]) == 2
     assert "401" in capsys.readouterr().err
+
+
+#: What `pip install spinout` (the client role) does not install.
+SERVICE_AND_TRAINER_MODULES = ("numba", "llvmlite", "scipy", "torch", "fastapi", "uvicorn", "orjson",
+                               "rq", "redis", "matplotlib")
+
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = set({blocked!r})
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+sys.argv = ["spinout"] + {argv!r}
+from service.cli import main
+raise SystemExit(main())
+"""
+
+
+def run_client_role(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process where the service's and trainer's dependencies cannot be imported,
+    as after a plain `pip install spinout`."""
+    code = _BLOCKER.format(blocked=SERVICE_AND_TRAINER_MODULES, argv=argv)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_solve_needs_only_the_client_install(service, data_dir) -> None:
+    """`spinout solve` of a Beasley file works without numba, scipy, torch or FastAPI."""
+    proc = run_client_role(["solve", str(data_dir / "beasley" / "bqp50.txt") + ":3", "--url",
+                            service.url, "--api-key", service.api_key, "--time-limit", "10"])
+    assert proc.returncode == 0, proc.stderr
+    assert "objective: 4626 (best known 4626)" in proc.stdout
+
+
+@pytest.mark.parametrize("command, extra", [("serve", "service"), ("anneal", "service"),
+                                            ("train", "train")])
+def test_commands_of_other_roles_name_their_extra(command: str, extra: str, tmp_path) -> None:
+    proc = run_client_role([command, str(tmp_path / "x.txt")] if command == "anneal" else [command])
+    assert proc.returncode == 1
+    assert f"pip install 'spinout[{extra}]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_base_install_is_the_client() -> None:
+    """The distribution's own requirements are the client's four; the rest are extras."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    names = {req.split(">")[0].split("=")[0].split("[")[0] for req in project["dependencies"]}
+    assert names == {"numpy", "pydantic", "httpx", "msgpack"}
+    assert "torch==2.13.0" in project["optional-dependencies"]["train"]
+    assert not any(r.startswith("torch") for r in project["optional-dependencies"]["service"])

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.jobs.parsing import ProblemError, parse_da_request
-from service.jobs.term_scan import scan_binary_polynomial
+from service.engine.term_scan import scan_binary_polynomial
 
 
 def both_ways(raw: bytes, version: str = "v2") -> tuple[object, object]:

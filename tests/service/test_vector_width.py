@@ -8,7 +8,7 @@ import sys
 import llvmlite.binding as llvm
 import pytest
 
-from service.vector_width import prefer_wide_vectors
+from service.engine.vector_width import prefer_wide_vectors
 from tests.servers import REPO
 
 HAS_AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
@@ -52,3 +52,15 @@ def test_numba_compiles_the_kernels_with_the_setting(numba_first: bool) -> None:
     env_out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                              check=True, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}).stdout.strip()
     assert (env_out == "-prefer-256-bit") == HAS_AVX512
+
+
+def test_only_the_engine_applies_it() -> None:
+    """Importing the service package, its CLI, the web layer's settings or the client leaves the
+    process environment alone; loading the engine applies the preference."""
+    code = ("import os, service, service.cli, service.web.settings, client\n"
+            "print('NUMBA_CPU_FEATURES' in os.environ)\n"
+            "import service.engine\n"
+            "print('NUMBA_CPU_FEATURES' in os.environ)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}).stdout.split()
+    assert out == ["False", str(HAS_AVX512)]

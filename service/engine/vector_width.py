@@ -5,7 +5,7 @@ clang's ``-mprefer-vector-width=256`` would, so numba's vectorised loops leave h
 AVX-512 register empty. Dropping that preference runs the parallel trial's key loop ~2x faster
 and a whole small DA job over HTTP ~1.2x (docs/engine.md). numba takes its target features once,
 when its code generator starts (the first ``@njit`` in the process), and keys its on-disk cache
-on them, so the package's ``__init__`` applies this before any of SpinOut's numba modules loads.
+on them, so the engine package's ``__init__`` applies this before any of SpinOut's numba modules loads.
 Subprocesses (workers, the warm-up) inherit it through the environment.
 
 ``SPINOUT_VECTOR_BITS=256`` opts out; a ``NUMBA_CPU_NAME`` or ``NUMBA_CPU_FEATURES`` the user set
