@@ -26,12 +26,13 @@ def free_port() -> int:
 class ServerProcess:
     """A ``spinout serve``/``spinout worker`` subprocess we can stop politely or kill -9.
 
-    ``env`` overrides the inherited environment; a value of None removes that variable.
+    ``env`` overrides the inherited environment; a value of None removes that variable. ``cwd``
+    is the checkout whose packages ``python -m service`` imports (default: this one).
     """
 
     def __init__(self, args: list[str], env: dict[str, str | None], log: Path,
-                 port: int | None = None) -> None:
-        self.args, self.env, self.log, self.port = args, env, log, port
+                 port: int | None = None, cwd: Path = REPO) -> None:
+        self.args, self.env, self.log, self.port, self.cwd = args, env, log, port, cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +43,7 @@ class ServerProcess:
         merged = {**os.environ, **self.env}
         full_env = {k: v for k, v in merged.items() if v is not None}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "service", *self.args], cwd=REPO,
+            self.proc = subprocess.Popen([sys.executable, "-m", "service", *self.args], cwd=self.cwd,
                                          env=full_env, stdout=out, stderr=subprocess.STDOUT)
         if wait and self.port is not None:
             self.wait_ready(timeout)

@@ -13,10 +13,10 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -29,7 +29,7 @@ from service.jobs.solvers import warm_up
 
 from .compact_routes import build_compact_router
 from .errors import install_error_handlers
-from .fast_lane import FastLane
+from .dependencies import ASYNC_VERSIONS, SYNC_VERSIONS, ServiceState
 from .observability import Metrics, RequestContextMiddleware
 from .routes import build_da_router
 from .settings import Settings, get_settings
@@ -85,30 +85,41 @@ def tune_interpreter() -> None:
     gc.freeze()
 
 
-class ServiceApp(FastAPI):
-    """FastAPI with the request context (ids, access log, metrics) outermost and the fast lane
-    for small jobs' routes inside it, ahead of FastAPI's own middleware and router."""
+def _paths_per_version(paths: dict[str, Any]) -> dict[str, Any]:
+    """The document as DA users read it: one path per version (``/v3/async/qubo/solve``, ...)
+    where the app registers one route with a ``{version}`` segment."""
+    out: dict[str, Any] = {}
+    for path, operations in paths.items():
+        if "/{version}/" not in path:
+            out[path] = operations
+            continue
+        versions = SYNC_VERSIONS if "/{version}/qubo/" in path else ASYNC_VERSIONS
+        for version in versions:
+            concrete: dict[str, Any] = {}
+            for method, operation in operations.items():
+                operation = dict(operation)
+                operation["parameters"] = [p for p in operation.get("parameters", [])
+                                           if p.get("name") != "version" or p.get("in") != "path"]
+                operation["operationId"] = f"{operation.get('operationId', method)}_{version}"
+                operation["tags"] = [f"{version} {tag}" for tag in operation.get("tags", [])]
+                concrete[method] = operation
+            out[path.replace("{version}", version)] = concrete
+    return out
 
-    def include_router(self, router: Any, *args: Any, **kwargs: Any) -> None:
-        super().include_router(router, *args, **kwargs)
-        self.__dict__.setdefault("included_routers", []).append((kwargs.get("prefix", ""), router))
 
-    def build_middleware_stack(self) -> Any:
-        routers = [("", self.routes)] + [(prefix, router.routes) for prefix, router
-                                         in self.__dict__.get("included_routers", [])]
-        return RequestContextMiddleware(FastLane(super().build_middleware_stack(), self, routers),
-                                        metrics=self.state.metrics)
+def create_app(settings: Settings | None = None, *,
+               dependencies: Sequence[params.Depends] = ()) -> FastAPI:
+    """A ready-to-serve app (``uvicorn --factory service.web.app:create_app``).
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A ready-to-serve app (``uvicorn --factory service.web.app:create_app``)."""
+    ``dependencies`` apply to every route (FastAPI's app-level dependencies: a deployment's own
+    checks, e.g. an IP allow-list)."""
     settings = settings or get_settings()
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store, runner = _build_backend(settings, metrics)
-        app.state.jobs = JobManager(store, runner, job_limit=settings.job_limit,
+        state.jobs = JobManager(store, runner, job_limit=settings.job_limit,
                                     max_iterations=settings.max_iterations,
                                     max_time_limit_sec=settings.max_time_limit_sec,
                                     sync_time_cap_sec=settings.sync_time_cap_sec, metrics=metrics,
@@ -128,15 +139,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(runner.shutdown)
             store.close()
 
-    app = ServiceApp(title="SpinOut solver service",
-                     description="A Digital Annealer Web API compatible QUBO solver, plus a compact "
-                                 "msgpack transport for large problems.",
-                     version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.api_keys = [k.encode() for k in settings.keys]
-    app.state.parse_slots = asyncio.Semaphore(settings.max_parallel_parses)
-    app.state.patterns = PatternCache(int(settings.pattern_cache_mb * 1024 * 1024))
-    app.state.metrics = metrics
+    state = ServiceState(settings, metrics,
+                         PatternCache(int(settings.pattern_cache_mb * 1024 * 1024)),
+                         asyncio.Semaphore(settings.max_parallel_parses),
+                         [k.encode() for k in settings.keys])
+    app = FastAPI(title="SpinOut solver service",
+                  description="A Digital Annealer Web API compatible QUBO solver, plus a compact "
+                              "msgpack transport for large problems.",
+                  version="0.1.0", lifespan=lifespan, dependencies=list(dependencies))
+    app.state.service = state
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     install_error_handlers(app)
     # The compact routes first: FastAPI tries routes in order, and the trainer's many small
     # compact solves then match at once instead of after ~90 DA routes (~15 % of their parsing).
@@ -156,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
                              routes=app.routes)
+        schema["paths"] = _paths_per_version(schema.get("paths", {}))
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for model in (SolveRequest, CancelRequest):
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
