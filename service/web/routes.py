@@ -11,25 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from client.models import (CancelRequest, ErrorEnvelope, JobResult, JobStatus, JobStatusList,
                            JobSubmitted, SyncSolveResponse)
 from service.jobs.manager import JobManager
-from service.jobs.parsing import ProblemError, parse_da_request
+from service.jobs.parsing import ProblemError
 from service.jobs.records import JobRecord
 from service.jobs.solvers import qubo_solution_dict
 
-from .dependencies import (AppSettings, AsyncVersion, Jobs, Owner, ParseSlots, RequestBody,
-                           SyncVersion)
-from .errors import ApiError
+from .dependencies import (ASYNC_VERSIONS, AsyncVersionPath, JobSolveRequest, Jobs, Owner,
+                           SyncSolveRequest, SyncVersionPath, checked_version)
 
-__all__ = ["build_da_router", "check_content_type", "json_response"]
-
-#: Bodies above this are parsed on a worker thread, keeping the event loop responsive.
-INLINE_PARSE_BYTES = 256 * 1024
+__all__ = ["add_da_routes", "json_response"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope} for code in (400, 401, 404, 413, 415, 429, 503)}
@@ -41,43 +37,20 @@ def json_response(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
 
 
-def check_content_type(request: Request, accepted: tuple[str, ...]) -> None:
-    """415 for a body declared as something else. A missing Content-Type is accepted (plain
-    clients send none); refusing text/plain and forms keeps browsers from posting jobs
-    cross-site as CORS "simple requests" when authentication is off."""
-    declared = request.headers.get("content-type")
-    if declared is None:
-        return
-    media = declared.split(";", 1)[0].strip().lower()
-    if media not in accepted and not (media.startswith("application/") and media.endswith("+json")
-                                      and "application/json" in accepted):
-        raise ApiError(415, f"unsupported Content-Type {media[:100]!r}; send {accepted[0]}")
+def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
+    """Register the DA routes on ``router`` under ``prefix`` (the app registers them on its own
+    router, bare and under the configured prefix: an included router costs every request a
+    second route match)."""
 
-
-async def parse_body(request: Request, body: bytes, version: str, settings: AppSettings,
-                     slots: ParseSlots) -> Any:
-    check_content_type(request, ("application/json",))
-    if not body:
-        raise ProblemError("the request body is empty; send a DA solve request as JSON")
-    if len(body) > INLINE_PARSE_BYTES:
-        async with slots:  # bounds the memory of concurrent big parses
-            return await run_in_threadpool(parse_da_request, body, version, settings.max_terms)
-    return parse_da_request(body, version, settings.max_terms)
-
-
-def build_da_router() -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/v1/healthcheck", tags=["health"], summary="Liveness: 200 {} when serving")
+    @router.get(prefix + "/v1/healthcheck", tags=["health"], summary="Liveness: 200 {} when serving")
     async def healthcheck() -> Response:
         return json_response({})
 
-    @router.post("/{version}/qubo/solve", tags=["synchronous"], name="solve",
+    @router.post(prefix + "/{version}/qubo/solve", tags=["synchronous"], name="solve",
                  summary="Solve synchronously (v1, v2)", openapi_extra=_SOLVE_BODY,
                  responses={200: {"model": SyncSolveResponse}, **_ERRORS})
-    async def solve_sync(version: SyncVersion, request: Request, owner: Owner, body: RequestBody,
-                         jobs: Jobs, settings: AppSettings, slots: ParseSlots) -> Response:
-        parsed = await parse_body(request, body, version, settings, slots)
+    async def solve_sync(version: SyncVersionPath, owner: Owner, parsed: SyncSolveRequest,
+                         jobs: Jobs) -> Response:
         async_route = "/v2/async/qubo/solve" + (" with a fujitsuDA2 block" if version == "v1" else "")
         jobs.check_sync(parsed, async_route)
         try:
@@ -89,32 +62,36 @@ def build_da_router() -> APIRouter:
 
     tag = "asynchronous"
 
-    @router.post("/{version}/async/qubo/solve", tags=[tag], name="submit",
+    @router.post(prefix + "/{version}/async/qubo/solve", tags=[tag], name="submit",
                  summary="Submit a job (v2, v3, v3c, v4)", openapi_extra=_SOLVE_BODY,
                  responses={200: {"model": JobSubmitted}, **_ERRORS})
-    async def submit(version: AsyncVersion, request: Request, owner: Owner, body: RequestBody,
-                     jobs: Jobs, settings: AppSettings, slots: ParseSlots) -> Response:
-        parsed = await parse_body(request, body, version, settings, slots)
+    async def submit(version: AsyncVersionPath, owner: Owner, parsed: JobSolveRequest,
+                     jobs: Jobs) -> Response:
         return json_response({"job_id": jobs.submit(owner, parsed, version)})
 
-    @router.get("/{version}/async/jobs", tags=[tag], name="jobs", summary="This key's jobs",
+    @router.get(prefix + "/{version}/async/jobs", tags=[tag], name="jobs", summary="This key's jobs",
                 responses={200: {"model": JobStatusList}, **_ERRORS})
-    async def list_jobs(version: AsyncVersion, owner: Owner, jobs: Jobs) -> Response:
+    async def list_jobs(version: AsyncVersionPath, owner: Owner, jobs: Jobs) -> Response:
+        checked_version(version, ASYNC_VERSIONS)
         return json_response({"job_status_list": [
             {"job_id": r.job_id, "job_status": r.status, "start_time": _iso(r.created_at)}
             for r in jobs.list(owner)]})
 
-    @router.get("/{version}/async/jobs/result/{job_id}", tags=[tag], name="result",
+    @router.get(prefix + "/{version}/async/jobs/result/{job_id}", tags=[tag], name="result",
                 summary="A job's status, or its result when done",
                 responses={200: {"model": JobResult}, **_ERRORS})
-    async def get_result(version: AsyncVersion, job_id: str, owner: Owner, jobs: Jobs) -> Response:
+    async def get_result(version: AsyncVersionPath, job_id: str, owner: Owner,
+                         jobs: Jobs) -> Response:
+        checked_version(version, ASYNC_VERSIONS)
         return json_response(await _body(jobs, jobs.get(owner, job_id)))
 
-    @router.delete("/{version}/async/jobs/result/{job_id}", tags=[tag], name="delete",
+    @router.delete(prefix + "/{version}/async/jobs/result/{job_id}", tags=[tag], name="delete",
                    summary="Remove a finished job (returns it with status Deleted); an "
                            "unfinished job is left alone and its status returned",
                    responses={200: {"model": JobResult}, **_ERRORS})
-    async def delete_result(version: AsyncVersion, job_id: str, owner: Owner, jobs: Jobs) -> Response:
+    async def delete_result(version: AsyncVersionPath, job_id: str, owner: Owner,
+                            jobs: Jobs) -> Response:
+        checked_version(version, ASYNC_VERSIONS)
         record = jobs.get(owner, job_id)
         if record.status in (JobStatus.WAITING.value, JobStatus.RUNNING.value):
             return json_response({"status": record.status})
@@ -124,10 +101,11 @@ def build_da_router() -> APIRouter:
             return json_response({"status": jobs.get(owner, job_id).status})
         return json_response(body)
 
-    @router.post("/{version}/async/jobs/cancel", tags=[tag], name="cancel",
+    @router.post(prefix + "/{version}/async/jobs/cancel", tags=[tag], name="cancel",
                  summary="Cancel a Waiting job", responses={200: {"model": JobResult}, **_ERRORS})
-    async def cancel(version: AsyncVersion, payload: CancelRequest, owner: Owner,
+    async def cancel(version: AsyncVersionPath, payload: CancelRequest, owner: Owner,
                      jobs: Jobs) -> Response:
+        checked_version(version, ASYNC_VERSIONS)
         return json_response({"status": jobs.cancel(owner, payload.job_id)})
 
     return router

@@ -25,7 +25,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from client.transport import CONTENT_TYPE, CompactProblem, encode_request
 from service.web.app import create_app
 from service.web.auth import authenticate
-from service.web.routes import build_da_router
+from fastapi import APIRouter
+
+from service.web.routes import add_da_routes
 from service.web.settings import Settings
 from tests.servers import free_port
 from tests.service.conftest import random_terms
@@ -111,7 +113,7 @@ def test_an_app_level_dependency_applies_to_every_route(tmp_path: Path) -> None:
 
 def test_a_router_level_dependency_applies_to_its_routes(tmp_path: Path) -> None:
     app = create_app(settings(tmp_path, prefix="/"))
-    app.include_router(build_da_router(), prefix="/da", dependencies=[Depends(deny)])
+    app.include_router(add_da_routes(APIRouter()), prefix="/da", dependencies=[Depends(deny)])
     with served(app) as url:
         got = statuses(url)
     for (_, path, _, _), status, plain in zip(ROUTES, got, PLAIN):
