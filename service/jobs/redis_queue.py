@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from client.models import JobStatus
 
 from .lifecycle import execute_job, interrupted_message
+from .records import JobStore
 from .redis_store import RedisJobStore, lease_key
 
 __all__ = ["QUEUE_NAME", "RedisMonitor", "RedisRunner", "WorkerConfig", "run_job", "run_worker"]
@@ -86,10 +87,11 @@ def _enqueue(connection: Redis, job_id: str, timeout: float | None, rq_id: str |
 
 
 #: Compare-and-set of a Waiting job's rq id: only one monitor re-enqueues a dropped job.
+#: ARGV: the Waiting status, the expected rq id, the new rq id, the time.
 _SWAP_RQ_ID = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'Waiting' then return 0 end
-if redis.call('HGET', KEYS[1], 'rq_id') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rq_id', ARGV[2], 'enqueued_at', ARGV[3])
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'rq_id') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'rq_id', ARGV[3], 'enqueued_at', ARGV[4])
 return 1
 """
 
@@ -141,8 +143,9 @@ def run_job(job_id: str) -> str | None:
     connection = job.connection
     store = RedisJobStore(connection)
     with _Lease(connection, job_id, _config.lease_seconds):
-        return execute_job(store, job_id, stop=_stop, time_limit=_config.job_time_limit,
-                           max_iterations=_config.max_iterations, max_attempts=_config.max_attempts)
+        status = execute_job(store, job_id, stop=_stop, time_limit=_config.job_time_limit,
+                             max_iterations=_config.max_iterations, max_attempts=_config.max_attempts)
+    return None if status is None else status.value
 
 
 class RedisMonitor(threading.Thread):
@@ -152,7 +155,7 @@ class RedisMonitor(threading.Thread):
                  max_attempts: int = 3, job_time_limit: float | None = None) -> None:
         super().__init__(name="spinout-monitor", daemon=True)
         self.connection = connection
-        self.store = RedisJobStore(connection)
+        self.store: JobStore = RedisJobStore(connection)
         self.interval, self.lease_seconds = interval, lease_seconds
         self.max_attempts, self.job_time_limit = max_attempts, job_time_limit
         self.done = threading.Event()
@@ -170,21 +173,21 @@ class RedisMonitor(threading.Thread):
         now = time.time()
         queued: set[str] | None = None
         for record in self.store.unfinished():
-            if record.status == JobStatus.WAITING.value:
+            if record.status == JobStatus.WAITING:
                 self._enqueue_orphan(record, now)
                 if queued is None and now - record.created_at >= ORPHAN_SECONDS:
                     queued = {_text(i) for i in self.connection.lrange(QUEUE_KEY, 0, -1)}
                 if queued is not None:
                     self._recover_dropped(record, now, queued)
                 continue
-            if record.status != JobStatus.RUNNING.value:
+            if record.status != JobStatus.RUNNING:
                 continue
             if self.connection.exists(lease_key(record.job_id)):
                 continue
             if now - (record.started_at or now) < self.lease_seconds:
                 continue  # just claimed; the lease may not be visible yet
             if record.attempts >= self.max_attempts:
-                if self.store.finish(record.job_id, JobStatus.ERROR.value, None,
+                if self.store.finish(record.job_id, JobStatus.ERROR, None,
                                      interrupted_message(record.attempts)):
                     log.warning("job abandoned too often; marked Error", extra={"job_id": record.job_id})
             elif self.store.requeue(record.job_id):
@@ -221,7 +224,7 @@ class RedisMonitor(threading.Thread):
             return
         del self._suspects[rq_id]
         new_id = uuid.uuid4().hex
-        if self._swap_rq_id(keys=[key], args=[rq_id, new_id, now]):
+        if self._swap_rq_id(keys=[key], args=[JobStatus.WAITING.value, rq_id, new_id, now]):
             log.warning("re-enqueueing a Waiting job whose queue entry was lost",
                         extra={"job_id": record.job_id})
             _enqueue(self.connection, record.job_id, self.job_time_limit, new_id)
