@@ -14,7 +14,7 @@ from client.models import JobStatus
 from client.transport import CompactReply, CompactRequest, decode_reply, encode_request
 
 from .parsing import ProblemError
-from .records import JobLimitError, JobRecord
+from .records import FINISHED, JobLimitError, JobRecord, JobStore
 from .solvers import SolveOptions, estimate_seconds, qubo_solution_dict, solve_request
 
 __all__ = ["JobManager", "JobNotFoundError", "JobLimitError", "SolveTimeoutError"]
@@ -46,7 +46,7 @@ def _is_tiny(request: CompactRequest) -> bool:
 
 
 class JobManager:
-    def __init__(self, store: Any, runner: Any, *, job_limit: int, max_iterations: int,
+    def __init__(self, store: JobStore, runner: Any, *, job_limit: int, max_iterations: int,
                  max_time_limit_sec: float, sync_time_cap_sec: float, metrics: Any = None,
                  request_timeout_sec: float | None = None) -> None:
         self.request_timeout_sec = request_timeout_sec
@@ -93,7 +93,8 @@ class JobManager:
         reply.timing.setdefault("queue", 0.0)
         reply.timing["total"] = time.perf_counter() - start
         if self.metrics is not None:
-            self.metrics.job_finished(request.api_version or "compact", "Done", reply.timing.get("solve", 0.0))
+            self.metrics.job_finished(request.api_version or "compact", JobStatus.DONE,
+                                      reply.timing.get("solve", 0.0))
         return reply
 
     # ------------------------------------------------------------------ async
@@ -126,27 +127,27 @@ class JobManager:
         raw = self.store.result(record.job_id)
         return None if raw is None else decode_reply(raw)
 
-    def result_body(self, record: JobRecord, status: str | None = None) -> dict[str, Any]:
+    def result_body(self, record: JobRecord, status: JobStatus | None = None) -> dict[str, Any]:
         """The DA body of GET/DELETE on a job."""
         body: dict[str, Any] = {"status": status or record.status}
-        if record.status == JobStatus.DONE.value:
+        if record.status == JobStatus.DONE:
             reply = self.reply(record)
             if reply is not None:
                 body["qubo_solution"] = qubo_solution_dict(
                     reply, record.version, queue_seconds=reply.timing.get("queue", 0.0),
                     total_seconds=reply.timing.get("total"))
-        elif record.status == JobStatus.ERROR.value:
+        elif record.status == JobStatus.ERROR:
             body["message"] = record.message or "the job failed"
         return body
 
     def delete(self, owner: str, job_id: str) -> tuple[JobRecord, bool]:
         """(record, removed): a finished job is removed; an unfinished one is left alone."""
         record = self.get(owner, job_id)
-        if record.status not in (JobStatus.DONE.value, JobStatus.ERROR.value, JobStatus.CANCELED.value):
+        if record.status not in FINISHED:
             return record, False
         return record, self.store.delete(job_id)
 
-    def cancel(self, owner: str, job_id: str) -> str:
+    def cancel(self, owner: str, job_id: str) -> JobStatus:
         self.get(owner, job_id)
         status = self.store.cancel(job_id)
         if status is None:

@@ -18,6 +18,7 @@ from typing import Any
 from client.transport import CompactReply, CompactRequest
 
 from .lifecycle import execute_job, recover_unfinished
+from .records import JobStore
 from .solvers import SolveOptions, solve_request
 
 __all__ = ["EmbeddedRunner", "default_workers"]
@@ -40,7 +41,7 @@ def default_workers() -> int:
 class EmbeddedRunner:
     """Runs stored jobs and sync solves on thread pools; recovers the store at start."""
 
-    def __init__(self, store: Any, workers: int, *, job_time_limit: float | None,
+    def __init__(self, store: JobStore, workers: int, *, job_time_limit: float | None,
                  max_iterations: int | None, max_attempts: int, metrics: Any = None) -> None:
         self.store = store
         self.stop = threading.Event()

@@ -16,10 +16,10 @@ from typing import Protocol
 
 from client.models import JobStatus
 
-__all__ = ["JobRecord", "JobStore", "JobLimitError", "new_job_id", "owner_of"]
+__all__ = ["FINISHED", "UNFINISHED", "JobRecord", "JobStore", "JobLimitError", "new_job_id", "owner_of"]
 
-FINISHED = (JobStatus.DONE.value, JobStatus.ERROR.value, JobStatus.CANCELED.value)
-UNFINISHED = (JobStatus.WAITING.value, JobStatus.RUNNING.value)
+FINISHED = (JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELED)
+UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
 
 
 class JobLimitError(Exception):
@@ -41,7 +41,7 @@ def owner_of(api_key: str | None) -> str:
 class JobRecord:
     job_id: str
     owner: str
-    status: str
+    status: JobStatus
     version: str
     created_at: float
     started_at: float | None = None
@@ -52,11 +52,14 @@ class JobRecord:
 
     @staticmethod
     def create(owner: str, version: str, kind: str = "da") -> JobRecord:
-        return JobRecord(new_job_id(), owner, JobStatus.WAITING.value, version, time.time(), kind=kind)
+        return JobRecord(new_job_id(), owner, JobStatus.WAITING, version, time.time(), kind=kind)
 
 
 class JobStore(Protocol):
-    """What the job lifecycle needs from persistence."""
+    """What the job lifecycle needs from persistence (``SqliteJobStore``, ``RedisJobStore``).
+
+    Both pass the same conformance suite (tests/service/jobs/test_store_conformance.py).
+    """
 
     def create(self, record: JobRecord, payload: bytes, limit: int | None) -> None:
         """Insert; JobLimitError if ``owner`` already holds ``limit`` jobs (atomic)."""
@@ -72,10 +75,14 @@ class JobStore(Protocol):
     def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
         """Waiting -> Running (attempts + 1); None if the job is not Waiting."""
 
-    def finish(self, job_id: str, status: str, result: bytes | None, message: str | None) -> bool:
-        """Running -> Done/Error; False if it was not Running."""
+    def finish(self, job_id: str, status: JobStatus, result: bytes | None, message: str | None) -> bool:
+        """Running -> Done/Error; False if it was not Running (``status`` may be given as its
+        value, ``"Done"``; an unknown one raises ValueError)."""
 
-    def cancel(self, job_id: str) -> str | None:
+    def fail_unfinished(self, job_id: str, message: str) -> bool:
+        """Waiting/Running -> Error (gave up on it); False if it was already finished."""
+
+    def cancel(self, job_id: str) -> JobStatus | None:
         """Waiting -> Canceled; returns the status after the call (None: no such job)."""
 
     def requeue(self, job_id: str) -> bool:
@@ -86,8 +93,9 @@ class JobStore(Protocol):
 
     def unfinished(self) -> list[JobRecord]: ...
 
-    def counts(self) -> dict[str, int]:
-        """Jobs per status (at least Waiting and Running), for the metrics."""
+    def counts(self) -> dict[JobStatus, int]:
+        """Jobs per status, for the metrics: Waiting and Running always (0 included); a store
+        may add the finished statuses it can count cheaply."""
 
     def expire(self, older_than: float) -> int:
         """Remove finished jobs that finished before ``older_than`` (epoch s)."""

@@ -4,12 +4,18 @@ Why rq: a small, well-kept, Redis-only queue whose jobs are plain Python calls; 
 worker registration, graceful shutdown and failure bookkeeping without a broker to run besides
 Redis (which also holds the job store). See docs/service.md.
 
-Dead workers: rq notices an abandoned job only a minute or more after its worker died (its
-heartbeat TTLs add 60 s). So each running job also holds a short lease (``lease:{id}``, a few
-seconds, renewed by a thread of the worker). A monitor thread, run by the API and by every
-worker, scans unfinished jobs: a Running job whose lease lapsed is put back to Waiting and
-re-enqueued (another worker takes it), or marked Error after ``max_attempts`` runs. The
-transitions are compare-and-set scripts, so several monitors never double-enqueue.
+Dead workers: rq cannot notice one fast enough, so SpinOut keeps its own leases. A
+``SimpleWorker`` runs the job on its main thread and sends no heartbeat meanwhile, so rq gives
+the job's execution a TTL of the job timeout + 60 s (here the job time limit + 180 s: over an
+hour by default), and ``StartedJobRegistry.cleanup`` (run by a worker's maintenance, every
+10 minutes) only then reports the job abandoned. Instead each running job holds a short lease
+(``lease:{id}``, a few seconds, renewed by a thread of the worker). A monitor thread, run by
+the API and by every worker, scans unfinished jobs: a Running job whose lease lapsed is put back
+to Waiting and re-enqueued (another worker takes it), or marked Error after ``max_attempts``
+runs. The transitions are compare-and-set scripts, so several monitors never double-enqueue.
+
+Only rq's public API is used: the queue's contents through ``Queue.get_job_ids``, and a dead
+worker's leftover registration is retired with its own ``register_death``.
 
 Workers are rq ``SimpleWorker``s (no fork per job): the compiled kernels stay loaded, and a
 kill -9 of the worker really stops its job.
@@ -23,7 +29,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,14 +38,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from client.models import JobStatus
 
 from .lifecycle import execute_job, interrupted_message
-from .redis_store import RedisJobStore, lease_key
+from .records import JobRecord, JobStore
+from .redis_store import RedisJobStore, job_key, lease_key
+
+if TYPE_CHECKING:
+    from rq import SimpleWorker
 
 __all__ = ["QUEUE_NAME", "RedisMonitor", "RedisRunner", "WorkerConfig", "run_job", "run_worker"]
 
 log = logging.getLogger("spinout.jobs")
 
 QUEUE_NAME = "spinout"
-QUEUE_KEY = f"rq:queue:{QUEUE_NAME}"  # rq's list of queued job ids
 
 
 @dataclass
@@ -69,7 +78,7 @@ def mark_enqueued(connection: Redis, job_id: str, rq_id: str | None = None) -> N
     """Record that the job is in rq's queue, and as which rq job (only while the record exists)."""
     connection.eval("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], "
                     "'enqueued_at', ARGV[1]) if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], "
-                    "'rq_id', ARGV[2]) end end return 0", 1, f"spinout:job:{job_id}", time.time(),
+                    "'rq_id', ARGV[2]) end end return 0", 1, job_key(job_id), time.time(),
                     rq_id or "")
 
 
@@ -86,10 +95,11 @@ def _enqueue(connection: Redis, job_id: str, timeout: float | None, rq_id: str |
 
 
 #: Compare-and-set of a Waiting job's rq id: only one monitor re-enqueues a dropped job.
+#: ARGV: the Waiting status, the expected rq id, the new rq id, the time.
 _SWAP_RQ_ID = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'Waiting' then return 0 end
-if redis.call('HGET', KEYS[1], 'rq_id') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rq_id', ARGV[2], 'enqueued_at', ARGV[3])
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'rq_id') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'rq_id', ARGV[3], 'enqueued_at', ARGV[4])
 return 1
 """
 
@@ -141,8 +151,9 @@ def run_job(job_id: str) -> str | None:
     connection = job.connection
     store = RedisJobStore(connection)
     with _Lease(connection, job_id, _config.lease_seconds):
-        return execute_job(store, job_id, stop=_stop, time_limit=_config.job_time_limit,
-                           max_iterations=_config.max_iterations, max_attempts=_config.max_attempts)
+        status = execute_job(store, job_id, stop=_stop, time_limit=_config.job_time_limit,
+                             max_iterations=_config.max_iterations, max_attempts=_config.max_attempts)
+    return None if status is None else status.value
 
 
 class RedisMonitor(threading.Thread):
@@ -151,8 +162,11 @@ class RedisMonitor(threading.Thread):
     def __init__(self, connection: Redis, *, interval: float = 1.0, lease_seconds: float = 5.0,
                  max_attempts: int = 3, job_time_limit: float | None = None) -> None:
         super().__init__(name="spinout-monitor", daemon=True)
+        from rq import Queue
+
         self.connection = connection
-        self.store = RedisJobStore(connection)
+        self.store: JobStore = RedisJobStore(connection)
+        self.queue = Queue(QUEUE_NAME, connection=connection)
         self.interval, self.lease_seconds = interval, lease_seconds
         self.max_attempts, self.job_time_limit = max_attempts, job_time_limit
         self.done = threading.Event()
@@ -170,21 +184,21 @@ class RedisMonitor(threading.Thread):
         now = time.time()
         queued: set[str] | None = None
         for record in self.store.unfinished():
-            if record.status == JobStatus.WAITING.value:
+            if record.status == JobStatus.WAITING:
                 self._enqueue_orphan(record, now)
                 if queued is None and now - record.created_at >= ORPHAN_SECONDS:
-                    queued = {_text(i) for i in self.connection.lrange(QUEUE_KEY, 0, -1)}
+                    queued = set(self.queue.get_job_ids())
                 if queued is not None:
                     self._recover_dropped(record, now, queued)
                 continue
-            if record.status != JobStatus.RUNNING.value:
+            if record.status != JobStatus.RUNNING:
                 continue
             if self.connection.exists(lease_key(record.job_id)):
                 continue
             if now - (record.started_at or now) < self.lease_seconds:
                 continue  # just claimed; the lease may not be visible yet
             if record.attempts >= self.max_attempts:
-                if self.store.finish(record.job_id, JobStatus.ERROR.value, None,
+                if self.store.finish(record.job_id, JobStatus.ERROR, None,
                                      interrupted_message(record.attempts)):
                     log.warning("job abandoned too often; marked Error", extra={"job_id": record.job_id})
             elif self.store.requeue(record.job_id):
@@ -192,24 +206,24 @@ class RedisMonitor(threading.Thread):
                 rq_id = _enqueue(self.connection, record.job_id, self.job_time_limit)
                 mark_enqueued(self.connection, record.job_id, rq_id)
 
-    def _enqueue_orphan(self, record: Any, now: float) -> None:
+    def _enqueue_orphan(self, record: JobRecord, now: float) -> None:
         """A Waiting job never marked enqueued (the API died between storing and enqueueing it)
         is enqueued here; a duplicate run is impossible, the claim is compare-and-set."""
         if now - record.created_at < ORPHAN_SECONDS:
             return
-        key = f"spinout:job:{record.job_id}"
+        key = job_key(record.job_id)
         if self.connection.hget(key, "enqueued_at") is None and \
                 self.connection.hsetnx(key, "enqueued_at", now):
             log.warning("enqueueing a job that was stored but never queued", extra={"job_id": record.job_id})
             rq_id = _enqueue(self.connection, record.job_id, self.job_time_limit)
             mark_enqueued(self.connection, record.job_id, rq_id)
 
-    def _recover_dropped(self, record: Any, now: float, queued: set[str]) -> None:
+    def _recover_dropped(self, record: JobRecord, now: float, queued: set[str]) -> None:
         """A Waiting job whose rq job is no longer queued was taken by a worker that died or
         lost Redis before it claimed the job (a worker claims within milliseconds of taking
         it): seen so on two passes, it is enqueued again (the claim is compare-and-set, so an
         old rq job that still turns up cannot run it twice)."""
-        key = f"spinout:job:{record.job_id}"
+        key = job_key(record.job_id)
         enqueued_at, rq_id = (_text(v) for v in self.connection.hmget(key, ["enqueued_at", "rq_id"]))
         if not rq_id or not enqueued_at or now - float(enqueued_at) < ORPHAN_SECONDS:
             return
@@ -221,7 +235,7 @@ class RedisMonitor(threading.Thread):
             return
         del self._suspects[rq_id]
         new_id = uuid.uuid4().hex
-        if self._swap_rq_id(keys=[key], args=[rq_id, new_id, now]):
+        if self._swap_rq_id(keys=[key], args=[JobStatus.WAITING.value, rq_id, new_id, now]):
             log.warning("re-enqueueing a Waiting job whose queue entry was lost",
                         extra={"job_id": record.job_id})
             _enqueue(self.connection, record.job_id, self.job_time_limit, new_id)
@@ -267,36 +281,31 @@ class RedisRunner:
         self.connection.close()
 
 
-def _clear_stale_registration(worker: Any) -> None:
+def _retire_dead_namesake(worker: SimpleWorker) -> None:
     """A worker restarted under its old ``--name`` after a kill -9 finds its dead self still
     registered in Redis (rq keeps the key for minutes) and rq refuses to start. If that
-    registration is from this host and its process is gone, it is stale: remove it."""
+    registration is from this host and its process is gone, it is stale: rq records its death
+    (``register_death``), after which the name is free."""
     import socket
 
-    from rq import worker_registration
+    from rq import SimpleWorker
 
-    key = worker.key
-    if not worker.connection.exists(key) or worker.connection.hexists(key, "death"):
-        return
-    host, pid = (_text_of(v) for v in worker.connection.hmget(key, ["hostname", "pid"]))
-    if host != socket.gethostname() or not pid or not pid.isdigit():
+    old = SimpleWorker.find_by_key(worker.key, connection=worker.connection)
+    if old is None or old.death_date is not None:
+        return  # free, or already retired (a clean stop): rq accepts the name
+    if old.hostname != socket.gethostname() or not old.pid:
         return  # another machine's worker: rq's own refusal (a clear message) stands
-    try:
-        if int(pid) != os.getpid():  # our own earlier registration (lost Redis) is stale too
-            os.kill(int(pid), 0)
+    if old.pid != os.getpid():  # our own earlier registration (lost Redis) is stale too
+        try:
+            os.kill(old.pid, 0)
             return  # alive: a real name clash
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        return
-    log.warning("removing the stale registration of a dead worker with this name",
-                extra={"worker": worker.name, "dead_pid": int(pid)})
-    worker_registration.unregister(worker)
-    worker.connection.delete(key)
-
-
-def _text_of(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return
+    log.warning("retiring the stale registration of a dead worker with this name",
+                extra={"worker": worker.name, "dead_pid": old.pid})
+    old.register_death()
 
 
 def run_worker(url: str, config: WorkerConfig, *, name: str | None = None, burst: bool = False,
@@ -317,7 +326,7 @@ def run_worker(url: str, config: WorkerConfig, *, name: str | None = None, burst
         while True:
             worker = SimpleWorker([Queue(QUEUE_NAME, connection=connection)], connection=connection,
                                   name=name)
-            _clear_stale_registration(worker)
+            _retire_dead_namesake(worker)
             try:
                 worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
                 return 0

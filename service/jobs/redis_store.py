@@ -4,6 +4,7 @@ Keys (prefix ``spinout:``): ``job:{id}`` a hash (record fields, ``payload``, ``r
 ``owner:{digest}`` a set of the owner's job ids (the per-key limit, atomic in the create script);
 ``unfinished`` the ids Waiting or Running (what the monitor scans); ``lease:{id}`` a short-lived
 key a worker renews while it runs the job: when it lapses the worker is presumed dead.
+The scripts take the statuses they compare and set as arguments (the enum's values).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 from redis import Redis
 
-from .records import FINISHED, JobLimitError, JobRecord
+from client.models import JobStatus
+
+from .records import FINISHED, UNFINISHED, JobLimitError, JobRecord
 
 PREFIX = "spinout:"
 UNFINISHED_KEY = PREFIX + "unfinished"
@@ -60,7 +63,7 @@ _FIELDS = ("owner", "status", "version", "created_at", "started_at", "finished_a
            "message", "kind")
 
 
-def _job_key(job_id: str) -> str:
+def job_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
 
 
@@ -74,6 +77,11 @@ def lease_key(job_id: str) -> str:
 
 def _text(value: Any) -> str | None:
     return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _status_list(statuses: tuple[JobStatus, ...]) -> str:
+    """The scripts' comma list of expected statuses."""
+    return ",".join(s.value for s in statuses)
 
 
 class RedisJobStore:
@@ -94,30 +102,30 @@ class RedisJobStore:
         for name in _FIELDS:
             value = getattr(record, name)
             if value is not None:
-                pairs += [name, value]
+                pairs += [name, value.value if isinstance(value, JobStatus) else value]
         pairs += ["payload", payload]
-        ok = self._create(keys=[_owner_key(record.owner), _job_key(record.job_id), UNFINISHED_KEY],
+        ok = self._create(keys=[_owner_key(record.owner), job_key(record.job_id), UNFINISHED_KEY],
                           args=[-1 if limit is None else limit, record.job_id, *pairs])
         if not ok:
             raise JobLimitError(record.owner)
 
     def get(self, job_id: str) -> JobRecord | None:
-        values = self.redis.hmget(_job_key(job_id), _FIELDS)
+        values = self.redis.hmget(job_key(job_id), _FIELDS)
         if values[1] is None:
             return None
         d = dict(zip(_FIELDS, (_text(v) for v in values)))
-        return JobRecord(job_id=job_id, owner=d["owner"] or "", status=d["status"] or "",
+        return JobRecord(job_id=job_id, owner=d["owner"] or "", status=JobStatus(d["status"]),
                          version=d["version"] or "", created_at=float(d["created_at"] or 0),
                          started_at=None if d["started_at"] is None else float(d["started_at"]),
                          finished_at=None if d["finished_at"] is None else float(d["finished_at"]),
                          attempts=int(d["attempts"] or 0), message=d["message"], kind=d["kind"] or "da")
 
     def payload(self, job_id: str) -> bytes | None:
-        value = self.redis.hget(_job_key(job_id), "payload")
+        value = self.redis.hget(job_key(job_id), "payload")
         return value if isinstance(value, bytes) else None
 
     def result(self, job_id: str) -> bytes | None:
-        value = self.redis.hget(_job_key(job_id), "result")
+        value = self.redis.hget(job_key(job_id), "result")
         return value if isinstance(value, bytes) else None
 
     def list_owned(self, owner: str) -> list[JobRecord]:
@@ -125,48 +133,50 @@ class RedisJobStore:
         records = [r for r in (self.get(i) for i in ids) if r is not None]
         return sorted(records, key=lambda r: r.created_at)
 
-    def _move(self, job_id: str, expected: tuple[str, ...], mode: str, **fields: Any) -> Any:
-        pairs: list[Any] = []
+    def _move(self, job_id: str, expected: tuple[JobStatus, ...], mode: str, status: JobStatus,
+              **fields: Any) -> Any:
+        pairs: list[Any] = ["status", JobStatus(status).value]
         for name, value in fields.items():
             if value is not None:
                 pairs += [name, value]
-        return self._transition(keys=[_job_key(job_id), UNFINISHED_KEY],
-                                args=[",".join(expected), mode, job_id, *pairs])
+        return self._transition(keys=[job_key(job_id), UNFINISHED_KEY],
+                                args=[_status_list(expected), mode, job_id, *pairs])
 
     def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
-        ok = self._move(job_id, ("Waiting",), "claim", status="Running", started_at=time.time())
+        ok = self._move(job_id, (JobStatus.WAITING,), "claim", JobStatus.RUNNING, started_at=time.time())
         return self.get(job_id) if ok == b"OK" else None
 
-    def finish(self, job_id: str, status: str, result: bytes | None, message: str | None) -> bool:
-        return self._move(job_id, ("Running",), "finish", status=status, result=result,
+    def finish(self, job_id: str, status: JobStatus, result: bytes | None, message: str | None) -> bool:
+        return self._move(job_id, (JobStatus.RUNNING,), "finish", status, result=result,
                           message=message, finished_at=time.time()) == b"OK"
 
     def fail_unfinished(self, job_id: str, message: str) -> bool:
-        return self._move(job_id, ("Waiting", "Running"), "finish", status="Error", message=message,
+        return self._move(job_id, UNFINISHED, "finish", JobStatus.ERROR, message=message,
                           finished_at=time.time()) == b"OK"
 
-    def cancel(self, job_id: str) -> str | None:
-        out = self._move(job_id, ("Waiting",), "finish", status="Canceled", finished_at=time.time())
+    def cancel(self, job_id: str) -> JobStatus | None:
+        out = self._move(job_id, (JobStatus.WAITING,), "finish", JobStatus.CANCELED,
+                         finished_at=time.time())
         if out is None:
             return None
-        return "Canceled" if out == b"OK" else _text(out)
+        return JobStatus.CANCELED if out == b"OK" else JobStatus(_text(out))
 
     def requeue(self, job_id: str) -> bool:
-        return self._move(job_id, ("Running",), "requeue", status="Waiting") == b"OK"
+        return self._move(job_id, (JobStatus.RUNNING,), "requeue", JobStatus.WAITING) == b"OK"
 
     def delete(self, job_id: str) -> bool:
-        owner = _text(self.redis.hget(_job_key(job_id), "owner")) or ""
-        return bool(self._delete(keys=[_job_key(job_id), _owner_key(owner)],
-                                 args=[",".join(FINISHED), job_id]))
+        owner = _text(self.redis.hget(job_key(job_id), "owner")) or ""
+        return bool(self._delete(keys=[job_key(job_id), _owner_key(owner)],
+                                 args=[_status_list(FINISHED), job_id]))
 
     def unfinished(self) -> list[JobRecord]:
         ids = [_text(i) or "" for i in self.redis.smembers(UNFINISHED_KEY)]
         records = [r for r in (self.get(i) for i in ids) if r is not None]
         return sorted(records, key=lambda r: r.created_at)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[JobStatus, int]:
         """Waiting and Running only: finished jobs are not indexed by status."""
-        out = {"Waiting": 0, "Running": 0}
+        out = dict.fromkeys(UNFINISHED, 0)
         for record in self.unfinished():
             out[record.status] = out.get(record.status, 0) + 1
         return out

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from client.models import JobStatus
 from client.transport import CompactInequalities, CompactProblem, CompactReply, CompactRequest
 
 from .higher_order import restore_states
@@ -199,7 +200,7 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
     solve_seconds = time.perf_counter() - start
     timing = {"setup": float(result.timing.get("setup", 0.0)),
               "anneal": float(result.timing.get("anneal", 0.0)), "solve": solve_seconds}
-    return CompactReply(status="Done", states=states, energies=energies, frequencies=freq,
+    return CompactReply(status=JobStatus.DONE.value, states=states, energies=energies, frequencies=freq,
                         penalty_energies=penalty_energies, timing=timing,
                         # progress of a rounded problem is in hardware units: scale it back
                         progress=[(float(t), *(float(v) / scale for v in rest))

@@ -2,7 +2,8 @@
 
 WAL with ``synchronous=NORMAL`` survives a killed process (kill -9) without losing committed
 transactions; only a power loss can drop the last ones. Every transition is one UPDATE with the
-expected status in its WHERE clause, so it is atomic.
+expected status in its WHERE clause, so it is atomic. Statuses are bound parameters (the
+enum's values), never spelled in the SQL.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+from client.models import JobStatus
+
 from .owner_lock import OwnerLock
-from .records import FINISHED, JobLimitError, JobRecord
+from .records import FINISHED, UNFINISHED, JobLimitError, JobRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -37,7 +40,17 @@ _COLUMNS = "job_id, owner, status, version, created_at, started_at, finished_at,
 
 
 def _record(row: tuple) -> JobRecord:
-    return JobRecord(*row)
+    job_id, owner, status, *rest = row
+    return JobRecord(job_id, owner, JobStatus(status), *rest)
+
+
+def _marks(statuses: tuple[JobStatus, ...]) -> str:
+    """``?, ?, ...`` for an ``IN (...)`` over ``statuses`` (bound with ``_values``)."""
+    return ", ".join("?" * len(statuses))
+
+
+def _values(statuses: tuple[JobStatus, ...]) -> tuple[str, ...]:
+    return tuple(s.value for s in statuses)
 
 
 class SqliteJobStore:
@@ -80,7 +93,7 @@ class SqliteJobStore:
                         raise JobLimitError(record.owner)
                 self._conn.execute(
                     f"INSERT INTO jobs ({_COLUMNS}, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.job_id, record.owner, record.status, record.version, record.created_at,
+                    (record.job_id, record.owner, record.status.value, record.version, record.created_at,
                      record.started_at, record.finished_at, record.attempts, record.message,
                      record.kind, payload))
                 self._conn.execute("COMMIT")
@@ -108,51 +121,54 @@ class SqliteJobStore:
         return [_record(r) for r in rows]
 
     def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
-        n = self._update("UPDATE jobs SET status = 'Running', started_at = ?, attempts = attempts + 1 "
-                         "WHERE job_id = ? AND status = 'Waiting'", (time.time(), job_id))
+        n = self._update("UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1 "
+                         "WHERE job_id = ? AND status = ?",
+                         (JobStatus.RUNNING.value, time.time(), job_id, JobStatus.WAITING.value))
         return self.get(job_id) if n else None
 
-    def finish(self, job_id: str, status: str, result: bytes | None, message: str | None) -> bool:
+    def finish(self, job_id: str, status: JobStatus, result: bytes | None, message: str | None) -> bool:
         return bool(self._update(
             "UPDATE jobs SET status = ?, result = ?, message = ?, finished_at = ?, payload = NULL "
-            "WHERE job_id = ? AND status = 'Running'", (status, result, message, time.time(), job_id)))
+            "WHERE job_id = ? AND status = ?",
+            (JobStatus(status).value, result, message, time.time(), job_id, JobStatus.RUNNING.value)))
 
     def fail_unfinished(self, job_id: str, message: str) -> bool:
-        """Waiting/Running -> Error (gave up on it)."""
         return bool(self._update(
-            "UPDATE jobs SET status = 'Error', message = ?, finished_at = ?, payload = NULL "
-            "WHERE job_id = ? AND status IN ('Waiting', 'Running')", (message, time.time(), job_id)))
+            "UPDATE jobs SET status = ?, message = ?, finished_at = ?, payload = NULL "
+            f"WHERE job_id = ? AND status IN ({_marks(UNFINISHED)})",
+            (JobStatus.ERROR.value, message, time.time(), job_id, *_values(UNFINISHED))))
 
-    def cancel(self, job_id: str) -> str | None:
-        self._update("UPDATE jobs SET status = 'Canceled', finished_at = ?, payload = NULL "
-                     "WHERE job_id = ? AND status = 'Waiting'", (time.time(), job_id))
+    def cancel(self, job_id: str) -> JobStatus | None:
+        self._update("UPDATE jobs SET status = ?, finished_at = ?, payload = NULL "
+                     "WHERE job_id = ? AND status = ?",
+                     (JobStatus.CANCELED.value, time.time(), job_id, JobStatus.WAITING.value))
         row = self._one("SELECT status FROM jobs WHERE job_id = ?", (job_id,))
-        return None if row is None else row[0]
+        return None if row is None else JobStatus(row[0])
 
     def requeue(self, job_id: str) -> bool:
-        return bool(self._update("UPDATE jobs SET status = 'Waiting' WHERE job_id = ? AND status = 'Running'",
-                                 (job_id,)))
+        return bool(self._update("UPDATE jobs SET status = ? WHERE job_id = ? AND status = ?",
+                                 (JobStatus.WAITING.value, job_id, JobStatus.RUNNING.value)))
 
     def delete(self, job_id: str) -> bool:
-        marks = ",".join("?" * len(FINISHED))
-        return bool(self._update(f"DELETE FROM jobs WHERE job_id = ? AND status IN ({marks})",
-                                 (job_id, *FINISHED)))
+        return bool(self._update(f"DELETE FROM jobs WHERE job_id = ? AND status IN ({_marks(FINISHED)})",
+                                 (job_id, *_values(FINISHED))))
 
     def unfinished(self) -> list[JobRecord]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status IN ('Waiting', 'Running') "
-                                      "ORDER BY created_at").fetchall()
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({_marks(UNFINISHED)}) "
+                                      "ORDER BY created_at", _values(UNFINISHED)).fetchall()
         return [_record(r) for r in rows]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[JobStatus, int]:
         with self._lock:
             rows = self._conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
-        return {status: int(n) for status, n in rows}
+        out = dict.fromkeys(UNFINISHED, 0)
+        out.update((JobStatus(status), int(n)) for status, n in rows)
+        return out
 
     def expire(self, older_than: float) -> int:
-        marks = ",".join("?" * len(FINISHED))
-        return self._update(f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({marks})",
-                            (older_than, *FINISHED))
+        return self._update(f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({_marks(FINISHED)})",
+                            (older_than, *_values(FINISHED)))
 
     def close(self) -> None:
         with self._lock:

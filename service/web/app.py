@@ -25,6 +25,7 @@ from client.models import CancelRequest, SolveRequest
 from service.jobs.manager import JobManager
 from service.jobs.patterns import PatternCache
 from service.jobs.pool import EmbeddedRunner, default_workers
+from service.jobs.records import JobStore
 from service.jobs.solvers import warm_up
 
 from .body_parsing import BodyParsers
@@ -40,7 +41,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("spinout.web")
 
 
-def _build_backend(settings: Settings, metrics: Metrics) -> tuple[Any, Any]:
+def _build_backend(settings: Settings, metrics: Metrics) -> tuple[JobStore, Any]:
     workers = settings.workers or default_workers()
     runner: Any
     if settings.redis_url:
@@ -59,7 +60,7 @@ def _build_backend(settings: Settings, metrics: Metrics) -> tuple[Any, Any]:
     return store, runner
 
 
-async def _expire_loop(store: Any, retention: float) -> None:
+async def _expire_loop(store: JobStore, retention: float) -> None:
     while True:
         try:
             removed = await run_in_threadpool(store.expire, time.time() - retention)

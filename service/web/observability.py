@@ -17,6 +17,9 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from client.models import JobStatus
+from service.jobs.records import FINISHED, UNFINISHED, JobStore
+
 __all__ = ["Metrics", "RequestContextMiddleware", "JsonFormatter", "configure_logging", "request_id"]
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -42,15 +45,15 @@ class Metrics:
                                        registry=self.registry,
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 10, 60, 600, 3600))
 
-    def watch_store(self, store: Any) -> None:
+    def watch_store(self, store: JobStore) -> None:
         """Export ``spinout_jobs{status}`` (queue depth and more), read from the store at scrape."""
         self.registry.register(_StoreCollector(store))
 
     def job_submitted(self, version: str) -> None:
         self.submitted.labels(version).inc()
 
-    def job_finished(self, version: str, status: str, seconds: float) -> None:
-        self.finished.labels(version, status).inc()
+    def job_finished(self, version: str, status: JobStatus, seconds: float) -> None:
+        self.finished.labels(version, status.value).inc()
         self.solve_seconds.labels(version).observe(seconds)
 
     def exposition(self) -> bytes:
@@ -58,7 +61,7 @@ class Metrics:
 
 
 class _StoreCollector:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
 
     def collect(self) -> Any:
@@ -69,9 +72,9 @@ class _StoreCollector:
             counts = self.store.counts()
         except Exception:  # a closed or unreachable store must not break the scrape
             counts = {}
-        for status in ("Waiting", "Running", "Done", "Error", "Canceled"):
-            if status in counts or status in ("Waiting", "Running"):
-                family.add_metric([status], counts.get(status, 0))
+        for status in (*UNFINISHED, *FINISHED):
+            if status in counts or status in UNFINISHED:
+                family.add_metric([status.value], counts.get(status, 0))
         yield family
 
     def describe(self) -> list[Any]:
