@@ -36,7 +36,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from client.transport import CONTENT_TYPE, CompactProblem, decode_reply, encode_request  # noqa: E402
+from client.wire.compact import CONTENT_TYPE, CompactProblem, decode_reply, encode_request  # noqa: E402
 from service.jobs.parsing import parse_da_request  # noqa: E402
 from service.jobs.solvers import solve_request  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
@@ -148,7 +148,7 @@ async def run_clients(url: str, body: bytes, clients: int, seconds: float, *, le
 def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: int) -> dict[str, Any]:
     """Median end-to-end times of one layered solve: in-process, compact HTTP (full, and values
     only on a registered coupling pattern), DA JSON HTTP."""
-    from client.transport import CompactRequest, pattern_key
+    from client.wire.compact import CompactRequest, pattern_key
 
     params = {"number_iterations": iterations, "number_runs": 16, "random_seed": SEED}
     compact = encode_request(problem, "fujitsuDA2", params)

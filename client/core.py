@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, models
-from . import transport as wire
+from . import errors
+from .wire import da as models
+from .wire import compact as wire
 from .policy import PollingPolicy, RetryPolicy
 from .problems import EncodedProblem, encode_problem
 from .results import SolveResult, parse_compact, parse_solution
@@ -28,7 +29,6 @@ from .results import SolveResult, parse_compact, parse_solution
 SYNC_VERSION: dict[int, str | None] = {1: "v1", 2: "v2", 3: None}
 ASYNC_VERSION: dict[int, str | None] = {1: None, 2: "v2", 3: "v3"}
 #: job states: still going, and finished
-PENDING_STATES = frozenset({models.JobStatus.WAITING.value, models.JobStatus.RUNNING.value})
 JSON_TYPE = "application/json"
 #: SpinOut's compact (msgpack + raw numpy arrays) routes, for problems too big for DA JSON.
 COMPACT_SYNC_PATH = "/spinout/v1/solve"
@@ -272,7 +272,7 @@ def resolve_solver(solver: Any, params: Mapping[str, Any] | None) -> tuple[str, 
         if type(solver) is cls:
             fields = solver.model_dump(mode="json", exclude_unset=True, exclude_none=True)
             return key, {**fields, **(params or {})}
-    raise errors.ProblemError(f"solver must be a block name or a client.models block, not {solver!r}")
+    raise errors.ProblemError(f"solver must be a block name or a client.wire.da block, not {solver!r}")
 
 
 def plan_solve(problem: Any, solver: Any = "fujitsuDA3", params: Mapping[str, Any] | None = None,
@@ -356,7 +356,7 @@ def plan_solve(problem: Any, solver: Any = "fujitsuDA3", params: Mapping[str, An
 def encode_compact(encoded: EncodedProblem, solver: str, block: Mapping[str, Any],
                    version: str, guidance_state: np.ndarray | None = None,
                    with_pattern: bool = True) -> bytes:
-    """The compact msgpack request body (``client.transport``'s format); a guidance state given
+    """The compact msgpack request body (``client.wire.compact``'s format); a guidance state given
     as an array travels as one (one byte a variable); ``with_pattern=False`` leaves a
     ``CouplingPattern`` problem's rows and cols out."""
     problem = wire.CompactProblem(encoded.num_variables, encoded.rows, encoded.cols, encoded.values,
@@ -386,7 +386,7 @@ def parse_sync_reply(body: Any, plan: SolvePlan) -> SolveResult:
         result.job_id = None
         return result
     body = _check_status(body, None)
-    if body.get("status") not in (None, "Done") or "qubo_solution" not in body:
+    if body.get("status") not in (None, models.JobStatus.DONE) or "qubo_solution" not in body:
         raise errors.JobFailedError(f"the synchronous solve did not finish: {body.get('message') or body!r:.300}",
                                     job_id=None, status=str(body.get("status")))
     return parse_solution(body["qubo_solution"], num_variables=plan.num_variables, labels=plan.labels)
@@ -431,22 +431,22 @@ def result_from_job_reply(body: Any, job_id: str, *, num_variables: int | None =
         JobFailedError: the job ended in Error or was Canceled (or deleted without a result).
     """
     if isinstance(body, wire.CompactReply):
-        if body.status in PENDING_STATES:
+        if body.status in models.PENDING_STATUSES:
             return None
-        if body.status in ("Done", "Deleted"):
+        if body.status in (models.JobStatus.DONE, models.JobStatus.DELETED):
             return parse_compact(body, num_variables=num_variables, job_id=job_id, labels=labels)
         body = {"status": body.status, "message": body.message}
     body = _check_status(body, job_id)
     status = str(body.get("status"))
-    if status in PENDING_STATES:
+    if status in models.PENDING_STATUSES:
         return None
-    if status in ("Done", "Deleted") and "qubo_solution" in body:
+    if status in (models.JobStatus.DONE, models.JobStatus.DELETED) and "qubo_solution" in body:
         return parse_solution(body["qubo_solution"], num_variables=num_variables, job_id=job_id,
                               status=status, labels=labels)
-    if status == "Error":
+    if status == models.JobStatus.ERROR:
         raise errors.JobFailedError(f"job {job_id} failed on the service: {body.get('message') or '(no message)'}",
                                     job_id=job_id, status=status)
-    if status in ("Canceled", "Deleted"):
+    if status in (models.JobStatus.CANCELED, models.JobStatus.DELETED):
         raise errors.JobFailedError(f"job {job_id} was {status.lower()} before it produced a result",
                                     job_id=job_id, status=status)
     raise errors.SpinOutError(f"job {job_id}: unexpected status {status!r}", job_id=job_id)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ProblemError
-from .transport import pattern_key
+from .wire.compact import pattern_key
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - dimod is installed in the dev e
 
 import numpy as np
 
-from . import models
+from .wire import da as models
 from .sync_client import SolverClient
 
 #: Ocean-style keyword -> the DA parameter it sets, per solver family.

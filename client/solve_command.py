@@ -66,7 +66,7 @@ def _load(path: Path, spec: str) -> tuple[Any, str | None, dict[str, Any], dict[
             raise ValueError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(body, dict):
             raise ValueError(f"{path}: a DA request must be a JSON object")
-        from .models import SOLVER_BLOCKS
+        from .wire.da import SOLVER_BLOCKS
         solvers = [k for k in body if k in SOLVER_BLOCKS]
         if len(solvers) > 1:
             raise ValueError(f"{path}: names several solvers ({', '.join(solvers)})")

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from . import core
 from .base import DEFAULT, ClientBase
-from .models import JobStatus
+from .wire.da import JobStatus
 from .results import SolveResult
 
 
@@ -102,7 +102,7 @@ class SolverClient(ClientBase):
             problem: a numpy/scipy QUBO matrix, ``{(i, j): c}``, DA terms, a dimod BQM, ...
             solver: the DA solver block: fujitsuDA, fujitsuDAPT, fujitsuDAMixedMode (synchronous
                 v1), fujitsuDA2, fujitsuDA2PT, fujitsuDA2MixedMode (v2), fujitsuDA3 (asynchronous);
-                or a typed block, e.g. ``client.models.FujitsuDA3(time_limit_sec=5)``.
+                or a typed block, e.g. ``client.wire.da.FujitsuDA3(time_limit_sec=5)``.
             mode: "auto" (synchronous where the generation allows it), "sync" or "async".
             timeout: seconds to wait for an asynchronous job (default: the polling policy's).
             keep_job: leave the finished job on the service (default: removed once fetched).

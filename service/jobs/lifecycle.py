@@ -12,10 +12,11 @@ import threading
 import time
 from typing import Any
 
-from client.models import JobStatus
-from client.transport import decode_request, encode_reply
+from client.wire.da import JobStatus
+from client.wire.compact import encode_reply
 
 from .records import JobStore
+from .solve_job import SolveJob
 from .solvers import SolveOptions, solve_request
 
 __all__ = ["execute_job", "recover_unfinished", "interrupted_message"]
@@ -43,7 +44,7 @@ def execute_job(store: JobStore, job_id: str, *, stop: threading.Event | None = 
     try:
         if payload is None:
             raise ValueError("the job's problem was not found in the store")
-        request = decode_request(payload)
+        request = SolveJob.from_payload(payload)
         reply = solve_request(request, SolveOptions(time_limit=time_limit, cancel=stop,
                                                     max_iterations=max_iterations))
     except ValueError as exc:

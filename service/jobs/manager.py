@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from client.models import JobStatus
-from client.transport import CompactReply, CompactRequest, decode_reply, encode_request
+from client.wire.da import FINISHED_STATUSES, JobStatus
+from client.wire.compact import CompactReply, decode_reply
 
 from .parsing import ProblemError
-from .records import FINISHED, JobLimitError, JobRecord, JobStore
+from .solve_job import SolveJob
+from .records import JobLimitError, JobRecord, JobStore
 from .solvers import SolveOptions, estimate_seconds, qubo_solution_dict, solve_request
 
 __all__ = ["JobManager", "JobNotFoundError", "JobLimitError", "SolveTimeoutError"]
@@ -38,9 +39,10 @@ INLINE_SOLVE_MAX_COUPLINGS = 250_000
 INLINE_SOLVE_MAX_COUPLINGS_UNPATTERNED = 10_000
 
 
-def _is_tiny(request: CompactRequest) -> bool:
+def _is_tiny(request: SolveJob) -> bool:
     p = request.problem
-    limit = INLINE_SOLVE_MAX_COUPLINGS if p.pattern is not None else INLINE_SOLVE_MAX_COUPLINGS_UNPATTERNED
+    limit = (INLINE_SOLVE_MAX_COUPLINGS if request.pattern is not None
+             else INLINE_SOLVE_MAX_COUPLINGS_UNPATTERNED)
     return (estimate_seconds(request) < INLINE_SOLVE_SECONDS and p.values.size <= limit
             and request.penalty is None)
 
@@ -59,7 +61,7 @@ class JobManager:
         self.metrics = metrics
 
     # ------------------------------------------------------------------ checks
-    def check_limits(self, request: CompactRequest) -> None:
+    def check_limits(self, request: SolveJob) -> None:
         p = request.parameters
         if int(p.get("number_iterations", 0)) > self.max_iterations:
             raise ProblemError(f"{request.solver}.number_iterations: {p['number_iterations']} exceeds "
@@ -68,7 +70,7 @@ class JobManager:
             raise ProblemError(f"{request.solver}.time_limit_sec: {p['time_limit_sec']} exceeds this "
                                f"server's cap of {self.max_time_limit_sec:g} s")
 
-    def check_sync(self, request: CompactRequest, async_route: str) -> None:
+    def check_sync(self, request: SolveJob, async_route: str) -> None:
         """Refuse a synchronous solve whose estimated time exceeds the sync cap."""
         self.check_limits(request)
         estimate = estimate_seconds(request)
@@ -79,7 +81,7 @@ class JobManager:
                 "(or lower number_iterations / number_runs)")
 
     # ------------------------------------------------------------------ sync
-    async def solve_now(self, request: CompactRequest) -> CompactReply:
+    async def solve_now(self, request: SolveJob) -> CompactReply:
         start = time.perf_counter()
         try:
             if _is_tiny(request):
@@ -98,17 +100,11 @@ class JobManager:
         return reply
 
     # ------------------------------------------------------------------ async
-    def submit(self, owner: str, request: CompactRequest, version: str, kind: str = "da") -> str:
+    def submit(self, owner: str, request: SolveJob, version: str, kind: str = "da") -> str:
         self.check_limits(request)
         record = JobRecord.create(owner, version, kind)
         request.api_version = version
-        payload = encode_request(request.problem, request.solver, request.parameters,
-                                 penalty=request.penalty, api_version=version,
-                                 aux_pairs=request.aux_pairs,
-                                 num_output_variables=request.num_output_variables,
-                                 guidance_state=request.guidance_state,
-                                 inequalities=request.inequalities)
-        self.store.create(record, payload, self.job_limit)
+        self.store.create(record, request.to_payload(), self.job_limit)
         self.runner.enqueue(record.job_id)
         if self.metrics is not None:
             self.metrics.job_submitted(version)
@@ -143,7 +139,7 @@ class JobManager:
     def delete(self, owner: str, job_id: str) -> tuple[JobRecord, bool]:
         """(record, removed): a finished job is removed; an unfinished one is left alone."""
         record = self.get(owner, job_id)
-        if record.status not in FINISHED:
+        if record.status not in FINISHED_STATUSES:
             return record, False
         return record, self.store.delete(job_id)
 

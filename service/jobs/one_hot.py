@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from client.transport import CompactProblem
+from client.wire.compact import CompactProblem
 
 __all__ = ["add_one_hot_penalties", "flip_swing", "one_hot_groups"]
 

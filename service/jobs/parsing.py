@@ -1,4 +1,4 @@
-"""DA JSON (and compact) request bodies -> a validated ``CompactRequest``, vectorised.
+"""DA JSON (and compact) request bodies -> a validated ``SolveJob``, vectorised.
 
 The envelope and the parameter block are validated with the shared pydantic models; the terms
 (half a million for a dense 1,024-variable problem) are not turned into one model object each.
@@ -38,13 +38,14 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from client.models import (BLOCK_GENERATION, SOLVER_BLOCKS, RequestEnvelope, generation_for_version,
+from client.wire.da import (BLOCK_GENERATION, SOLVER_BLOCKS, RequestEnvelope, generation_for_version,
                            solver_key)
-from client.transport import (CompactInequalities, CompactProblem, CompactRequest, TransportError,
+from client.wire.compact import (CompactInequalities, CompactProblem, TransportError,
                               decode_request)
 
 from .higher_order import reduce_degree
 from .one_hot import add_one_hot_penalties, flip_swing, one_hot_groups
+from .solve_job import SolveJob
 from service.engine.term_scan import scan_binary_polynomial
 
 if TYPE_CHECKING:
@@ -264,8 +265,8 @@ def _qubo_matrix(body: Mapping[str, Any]) -> CompactProblem:
 
 
 def parse_da_request(raw: bytes | Mapping[str, Any], version: str,
-                     max_terms: int | None = None) -> CompactRequest:
-    """A DA JSON solve body for path ``version`` -> CompactRequest; ProblemError on bad input."""
+                     max_terms: int | None = None) -> SolveJob:
+    """A DA JSON solve body for path ``version`` -> SolveJob; ProblemError on bad input."""
     with _gc_paused():
         return _parse_da_request(raw, version, max_terms)
 
@@ -283,7 +284,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None) -> CompactRequest:
+def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None) -> SolveJob:
     if isinstance(raw, bytes | bytearray) and max_terms is not None:
         _precount_terms(raw, max_terms)
     # The usual binary_polynomial terms are read from the bytes without the GIL (term_scan);
@@ -375,8 +376,8 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
             _grow(penalty, total)
     if groups:
         add_one_hot_penalties(problem, groups, _other_swing(params, penalty, ineq, n))
-    return CompactRequest(problem, solver, params, penalty, version, aux_pairs=aux_pairs,
-                          num_output_variables=n if higher else None, inequalities=ineq)
+    return SolveJob(problem, solver, params, penalty, version, inequalities=ineq,
+                    aux_pairs=aux_pairs, num_output_variables=n if higher else None)
 
 
 #: Body keys of the DA's cloud-storage mode (the polynomials uploaded to a bucket beforehand).
@@ -520,8 +521,8 @@ def _check_configs(params: Mapping[str, Any], n: int) -> None:
 
 
 def parse_compact_request(body: bytes, max_bits: int = 100_000,
-                          patterns: PatternCache | None = None, expand_one_hot: bool = True) -> CompactRequest:
-    """A compact (msgpack) body -> CompactRequest with its parameters validated.
+                          patterns: PatternCache | None = None, expand_one_hot: bool = True) -> SolveJob:
+    """A compact (msgpack) body -> SolveJob with its parameters validated.
 
     With ``patterns``, a problem's ``pattern_key`` without rows and cols is resolved
     (UnknownPatternError for a key the cache does not hold); one with rows and cols is left for
@@ -530,7 +531,7 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
     here) for ``expand_one_hot_groups``, so a caller can register the plain pattern first.
     """
     try:
-        req = decode_request(body)
+        req = SolveJob.from_wire(decode_request(body))
     except TransportError as exc:
         raise ProblemError(str(exc)) from None
     version = req.api_version
@@ -551,7 +552,7 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
             raise ProblemError(f"pattern {p.pattern_key} has {pattern.rows.size:,} couplings of "
                                f"{pattern.num_variables} variables; the request has "
                                f"{p.values.size:,} values for {n} variables")
-        p.rows, p.cols, p.pattern = pattern.rows, pattern.cols, pattern
+        p.rows, p.cols, req.pattern = pattern.rows, pattern.cols, pattern
     else:
         for name, arr in (("rows", p.rows), ("cols", p.cols)):
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
@@ -578,7 +579,7 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
     return req
 
 
-def _one_hot_groups(request: CompactRequest) -> list[np.ndarray]:
+def _one_hot_groups(request: SolveJob) -> list[np.ndarray]:
     if request.solver != "fujitsuDA3":
         return []
     try:
@@ -587,28 +588,28 @@ def _one_hot_groups(request: CompactRequest) -> list[np.ndarray]:
         raise ProblemError(str(exc)) from None
 
 
-def expand_one_hot_groups(request: CompactRequest) -> None:
+def expand_one_hot_groups(request: SolveJob) -> None:
     """DA3's one-hot groups as penalty terms of the request's problem (in place). The penalties
     add couplings, so the problem is then solved off its coupling pattern; register the pattern
     before (the next request that names it carries values only)."""
     _add_one_hot(request, _one_hot_groups(request))
 
 
-def _add_one_hot(request: CompactRequest, groups: list[np.ndarray]) -> None:
+def _add_one_hot(request: SolveJob, groups: list[np.ndarray]) -> None:
     if groups:
         add_one_hot_penalties(request.problem, groups,
                               _other_swing(request.parameters, request.penalty, request.inequalities,
                                            request.problem.num_variables))
-        request.problem.pattern = request.problem.pattern_key = None
+        request.problem.pattern_key = request.pattern = None
 
 
-def register_pattern(request: CompactRequest, patterns: PatternCache) -> None:
+def register_pattern(request: SolveJob, patterns: PatternCache) -> None:
     """Keep the coupling pattern of a request that carries a ``pattern_key`` with its rows and
     cols (ProblemError if the key does not match them); attaches it to the problem."""
     p = request.problem
-    if p.pattern_key is None or p.pattern is not None:
+    if p.pattern_key is None or request.pattern is not None:
         return
     try:
-        p.pattern = patterns.register(p.pattern_key, p.num_variables, p.rows, p.cols)
+        request.pattern = patterns.register(p.pattern_key, p.num_variables, p.rows, p.cols)
     except ValueError as exc:
         raise ProblemError(str(exc)) from None

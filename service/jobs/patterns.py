@@ -2,7 +2,7 @@
 
 A client that solves many problems with the same couplings (the trainer: one QUBO per
 mini-batch on a fixed layer structure) names the pattern by its content hash
-(``client.transport.pattern_key``). The first request carries rows and cols; the service checks
+(``client.wire.compact.pattern_key``). The first request carries rows and cols; the service checks
 the hash, keeps the pattern here (least recently used first out, bounded in bytes) and precomputes
 the symmetric CSR structure with the slot each triplet's value goes to. Later requests carry the
 key and the values only: a third of the bytes on the wire (float32 values), and the engine's
@@ -20,10 +20,10 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from client.transport import pattern_key
+from client.wire.compact import pattern_key
 from service.engine import BinaryQuadraticProblem, kernels
 
-__all__ = ["Pattern", "PatternCache", "UnknownPatternError"]
+__all__ = ["RegisteredPattern", "PatternCache", "UnknownPatternError"]
 
 
 class UnknownPatternError(LookupError):
@@ -31,7 +31,7 @@ class UnknownPatternError(LookupError):
 
 
 @dataclass(frozen=True, eq=False)
-class Pattern:
+class RegisteredPattern:
     """One registered pattern and its precomputed symmetric CSR layout.
 
     Attributes:
@@ -58,7 +58,7 @@ class Pattern:
     entry_owner: np.ndarray | None
 
     @classmethod
-    def build(cls, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> Pattern:
+    def build(cls, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> RegisteredPattern:
         n = int(num_variables)
         rows = np.ascontiguousarray(rows, dtype=np.int32)
         cols = np.ascontiguousarray(cols, dtype=np.int32)
@@ -129,14 +129,14 @@ class PatternCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._patterns: OrderedDict[str, Pattern] = OrderedDict()
+        self._patterns: OrderedDict[str, RegisteredPattern] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()  # compact bodies are parsed on the event loop or a thread
 
     def __len__(self) -> int:
         return len(self._patterns)
 
-    def get(self, key: str) -> Pattern:
+    def get(self, key: str) -> RegisteredPattern:
         with self._lock:
             pattern = self._patterns.get(key)
             if pattern is None:
@@ -146,7 +146,7 @@ class PatternCache:
             self._patterns.move_to_end(key)
             return pattern
 
-    def register(self, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> Pattern:
+    def register(self, key: str, num_variables: int, rows: np.ndarray, cols: np.ndarray) -> RegisteredPattern:
         """Check the key against the content and keep the pattern; ValueError on a mismatch."""
         actual = pattern_key(num_variables, rows, cols)
         if actual != key:
@@ -156,7 +156,7 @@ class PatternCache:
             if known is not None:
                 self._patterns.move_to_end(key)
                 return known
-        pattern = Pattern.build(key, num_variables, rows, cols)
+        pattern = RegisteredPattern.build(key, num_variables, rows, cols)
         with self._lock:
             if key not in self._patterns and pattern.nbytes <= self.max_bytes:
                 self._patterns[key] = pattern

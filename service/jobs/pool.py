@@ -15,10 +15,11 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from client.transport import CompactReply, CompactRequest
+from client.wire.compact import CompactReply
 
 from .lifecycle import execute_job, recover_unfinished
 from .records import JobStore
+from .solve_job import SolveJob
 from .solvers import SolveOptions, solve_request
 
 __all__ = ["EmbeddedRunner", "default_workers"]
@@ -70,7 +71,7 @@ class EmbeddedRunner:
         except Exception:  # the store failed; the job stays Waiting/Running for the next start
             log.exception("job runner failed", extra={"job_id": job_id})
 
-    async def solve_now(self, request: CompactRequest, time_limit: float | None,
+    async def solve_now(self, request: SolveJob, time_limit: float | None,
                         timeout: float | None = None) -> CompactReply:
         """A synchronous solve on the sync pool, awaited without blocking the event loop.
 

@@ -14,12 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from client.models import JobStatus
+from client.wire.da import JobStatus
 
-__all__ = ["FINISHED", "UNFINISHED", "JobRecord", "JobStore", "JobLimitError", "new_job_id", "owner_of"]
+__all__ = ["JobRecord", "JobStore", "JobLimitError", "new_job_id", "owner_of"]
 
-FINISHED = (JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELED)
-UNFINISHED = (JobStatus.WAITING, JobStatus.RUNNING)
 
 
 class JobLimitError(Exception):

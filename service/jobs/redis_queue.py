@@ -35,7 +35,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from client.models import JobStatus
+from client.wire.da import JobStatus
 
 from .lifecycle import execute_job, interrupted_message
 from .records import JobRecord, JobStore

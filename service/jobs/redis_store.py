@@ -14,9 +14,9 @@ from typing import Any
 
 from redis import Redis
 
-from client.models import JobStatus
+from client.wire.da import FINISHED_STATUSES, PENDING_STATUSES, JobStatus
 
-from .records import FINISHED, UNFINISHED, JobLimitError, JobRecord
+from .records import JobLimitError, JobRecord
 
 PREFIX = "spinout:"
 UNFINISHED_KEY = PREFIX + "unfinished"
@@ -151,7 +151,7 @@ class RedisJobStore:
                           message=message, finished_at=time.time()) == b"OK"
 
     def fail_unfinished(self, job_id: str, message: str) -> bool:
-        return self._move(job_id, UNFINISHED, "finish", JobStatus.ERROR, message=message,
+        return self._move(job_id, PENDING_STATUSES, "finish", JobStatus.ERROR, message=message,
                           finished_at=time.time()) == b"OK"
 
     def cancel(self, job_id: str) -> JobStatus | None:
@@ -167,7 +167,7 @@ class RedisJobStore:
     def delete(self, job_id: str) -> bool:
         owner = _text(self.redis.hget(job_key(job_id), "owner")) or ""
         return bool(self._delete(keys=[job_key(job_id), _owner_key(owner)],
-                                 args=[_status_list(FINISHED), job_id]))
+                                 args=[_status_list(FINISHED_STATUSES), job_id]))
 
     def unfinished(self) -> list[JobRecord]:
         ids = [_text(i) or "" for i in self.redis.smembers(UNFINISHED_KEY)]
@@ -176,7 +176,7 @@ class RedisJobStore:
 
     def counts(self) -> dict[JobStatus, int]:
         """Waiting and Running only: finished jobs are not indexed by status."""
-        out = dict.fromkeys(UNFINISHED, 0)
+        out = dict.fromkeys(PENDING_STATUSES, 0)
         for record in self.unfinished():
             out[record.status] = out.get(record.status, 0) + 1
         return out
@@ -186,7 +186,7 @@ class RedisJobStore:
         for key in self.redis.scan_iter(match=f"{PREFIX}job:*", count=500):
             job_id = _text(key)[len(PREFIX) + 4:]  # type: ignore[index]
             rec = self.get(job_id)
-            if rec and rec.status in FINISHED and (rec.finished_at or 0) < older_than:
+            if rec and rec.status in FINISHED_STATUSES and (rec.finished_at or 0) < older_than:
                 removed += int(self.delete(job_id))
         return removed
 

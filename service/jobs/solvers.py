@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from client.models import JobStatus
-from client.transport import CompactInequalities, CompactProblem, CompactReply, CompactRequest
+from client.wire.da import JobStatus
+from client.wire.compact import CompactInequalities, CompactProblem, CompactReply
 
 from .higher_order import restore_states
+from .patterns import RegisteredPattern
+from .solve_job import SolveJob
 
 __all__ = ["SolveOptions", "build_problem", "estimate_seconds", "qubo_solution_dict", "solve_request"]
 
@@ -51,7 +53,7 @@ class SolveOptions:
         self.max_iterations = max_iterations
 
 
-def build_problem(p: CompactProblem) -> Any:
+def build_problem(p: CompactProblem, pattern: RegisteredPattern | None = None) -> Any:
     """The engine problem of a CompactProblem (ValueError with a message on bad input).
 
     A problem resolved against a registered coupling pattern is scattered straight into the
@@ -60,8 +62,8 @@ def build_problem(p: CompactProblem) -> Any:
     """
     from service.engine import BinaryQuadraticProblem
 
-    if p.pattern is not None:
-        return p.pattern.problem(p.values, p.linear, p.constant)
+    if pattern is not None:
+        return pattern.problem(p.values, p.linear, p.constant)
     return BinaryQuadraticProblem.from_arrays(p.rows, p.cols, p.values, linear=p.linear,
                                               constant=p.constant, num_variables=p.num_variables)
 
@@ -70,7 +72,7 @@ def _config(cfg: Mapping[str, bool] | None) -> dict[int, bool] | None:
     return None if not cfg else {int(k): bool(v) for k, v in cfg.items()}
 
 
-def estimate_seconds(request: CompactRequest) -> float:
+def estimate_seconds(request: SolveJob) -> float:
     """A rough single-core wall time of the request's solve, for the sync cap."""
     p = request.parameters
     n = request.problem.num_variables
@@ -80,7 +82,7 @@ def estimate_seconds(request: CompactRequest) -> float:
     return float(copies) * float(p.get("number_iterations", 1)) * n * SECONDS_PER_TRIAL
 
 
-def build_constraints(request: CompactRequest, num_variables: int, scale: float = 1.0) -> Any:
+def build_constraints(request: SolveJob, num_variables: int, scale: float = 1.0) -> Any:
     """The engine's LinearInequalities of a request (None without any); ``scale`` multiplies
     the weights (a problem rounded to hardware units is scaled too)."""
     from service.engine import LinearInequalities
@@ -92,7 +94,7 @@ def build_constraints(request: CompactRequest, num_variables: int, scale: float 
                                           ineq.constant, ineq.weights * scale, num_variables)
 
 
-def solve_request(request: CompactRequest, options: SolveOptions | None = None) -> CompactReply:
+def solve_request(request: SolveJob, options: SolveOptions | None = None) -> CompactReply:
     """Run the request's solver on the engine; ValueError for a problem the engine refuses."""
     from service.engine import anneal_da, parallel_tempering, solve_time_limited
     from service.engine.precision import to_hardware_precision
@@ -101,7 +103,7 @@ def solve_request(request: CompactRequest, options: SolveOptions | None = None) 
     start = time.perf_counter()
     p = request.parameters
     solver = request.solver
-    original = build_problem(request.problem)
+    original = build_problem(request.problem, request.pattern)
     penalty = None if request.penalty is None else build_problem(request.penalty)
     coef = float(p.get("penalty_coef", 1.0))
     objective = original
@@ -248,22 +250,22 @@ def warm_up() -> float:
         ("fujitsuDA2PT", {"number_replicas": 3, "number_iterations": 4})]
     for solver, params in blocks:
         params.update(solution_mode="COMPLETE", random_seed=0)
-        solve_request(CompactRequest(problem, solver, params))
+        solve_request(SolveJob(problem, solver, params))
     dense = CompactProblem.from_arrays(*np.triu_indices(12, 1), np.ones(66), num_variables=12)
-    solve_request(CompactRequest(dense, "fujitsuDA2", {"number_runs": 2, "number_iterations": 4,
+    solve_request(SolveJob(dense, "fujitsuDA2", {"number_runs": 2, "number_iterations": 4,
                                                          "solution_mode": "COMPLETE"}))
     # A DA3 job with inequalities (their kernels are compiled apart from the plain ones).
     inequalities = CompactInequalities(np.array([0]), np.array([1]), np.array([1.0]),
                                        np.array([-1.0]), np.array([2.0]))
     for p in (problem, dense):
-        solve_request(CompactRequest(p, "fujitsuDA3", {"time_limit_sec": 1, "num_run": 2,
+        solve_request(SolveJob(p, "fujitsuDA3", {"time_limit_sec": 1, "num_run": 2,
                                                        "num_group": 1, "num_output_solution": 1,
                                                        "random_seed": 0},
                                      inequalities=inequalities), SolveOptions(time_limit=0.01))
     # A problem on a coupling pattern: values as a request body decodes them (read-only).
-    from .patterns import Pattern
 
-    pattern = Pattern.build("warm-up", 4, problem.rows, problem.cols)
+
+    pattern = RegisteredPattern.build("warm-up", 4, problem.rows, problem.cols)
     for dtype in (np.float32, np.float64):
         values = np.ones(3, dtype=dtype)
         values.flags.writeable = False

@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-from client.models import JobStatus
+from client.wire.da import FINISHED_STATUSES, PENDING_STATUSES, JobStatus
 
 from .owner_lock import OwnerLock
-from .records import FINISHED, UNFINISHED, JobLimitError, JobRecord
+from .records import JobLimitError, JobRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -135,8 +135,8 @@ class SqliteJobStore:
     def fail_unfinished(self, job_id: str, message: str) -> bool:
         return bool(self._update(
             "UPDATE jobs SET status = ?, message = ?, finished_at = ?, payload = NULL "
-            f"WHERE job_id = ? AND status IN ({_marks(UNFINISHED)})",
-            (JobStatus.ERROR.value, message, time.time(), job_id, *_values(UNFINISHED))))
+            f"WHERE job_id = ? AND status IN ({_marks(PENDING_STATUSES)})",
+            (JobStatus.ERROR.value, message, time.time(), job_id, *_values(PENDING_STATUSES))))
 
     def cancel(self, job_id: str) -> JobStatus | None:
         self._update("UPDATE jobs SET status = ?, finished_at = ?, payload = NULL "
@@ -150,25 +150,25 @@ class SqliteJobStore:
                                  (JobStatus.WAITING.value, job_id, JobStatus.RUNNING.value)))
 
     def delete(self, job_id: str) -> bool:
-        return bool(self._update(f"DELETE FROM jobs WHERE job_id = ? AND status IN ({_marks(FINISHED)})",
-                                 (job_id, *_values(FINISHED))))
+        return bool(self._update(f"DELETE FROM jobs WHERE job_id = ? AND status IN ({_marks(FINISHED_STATUSES)})",
+                                 (job_id, *_values(FINISHED_STATUSES))))
 
     def unfinished(self) -> list[JobRecord]:
         with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({_marks(UNFINISHED)}) "
-                                      "ORDER BY created_at", _values(UNFINISHED)).fetchall()
+            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status IN ({_marks(PENDING_STATUSES)}) "
+                                      "ORDER BY created_at", _values(PENDING_STATUSES)).fetchall()
         return [_record(r) for r in rows]
 
     def counts(self) -> dict[JobStatus, int]:
         with self._lock:
             rows = self._conn.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
-        out = dict.fromkeys(UNFINISHED, 0)
+        out = dict.fromkeys(PENDING_STATUSES, 0)
         out.update((JobStatus(status), int(n)) for status, n in rows)
         return out
 
     def expire(self, older_than: float) -> int:
-        return self._update(f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({_marks(FINISHED)})",
-                            (older_than, *_values(FINISHED)))
+        return self._update(f"DELETE FROM jobs WHERE finished_at < ? AND status IN ({_marks(FINISHED_STATUSES)})",
+                            (older_than, *_values(FINISHED_STATUSES)))
 
     def close(self) -> None:
         with self._lock:

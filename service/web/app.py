@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from client.models import CancelRequest, SolveRequest
+from client.wire.da import CancelRequest, SolveRequest
 from service.jobs.manager import JobManager
 from service.jobs.patterns import PatternCache
 from service.jobs.pool import EmbeddedRunner, default_workers

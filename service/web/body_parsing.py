@@ -1,4 +1,4 @@
-"""Request bodies -> ``CompactRequest`` under the service's limits, for the routes to inject.
+"""Request bodies -> ``SolveJob`` under the service's limits, for the routes to inject.
 
 Small bodies are parsed on the event loop (a thread hop costs more than they do); large ones on
 a worker thread, at most ``max_parallel_parses`` at once, which bounds their memory.
@@ -11,11 +11,12 @@ import asyncio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from client.models import BLOCK_GENERATION, SOLVER_BLOCKS
-from client.transport import CONTENT_TYPE, CompactRequest
+from client.wire.da import BLOCK_GENERATION, SOLVER_BLOCKS
+from client.wire.compact import CONTENT_TYPE
 from service.jobs.parsing import (ProblemError, expand_one_hot_groups, parse_compact_request,
                                   parse_da_request, register_pattern)
 from service.jobs.patterns import PatternCache
+from service.jobs.solve_job import SolveJob
 
 from .errors import ApiError
 
@@ -50,7 +51,7 @@ class BodyParsers:
         self.patterns = patterns
         self._slots = asyncio.Semaphore(max_parallel)
 
-    async def da(self, request: Request, body: bytes, version: str) -> CompactRequest:
+    async def da(self, request: Request, body: bytes, version: str) -> SolveJob:
         """A DA JSON solve body for path ``version``; ProblemError / 415 on bad input."""
         check_content_type(request, ("application/json",))
         if not body:
@@ -60,7 +61,7 @@ class BodyParsers:
                 return await run_in_threadpool(parse_da_request, body, version, self.max_terms)
         return parse_da_request(body, version, self.max_terms)
 
-    async def compact(self, request: Request, body: bytes) -> CompactRequest:
+    async def compact(self, request: Request, body: bytes) -> SolveJob:
         """A compact msgpack body, its pattern resolved or registered, its one-hot groups
         expanded and its size checked against its solver's generation."""
         check_content_type(request, COMPACT_TYPES)
@@ -72,7 +73,7 @@ class BodyParsers:
                                               expand_one_hot=False)
         else:
             req = parse_compact_request(body, patterns=self.patterns, expand_one_hot=False)
-        if req.problem.pattern_key is not None and req.problem.pattern is None:
+        if req.problem.pattern_key is not None and req.pattern is None:
             await run_in_threadpool(register_pattern, req, self.patterns)  # once per pattern
         expand_one_hot_groups(req)  # after registering: the penalties take it off its pattern
         if req.solver not in SOLVER_BLOCKS:

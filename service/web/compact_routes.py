@@ -3,7 +3,7 @@
 ``POST /spinout/v1/solve`` answers synchronously with a msgpack reply; ``POST
 /spinout/v1/async/solve`` returns ``{"job_id"}`` (the job is also visible to the DA job routes);
 ``GET /spinout/v1/async/jobs/result/{job_id}`` returns the msgpack reply (``status`` Waiting /
-Running / Done / Error / Canceled). Format: client.transport. The size limit is the solver
+Running / Done / Error / Canceled). Format: client.wire.compact. The size limit is the solver
 block's generation's (1,024 / 8,192 / 100,000 bits).
 """
 
@@ -16,8 +16,8 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from client.models import ErrorEnvelope, JobStatus, JobSubmitted
-from client.transport import CONTENT_TYPE, CompactReply, encode_reply
+from client.wire.da import ErrorEnvelope, JobStatus, JobSubmitted
+from client.wire.compact import CONTENT_TYPE, CompactReply, encode_reply
 from service.jobs.parsing import ProblemError
 
 from .dependencies import CompactSolveRequest, Jobs, Owner
@@ -27,12 +27,12 @@ __all__ = ["add_compact_routes"]
 
 _TAGS: list[str | Enum] = ["SpinOut compact transport"]
 
-_BODY = {"requestBody": {"required": True, "description": "msgpack map, see client.transport: "
+_BODY = {"requestBody": {"required": True, "description": "msgpack map, see client.wire.compact: "
                          "format, solver, parameters, num_variables, constant, linear, rows, cols, "
                          "values (arrays as {dtype, shape, data}); optional pattern_key: rows and "
                          "cols may then be nil once the service has seen them (409 if it has not)",
                          "content": {CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
-_REPLY: dict[int | str, dict[str, Any]] = {200: {"description": "msgpack reply (client.transport.decode_reply): status, packed states, "
+_REPLY: dict[int | str, dict[str, Any]] = {200: {"description": "msgpack reply (client.wire.compact.decode_reply): status, packed states, "
                 "energies, frequencies, timing", "content": {CONTENT_TYPE: {"schema": {
                     "type": "string", "format": "binary"}}}},
           **{code: {"model": ErrorEnvelope} for code in (400, 401, 404, 409, 413, 415, 429, 503)}}

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from starlette.exceptions import HTTPException
 
-from client.transport import CompactRequest
+from service.jobs.solve_job import SolveJob
 from service.jobs.manager import JobManager
 
 from .auth import authenticate
@@ -82,7 +82,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def sync_solve_request(request: Request, version: SyncVersionPath) -> CompactRequest:
+async def sync_solve_request(request: Request, version: SyncVersionPath) -> SolveJob:
     """The body of ``POST /{version}/qubo/solve``, read under the body cap and parsed."""
     state = _state(request)
     checked_version(version, SYNC_VERSIONS)
@@ -90,7 +90,7 @@ async def sync_solve_request(request: Request, version: SyncVersionPath) -> Comp
     return await state.parsers.da(request, body, version)
 
 
-async def job_solve_request(request: Request, version: AsyncVersionPath) -> CompactRequest:
+async def job_solve_request(request: Request, version: AsyncVersionPath) -> SolveJob:
     """The body of ``POST /{version}/async/qubo/solve``, read under the body cap and parsed."""
     state = _state(request)
     checked_version(version, ASYNC_VERSIONS)
@@ -98,7 +98,7 @@ async def job_solve_request(request: Request, version: AsyncVersionPath) -> Comp
     return await state.parsers.da(request, body, version)
 
 
-async def compact_solve_request(request: Request) -> CompactRequest:
+async def compact_solve_request(request: Request) -> SolveJob:
     """A compact msgpack body, read under the body cap and parsed."""
     state = _state(request)
     body = await read_body(request, state.settings.max_body_bytes)
@@ -119,6 +119,6 @@ AppSettings = Annotated[Settings, Depends(app_settings)]
 Jobs = Annotated[JobManager, Depends(job_manager)]
 Owner = Annotated[str, Depends(authenticate)]
 # Declare these after ``Owner``: dependencies resolve in order, so a stranger's body is never read.
-SyncSolveRequest = Annotated[CompactRequest, Depends(sync_solve_request)]
-JobSolveRequest = Annotated[CompactRequest, Depends(job_solve_request)]
-CompactSolveRequest = Annotated[CompactRequest, Depends(compact_solve_request)]
+SyncSolveRequest = Annotated[SolveJob, Depends(sync_solve_request)]
+JobSolveRequest = Annotated[SolveJob, Depends(job_solve_request)]
+CompactSolveRequest = Annotated[SolveJob, Depends(compact_solve_request)]

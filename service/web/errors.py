@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from client.models import error_title
-from client.transport import TransportError
+from client.wire.da import error_title
+from client.wire.compact import TransportError
 from service.jobs.manager import JobNotFoundError, SolveTimeoutError
 from service.jobs.parsing import ProblemError
 from service.jobs.patterns import UnknownPatternError

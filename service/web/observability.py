@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from client.models import JobStatus
-from service.jobs.records import FINISHED, UNFINISHED, JobStore
+from client.wire.da import JobStatus
+from client.wire.da import FINISHED_STATUSES, PENDING_STATUSES
+from service.jobs.records import JobStore
 
 __all__ = ["Metrics", "RequestContextMiddleware", "JsonFormatter", "configure_logging", "request_id"]
 
@@ -72,8 +73,8 @@ class _StoreCollector:
             counts = self.store.counts()
         except Exception:  # a closed or unreachable store must not break the scrape
             counts = {}
-        for status in (*UNFINISHED, *FINISHED):
-            if status in counts or status in UNFINISHED:
+        for status in (*PENDING_STATUSES, *FINISHED_STATUSES):
+            if status in counts or status in PENDING_STATUSES:
                 family.add_metric([status.value], counts.get(status, 0))
         yield family
 

@@ -15,8 +15,8 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from client.models import (CancelRequest, ErrorEnvelope, JobResult, JobStatus, JobStatusList,
-                           JobSubmitted, SyncSolveResponse)
+from client.wire.da import (PENDING_STATUSES, CancelRequest, ErrorEnvelope, JobResult, JobStatus,
+                            JobStatusList, JobSubmitted, SyncSolveResponse)
 from service.jobs.manager import JobManager
 from service.jobs.parsing import ProblemError
 from service.jobs.records import JobRecord
@@ -93,7 +93,7 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
                             jobs: Jobs) -> Response:
         checked_version(version, ASYNC_VERSIONS)
         record = jobs.get(owner, job_id)
-        if record.status in (JobStatus.WAITING.value, JobStatus.RUNNING.value):
+        if record.status in PENDING_STATUSES:
             return json_response({"status": record.status})
         body = await _body(jobs, record, JobStatus.DELETED.value)
         _, removed = jobs.delete(owner, job_id)

@@ -259,7 +259,7 @@ def test_extra_fields_and_timing_of_a_large_json_body() -> None:
 
 
 def test_typed_block_as_solver() -> None:
-    from client.models import FujitsuDA2PT, FujitsuDA3
+    from client.wire.da import FujitsuDA2PT, FujitsuDA3
     plan = core.plan_solve({(0, 1): 1.0}, FujitsuDA3(time_limit_sec=3, num_run=8), {"num_run": 4})
     assert plan.solver == "fujitsuDA3" and plan.call.payload()["fujitsuDA3"] == {"time_limit_sec": 3, "num_run": 4}
     assert core.plan_solve({(0, 1): 1.0}, FujitsuDA2PT()).call.path == "/v2/qubo/solve"

@@ -229,7 +229,7 @@ def test_guidance_array_starts_the_search(service, transport: str, mode: str) ->
 def test_compact_guidance_state_is_checked_by_the_service(service) -> None:
     import httpx
 
-    from client.transport import CONTENT_TYPE, CompactProblem, encode_request
+    from client.wire.compact import CONTENT_TYPE, CompactProblem, encode_request
 
     problem = CompactProblem.from_arrays([0], [1], [1.0], num_variables=3)
     for bad in (np.array([1, 0], np.uint8), np.array([1, 2, 0], np.uint8)):

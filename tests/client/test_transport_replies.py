@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from client.transport import CompactReply, decode_reply, encode_reply
+from client.wire.compact import CompactReply, decode_reply, encode_reply
 
 
 def test_unfinished_reply_without_states_round_trips() -> None:

@@ -287,7 +287,7 @@ def test_waiting_job_whose_queue_entry_was_lost_is_run(redis_aof: RedisProcess, 
     record says Waiting and enqueued, rq's queue no longer has it. The monitor enqueues it again."""
     import redis
 
-    from client.transport import CompactProblem, encode_request
+    from client.wire.compact import CompactProblem, encode_request
     from service.jobs.records import JobRecord
     from service.jobs.redis_store import RedisJobStore
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
 
-from client.models import JobResult, SyncSolveResponse
+from client.wire.da import JobResult, SyncSolveResponse
 
 from .conftest import KEY_A, ServerProcess
 

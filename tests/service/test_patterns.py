@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client.transport import CompactProblem, encode_request, pattern_key
+from client.wire.compact import CompactProblem, encode_request, pattern_key
 from service.engine import BinaryQuadraticProblem
 from service.jobs.parsing import ProblemError, parse_compact_request, register_pattern
-from service.jobs.patterns import Pattern, PatternCache, UnknownPatternError
+from service.jobs.patterns import RegisteredPattern, PatternCache, UnknownPatternError
 
 
 def random_triplets(n: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -23,7 +23,7 @@ def test_pattern_problem_equals_the_general_build(seed: int) -> None:
     n = 30
     rows, cols, values = random_triplets(n, 200, seed)
     linear = np.random.default_rng(seed + 10).normal(size=n)
-    pattern = Pattern.build(pattern_key(n, rows, cols), n, rows, cols)
+    pattern = RegisteredPattern.build(pattern_key(n, rows, cols), n, rows, cols)
     assert pattern.repeated and pattern.diagonal.any()
     built = pattern.problem(values, linear, 1.5)
     general = BinaryQuadraticProblem.from_arrays(rows, cols, values, linear=linear, constant=1.5,
@@ -37,7 +37,7 @@ def test_pattern_without_repeats_scatters_directly() -> None:
     n = 12
     rows, cols = np.triu_indices(n, 1)
     values = np.arange(rows.size, dtype=np.float64) - 20
-    pattern = Pattern.build(pattern_key(n, rows, cols), n, rows, cols)
+    pattern = RegisteredPattern.build(pattern_key(n, rows, cols), n, rows, cols)
     assert not pattern.repeated
     dense = pattern.problem(values, None, 0.0).couplings.toarray()
     expected = np.zeros((n, n))
@@ -48,7 +48,7 @@ def test_pattern_without_repeats_scatters_directly() -> None:
 def test_cache_checks_keys_and_evicts_the_least_recently_used() -> None:
     n = 50
     patterns = [np.triu_indices(n, k) for k in (1, 2, 3)]
-    sizes = [Pattern.build("x", n, r, c).nbytes for r, c in patterns]
+    sizes = [RegisteredPattern.build("x", n, r, c).nbytes for r, c in patterns]
     cache = PatternCache(max_bytes=sizes[0] + sizes[1] + sizes[2] // 2)
     keys = [pattern_key(n, r, c) for r, c in patterns]
     with pytest.raises(ValueError, match="does not match"):
@@ -72,12 +72,12 @@ def test_parser_resolves_registers_and_refuses() -> None:
     with pytest.raises(UnknownPatternError):
         parse_compact_request(encode_request(full, "fujitsuDA2", with_pattern=False), patterns=cache)
     registered = parse_compact_request(encode_request(full, "fujitsuDA2"), patterns=cache)
-    assert registered.problem.pattern is None  # left for register_pattern (off the event loop)
+    assert registered.pattern is None  # left for register_pattern (off the event loop)
     register_pattern(registered, cache)
-    assert registered.problem.pattern is cache.get(key)
+    assert registered.pattern is cache.get(key)
     lean = parse_compact_request(encode_request(full, "fujitsuDA2", with_pattern=False), patterns=cache)
     np.testing.assert_array_equal(lean.problem.rows, rows)
-    assert lean.problem.pattern is registered.problem.pattern
+    assert lean.pattern is registered.pattern
     short = CompactProblem(n, rows, cols, values[:-1], None, 0.0, key)
     with pytest.raises(ProblemError, match="values"):
         parse_compact_request(encode_request(short, "fujitsuDA2", with_pattern=False), patterns=cache)

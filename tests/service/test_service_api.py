@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from client.transport import (CONTENT_TYPE, CompactProblem, decode_reply, encode_request)
+from client.wire.compact import (CONTENT_TYPE, CompactProblem, decode_reply, encode_request)
 from tests.service.conftest import (KEY_A, KEY_B, ServerProcess, brute_force_min, config_energy,
                                     random_terms, wait_status)
 
@@ -330,7 +330,7 @@ def test_compact_async_and_errors(client: httpx.Client) -> None:
 def test_one_hot_job_on_a_pattern_registers_it(client: httpx.Client) -> None:
     """DA3's one-hot penalties take the problem off its pattern, but the pattern is still kept:
     the next job naming it goes without rows and cols (no 409 and resend every time)."""
-    from client.transport import pattern_key
+    from client.wire.compact import pattern_key
 
     n = 12
     rows, cols = np.triu_indices(n, 1)
@@ -359,7 +359,7 @@ def test_one_hot_job_on_a_pattern_registers_it(client: httpx.Client) -> None:
 
 
 def test_compact_pattern_is_sent_once(client: httpx.Client) -> None:
-    from client.transport import pattern_key
+    from client.wire.compact import pattern_key
 
     n = 60
     rng = np.random.default_rng(4)

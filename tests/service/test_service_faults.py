@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client.models import JobStatus
-from client.transport import CompactProblem, encode_request
+from client.wire.da import JobStatus
+from client.wire.compact import CompactProblem, encode_request
 from service.jobs.lifecycle import recover_unfinished
 from service.jobs.records import JobRecord
 from service.jobs.sqlite_store import SqliteJobStore

@@ -93,7 +93,7 @@ def test_job_stored_but_never_enqueued_is_picked_up(cluster: tuple[ServerProcess
     """The API died between storing a job and enqueueing it: the monitor enqueues it."""
     import redis
 
-    from client.transport import CompactProblem, encode_request
+    from client.wire.compact import CompactProblem, encode_request
     from service.jobs.records import JobRecord, owner_of
     from service.jobs.redis_store import RedisJobStore
 

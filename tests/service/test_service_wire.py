@@ -9,12 +9,13 @@ import numpy as np
 import orjson
 import pytest
 
-from client.models import (BLOCK_GENERATION, SOLVER_BLOCKS, FujitsuDA3, JobStatus, RequestEnvelope,
+from client.wire.da import (BLOCK_GENERATION, SOLVER_BLOCKS, FujitsuDA3, JobStatus, RequestEnvelope,
                            SolveRequest, generation_for_version)
-from client.transport import (CompactProblem, CompactReply, TransportError, decode_array, decode_reply,
+from client.wire.compact import (CompactProblem, CompactReply, TransportError, decode_array, decode_reply,
                               decode_request, encode_array, encode_reply, encode_request, pack_states,
                               unpack_states)
 from service.jobs.parsing import ProblemError, parse_compact_request, parse_da_request
+from service.jobs.solve_job import SolveJob
 from service.jobs.solvers import build_problem
 
 
@@ -132,11 +133,17 @@ def test_degree_reduction_is_exact_at_consistent_auxiliaries() -> None:
         assert np.all(reduced.energies(other) >= original - 1e-9)
 
 
-def test_aux_pairs_survive_the_transport() -> None:
+def test_aux_pairs_survive_the_job_payload() -> None:
+    """The auxiliaries are the service's own: stored with the job, never on the public wire."""
     p = CompactProblem.from_arrays([0, 3], [3, 2], [1.0, 2.0], linear=[0.0, 0.0, 0.0, 1.0])
-    body = encode_request(p, "fujitsuDA3", {}, aux_pairs=np.array([[0, 1]]), num_output_variables=3)
-    req = decode_request(body)
-    assert req.num_output_variables == 3 and req.aux_pairs is not None and req.aux_pairs.tolist() == [[0, 1]]
-    bad = encode_request(p, "fujitsuDA3", {}, aux_pairs=np.array([[0, 3]]), num_output_variables=3)
+    job = SolveJob(p, "fujitsuDA3", {"time_limit_sec": 1}, api_version="v3",
+                   aux_pairs=np.array([[0, 1]]), num_output_variables=3)
+    back = SolveJob.from_payload(job.to_payload())
+    assert back.num_output_variables == 3 and back.aux_pairs is not None
+    assert back.aux_pairs.tolist() == [[0, 1]] and back.api_version == "v3"
+    np.testing.assert_array_equal(back.problem.values, p.values)
+    # The payload is a compact request: a client decoding it sees no service-only field.
+    assert not hasattr(decode_request(job.to_payload()), "aux_pairs")
+    job.aux_pairs = np.array([[0, 3]])  # variable 3 cannot stand for a pair that includes itself
     with pytest.raises(TransportError, match="aux_pairs"):
-        decode_request(bad)
+        SolveJob.from_payload(job.to_payload())

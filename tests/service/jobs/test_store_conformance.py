@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from client.models import JobStatus
+from client.wire.da import JobStatus
 from service.jobs.lifecycle import interrupted_message, recover_unfinished
-from service.jobs.records import FINISHED, JobLimitError, JobRecord, JobStore
+from client.wire.da import FINISHED_STATUSES
+from service.jobs.records import JobLimitError, JobRecord, JobStore
 
 OpenStore = Callable[[], JobStore]
 
@@ -283,7 +284,7 @@ def test_delete_removes_only_finished_jobs(store: JobStore) -> None:
     assert store.delete(waiting.job_id) is False and store.delete(running.job_id) is False
     assert store.get(waiting.job_id) is not None and store.get(running.job_id) is not None
     assert store.payload(waiting.job_id) == b"problem"
-    for status in FINISHED:
+    for status in FINISHED_STATUSES:
         record = _running(store) if status is not JobStatus.CANCELED else _add(store)
         if status is JobStatus.CANCELED:
             assert store.cancel(record.job_id) is JobStatus.CANCELED

@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from client.transport import CONTENT_TYPE, CompactProblem, encode_request
+from client.wire.compact import CONTENT_TYPE, CompactProblem, encode_request
 from service.web.app import create_app
 from service.web.auth import authenticate
 from fastapi import APIRouter

@@ -65,6 +65,9 @@ __all__ = [
     "encode_reply",
     "encode_request",
     "pack_states",
+    "request_from_map",
+    "request_map",
+    "unpack_map",
     "pattern_key",
     "unpack_states",
 ]
@@ -140,8 +143,7 @@ class CompactProblem:
     """A QUBO as arrays: constant + linear.x + sum_k values[k] x[rows[k]] x[cols[k]].
 
     ``pattern_key`` names the (rows, cols) pattern (see the module notes); a decoded request that
-    left rows and cols out has them None until the service resolves the key (``pattern`` then
-    holds the service's precomputed layout; it never goes on the wire).
+    left rows and cols out has them None until the service resolves the key.
 
     Example:
         >>> CompactProblem.from_arrays([0], [1], [2.0], linear=[-1.0, -1.0])
@@ -154,7 +156,6 @@ class CompactProblem:
     linear: np.ndarray | None = None
     constant: float = 0.0
     pattern_key: str | None = None
-    pattern: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, rows: Any, cols: Any, values: Any, linear: Any = None,
@@ -285,11 +286,6 @@ class CompactRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     penalty: CompactProblem | None = None
     api_version: str | None = None
-    #: Auxiliary variables of a reduced higher-order problem: row k is the (a, b) pair that
-    #: variable ``num_output_variables + k`` stands for (the service's job payloads use this).
-    aux_pairs: np.ndarray | None = None
-    #: How many leading variables a reply reports (None: all of them).
-    num_output_variables: int | None = None
     #: The starting state (n,) of 0/1 as an array: the compact form of the block's
     #: ``guidance_config`` (one byte a variable instead of a map of n string keys).
     guidance_state: np.ndarray | None = None
@@ -300,27 +296,39 @@ class CompactRequest:
 def encode_request(problem: CompactProblem, solver: str = "fujitsuDA2",
                    parameters: Mapping[str, Any] | None = None, *,
                    penalty: CompactProblem | None = None, api_version: str | None = None,
-                   aux_pairs: np.ndarray | None = None, num_output_variables: int | None = None,
                    guidance_state: Any = None, with_pattern: bool = True,
                    inequalities: CompactInequalities | None = None) -> bytes:
     """The msgpack body for ``POST /spinout/v1/solve`` (and its async twin); ``with_pattern=False``
     sends a problem with a ``pattern_key`` without its rows and cols."""
+    return msgpack.packb(request_map(problem, solver, parameters, penalty=penalty,
+                                     api_version=api_version, guidance_state=guidance_state,
+                                     with_pattern=with_pattern, inequalities=inequalities),
+                         use_bin_type=True)
+
+
+def request_map(problem: CompactProblem, solver: str = "fujitsuDA2",
+                parameters: Mapping[str, Any] | None = None, *,
+                penalty: CompactProblem | None = None, api_version: str | None = None,
+                guidance_state: Any = None, with_pattern: bool = True,
+                inequalities: CompactInequalities | None = None) -> dict[str, Any]:
+    """The request's msgpack map before packing (a store may add its own keys to it)."""
     body = {"format": REQUEST_FORMAT, "solver": solver, "parameters": dict(parameters or {}),
             **problem.to_wire(with_pattern), "penalty": None if penalty is None else penalty.to_wire(),
             "api_version": api_version}
     if guidance_state is not None:
         body["guidance_state"] = encode_array(np.asarray(guidance_state, dtype=np.uint8).ravel())
-    if aux_pairs is not None:
-        body["aux_pairs"] = encode_array(np.asarray(aux_pairs, dtype=np.int64).reshape(-1, 2))
-        body["num_output_variables"] = int(num_output_variables or problem.num_variables)
     if inequalities is not None:
         body["inequalities"] = inequalities.to_wire()
-    return msgpack.packb(body, use_bin_type=True)
+    return body
 
 
 def decode_request(body: bytes) -> CompactRequest:
     """Parse a compact request; TransportError with a message on anything malformed."""
-    obj = _unpack(body)
+    return request_from_map(unpack_map(body))
+
+
+def request_from_map(obj: dict[str, Any]) -> CompactRequest:
+    """A request from its unpacked msgpack map (keys it does not know are ignored)."""
     if obj.get("format", REQUEST_FORMAT) != REQUEST_FORMAT:
         raise TransportError(f"unknown format {obj.get('format')!r}; expected {REQUEST_FORMAT!r}")
     solver = obj.get("solver", "fujitsuDA2")
@@ -330,16 +338,6 @@ def decode_request(body: bytes) -> CompactRequest:
     penalty = obj.get("penalty")
     version = obj.get("api_version")
     problem = CompactProblem.from_wire(obj)
-    aux_pairs, n_out = None, None
-    if obj.get("aux_pairs") is not None:
-        aux_pairs = decode_array(obj["aux_pairs"], "aux_pairs")
-        n_out = obj.get("num_output_variables")
-        if not isinstance(n_out, int) or aux_pairs.ndim != 2 or aux_pairs.shape[1] != 2 \
-                or aux_pairs.dtype.kind not in "iu" or n_out + len(aux_pairs) != problem.num_variables \
-                or (aux_pairs.size and (aux_pairs.min() < 0 or np.any(
-                    aux_pairs.max(axis=1) >= n_out + np.arange(len(aux_pairs))))):
-            raise TransportError("aux_pairs must be (m, 2) earlier-variable indices and "
-                                 "num_output_variables + m must equal num_variables")
     guidance = None
     if obj.get("guidance_state") is not None:
         guidance = decode_array(obj["guidance_state"], "guidance_state")
@@ -352,8 +350,7 @@ def decode_request(body: bytes) -> CompactRequest:
         inequalities = CompactInequalities.from_wire(obj["inequalities"], problem.num_variables)
     return CompactRequest(problem, solver, dict(params),
                           None if penalty is None else CompactProblem.from_wire(penalty, "penalty"),
-                          version if isinstance(version, str) else None, aux_pairs, n_out, guidance,
-                          inequalities)
+                          version if isinstance(version, str) else None, guidance, inequalities)
 
 
 # ------------------------------------------------------------------------------------- replies
@@ -399,7 +396,7 @@ def encode_reply(reply: CompactReply) -> bytes:
 
 
 def decode_reply(body: bytes) -> CompactReply:
-    obj = _unpack(body)
+    obj = unpack_map(body)
     if obj.get("format") != REPLY_FORMAT:
         raise TransportError(f"not a {REPLY_FORMAT} reply")
     n = int(obj.get("num_variables") or 0)
@@ -417,7 +414,8 @@ def decode_reply(body: bytes) -> CompactReply:
         job_id=obj.get("job_id"), message=obj.get("message"))
 
 
-def _unpack(body: bytes) -> dict[str, Any]:
+def unpack_map(body: bytes) -> dict[str, Any]:
+    """A msgpack body that must be a map; TransportError otherwise."""
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage

@@ -94,7 +94,14 @@ class JobStatus(str, Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELED)
+        return self in FINISHED_STATUSES
+
+
+#: A job not yet run, or running. Tuples, not sets: a str-valued Enum member hashes by its name,
+#: so ``"Waiting" in {JobStatus.WAITING}`` is False while ``in (JobStatus.WAITING,)`` is True.
+PENDING_STATUSES = (JobStatus.WAITING, JobStatus.RUNNING)
+#: A job with its result, its error or its cancellation; it stays until deleted or expired.
+FINISHED_STATUSES = (JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELED)
 
 
 class SolutionMode(str, Enum):
