@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _FLAGS = {  # flag dest -> settings field
     "database": "database", "redis": "redis_url", "workers": "workers", "prefix": "prefix",
     "job_limit": "job_limit", "log_level": "log_level", "max_body_bytes": "max_body_bytes",
-    "sync_time_cap": "sync_time_cap_sec",
+    "sync_time_cap": "sync_time_cap_sec", "term_scan": "term_scan",
 }
 
 
@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, help="request body cap (default 64 MiB)")
     parser.add_argument("--sync-time-cap", type=float, help="largest sync solve in s (default 30)")
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING")
+    parser.add_argument("--no-term-scan", dest="term_scan", action="store_const", const=False,
+                        help="parse DA JSON terms with the general parser only (rules out the "
+                             "numba term scanner; same answers, slower)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

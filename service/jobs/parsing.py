@@ -265,10 +265,14 @@ def _qubo_matrix(body: Mapping[str, Any]) -> CompactProblem:
 
 
 def parse_da_request(raw: bytes | Mapping[str, Any], version: str,
-                     max_terms: int | None = None) -> SolveJob:
-    """A DA JSON solve body for path ``version`` -> SolveJob; ProblemError on bad input."""
+                     max_terms: int | None = None, *, scan_terms: bool = True) -> SolveJob:
+    """A DA JSON solve body for path ``version`` -> SolveJob; ProblemError on bad input.
+
+    ``scan_terms=False`` parses every body the general way, without ``term_scan``: the same
+    answers and errors, slower (kept for ruling the scanner out when its output is in doubt).
+    """
     with _gc_paused():
-        return _parse_da_request(raw, version, max_terms)
+        return _parse_da_request(raw, version, max_terms, scan_terms)
 
 
 @contextmanager
@@ -284,12 +288,14 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None) -> SolveJob:
+def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None,
+                      scan_terms: bool) -> SolveJob:
     if isinstance(raw, bytes | bytearray) and max_terms is not None:
         _precount_terms(raw, max_terms)
     # The usual binary_polynomial terms are read from the bytes without the GIL (term_scan);
     # the rest of the body, that array cut out, goes the general way.
-    scanned = scan_binary_polynomial(raw) if isinstance(raw, bytes | bytearray | memoryview) else None
+    scanned = (scan_binary_polynomial(raw)
+               if scan_terms and isinstance(raw, bytes | bytearray | memoryview) else None)
     body: Any = raw
     if scanned is not None:
         try:

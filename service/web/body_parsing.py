@@ -44,10 +44,13 @@ def check_content_type(request: Request, accepted: tuple[str, ...]) -> None:
 
 
 class BodyParsers:
-    """The DA JSON and compact parsers with the service's term limit and pattern cache."""
+    """The DA JSON and compact parsers with the service's term limit and pattern cache;
+    ``scan_terms`` is the ``term_scan`` setting (see ``parse_da_request``)."""
 
-    def __init__(self, max_terms: int, max_parallel: int, patterns: PatternCache) -> None:
+    def __init__(self, max_terms: int, max_parallel: int, patterns: PatternCache,
+                 scan_terms: bool = True) -> None:
         self.max_terms = max_terms
+        self.scan_terms = scan_terms
         self.patterns = patterns
         self._slots = asyncio.Semaphore(max_parallel)
 
@@ -58,8 +61,9 @@ class BodyParsers:
             raise ProblemError("the request body is empty; send a DA solve request as JSON")
         if len(body) > INLINE_DA_BYTES:
             async with self._slots:
-                return await run_in_threadpool(parse_da_request, body, version, self.max_terms)
-        return parse_da_request(body, version, self.max_terms)
+                return await run_in_threadpool(parse_da_request, body, version, self.max_terms,
+                                               scan_terms=self.scan_terms)
+        return parse_da_request(body, version, self.max_terms, scan_terms=self.scan_terms)
 
     async def compact(self, request: Request, body: bytes) -> SolveJob:
         """A compact msgpack body, its pattern resolved or registered, its one-hot groups

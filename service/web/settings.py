@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_parallel_parses: int = Field(2, ge=1, description="large bodies parsed at once (memory bound)")
     pattern_cache_mb: float = Field(256.0, ge=0, description="memory for coupling patterns of the "
                                     "compact transport (least recently used evicted first)")
+    term_scan: bool = Field(True, description="read binary_polynomial terms with the numba "
+                            "scanner (off: the general parser only, same answers, slower)")
     max_iterations: int = Field(2_000_000_000, ge=1, description="number_iterations cap")
     max_time_limit_sec: float = Field(3600.0, gt=0, description="DA3 time_limit_sec cap")
     job_time_limit_sec: float = Field(3600.0, gt=0, description="hard wall-time stop of any job")

@@ -31,3 +31,8 @@ def test_a_bad_flag_value_is_a_message(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["serve", "--job-limit", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("spinout serve:") and "job_limit" in err
+
+
+def test_no_term_scan_turns_the_scanner_off() -> None:
+    assert settings_from_args(parse()).term_scan is True
+    assert settings_from_args(parse("--no-term-scan")).term_scan is False

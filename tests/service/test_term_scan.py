@@ -8,7 +8,10 @@ error message.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 
 from service.jobs.parsing import ProblemError, parse_da_request
 from service.engine.term_scan import scan_binary_polynomial
+from tests.service.conftest import KEY_A, ServerProcess, free_port, serve_args
 
 
 def both_ways(raw: bytes, version: str = "v2") -> tuple[object, object]:
@@ -179,3 +183,103 @@ def test_errors_after_a_scan_name_the_term() -> None:
     with pytest.raises(ProblemError, match="5 terms; this server accepts at most 4"):
         parse_da_request(raw, "v2", max_terms=4)
     assert parse_da_request(raw, "v2", max_terms=5).problem.values.sum() == 5.0
+
+
+# ------------------------------------------------------------------------------ the term_scan setting
+SOLVABLE = (b'{"binary_polynomial": {"terms": [{"c": -1.5, "p": [0, 1]}, {"coefficient": 2,'
+            b' "polynomials": [1]}, {"c": -1, "p": [2]}, {"c": 0.5, "p": [0, 2]}, {"c": 3}]},'
+            b' "fujitsuDA2": {"number_iterations": 100, "number_runs": 16, "random_seed": 5}}')
+#: Bodies the scanner reads (or steps aside from) whose answer is an error.
+REFUSED = [
+    b'{"binary_polynomial": {"terms": [{"c": 1, "p": [0, 1024]}]}, "fujitsuDA": {}}',
+    b'{"binary_polynomial": {"terms": [{"c": 1e400, "p": [0]}]}, "fujitsuDA2": {}}',
+    b'{"binary_polynomial": {"terms": [{"c": 1, "p": [0]}]}, "fujitsuDA2": {]}',
+    b'{"binary_polynomial": {"terms": [{"c": 1, "p": [0]}]}, "fujitsuDA2": {"number_runs": 5}}',
+]
+
+
+@pytest.fixture()
+def scanner_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the parser's calls of the scanner (one entry per call)."""
+    import service.jobs.parsing as parsing
+
+    calls: list[int] = []
+
+    def counted(raw: bytes) -> object:
+        calls.append(1)
+        return scan_binary_polynomial(raw)
+
+    monkeypatch.setattr(parsing, "scan_binary_polynomial", counted)
+    return calls
+
+
+def test_scan_terms_off_never_calls_the_scanner(scanner_calls: list[int]) -> None:
+    off = parse_da_request(SOLVABLE, "v2", scan_terms=False)
+    assert scanner_calls == []
+    on = parse_da_request(SOLVABLE, "v2")
+    assert scanner_calls == [1]
+    assert_same_request(on, off)
+    for raw, version in zip(REFUSED, ["v1", "v2", "v2", "v2"]):
+        with pytest.raises(ProblemError) as without:
+            parse_da_request(raw, version, scan_terms=False)
+        with pytest.raises(ProblemError) as with_scan:
+            parse_da_request(raw, version)
+        assert str(without.value) == str(with_scan.value)
+    assert len(scanner_calls) == 1 + len(REFUSED)
+
+
+def test_body_parsers_follow_the_setting(scanner_calls: list[int], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from service.web.app import create_app
+    from service.web.settings import Settings
+
+    monkeypatch.setenv("SPINOUT_TERM_SCAN", "0")
+    settings = Settings(database=str(tmp_path / "jobs.sqlite3"))
+    assert settings.term_scan is False
+    parsers = create_app(settings).state.service.parsers
+    request = Request({"type": "http", "headers": [(b"content-type", b"application/json")]})
+    off = asyncio.run(parsers.da(request, SOLVABLE, "v2"))
+    assert scanner_calls == []
+    parsers.scan_terms = True
+    on = asyncio.run(parsers.da(request, SOLVABLE, "v2"))
+    assert scanner_calls == [1]
+    assert_same_request(on, off)
+
+
+@pytest.fixture(scope="module")
+def unscanned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The shared server's limits, started with ``--no-term-scan``."""
+    tmp = tmp_path_factory.mktemp("unscanned")
+    port = free_port()
+    env = {"SPINOUT_MAX_BODY_BYTES": str(2 * 1024 * 1024), "SPINOUT_SYNC_TIME_CAP_SEC": "20",
+           "SPINOUT_LOG_LEVEL": "WARNING", "SPINOUT_MAX_TERMS": "1000000"}
+    proc = ServerProcess(serve_args(port, "--api-key", KEY_A, "--workers", "2", "--no-term-scan",
+                                    "--database", str(tmp / "jobs.sqlite3")), env, tmp / "server.log", port)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def test_no_term_scan_server_answers_as_the_scanning_one(server: ServerProcess,
+                                                         unscanned_server: ServerProcess) -> None:
+    def answers(url: str) -> list[tuple[int, object]]:
+        out: list[tuple[int, object]] = []
+        with httpx.Client(base_url=url, headers={"X-Api-Key": KEY_A,
+                                                 "Content-Type": "application/json"}, timeout=60) as c:
+            for raw, version in [(SOLVABLE, "v2"), *zip(REFUSED, ["v1", "v2", "v2", "v2"])]:
+                r = c.post(f"/{version}/qubo/solve", content=raw)
+                reply = r.json()
+                if r.status_code == 200:
+                    reply = reply["qubo_solution"]["solutions"]  # the timings differ
+                else:
+                    reply = reply["error"]["message"]
+                out.append((r.status_code, reply))
+        return out
+
+    scanned, unscanned = answers(server.url), answers(unscanned_server.url)
+    assert [code for code, _ in scanned] == [200, 400, 400, 400, 400]
+    assert scanned == unscanned
