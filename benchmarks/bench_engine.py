@@ -127,7 +127,7 @@ def spinout_tts(inst: Instance, limit: float, repeats: int) -> tuple[float, str]
     runs that hit by t, TTS99 = min over t of t ln(0.01) / ln(1 - p(t))."""
     hits = []
     for k in range(repeats):
-        r = solve_time_limited(inst.problem, time_limit_sec=limit, target_energy=inst.target_energy,
+        r = solve_time_limited(inst.problem, time_limit=limit, target_energy=inst.target_energy,
                                seed=SEED + k)
         hits.append(r.timing["total"] if hit(r.best_energy, inst.target_energy) else math.inf)
     hits.sort()
@@ -194,7 +194,7 @@ def section_equal_time(instances: list[Instance], peers: list[Peer], quick: bool
     for inst in instances:
         bqm = to_bqm(inst.problem)
         for budget in budgets:
-            r = solve_time_limited(inst.problem, time_limit_sec=budget, seed=SEED)
+            r = solve_time_limited(inst.problem, time_limit=budget, seed=SEED)
             row = {"instance": inst.name, "budget": budget,
                    "spinout": inst.objective(r.best_energy), "spinout_s": r.timing["total"]}
             for peer in peers:
@@ -225,7 +225,7 @@ def section_rate(peers: list[Peer], seconds: float) -> list[dict]:
         p = inst.problem
         row = {"instance": inst.name, "kind": "sparse" if p.is_sparse else "dense"}
         for moves in ("sweep", "trial"):
-            r = solve_time_limited(p, time_limit_sec=seconds, moves=moves, seed=SEED)
+            r = solve_time_limited(p, time_limit=seconds, moves=moves, seed=SEED)
             replicas = 16 * ENSEMBLES_PER_GROUP
             row[f"spinout_{moves}"] = r.info["rounds_done"] * replicas * p.num_variables / r.timing["anneal"]
         bqm = to_bqm(p)
@@ -269,7 +269,7 @@ def run():
 first = run()
 second = run()
 rss_before = status("VmRSS")
-solve_time_limited(p, time_limit_sec=1.0, seed=1)
+solve_time_limited(p, time_limit=1.0, seed=1)
 print(json.dumps({"import_s": t_import, "first_s": first, "second_s": second,
                   "rss_after_imports_mb": rss_imports, "rss_before_solve_mb": rss_before,
                   "peak_rss_mb": status("VmHWM")}))

@@ -34,8 +34,8 @@ g1 = load_instance(sys.argv[2]).problem
 out = {}
 for name, p in (("SK1024", sk), ("G1", g1)):
     for moves in ("sweep", "trial"):
-        solve_time_limited(p, time_limit_sec=0.2, moves=moves, seed=1, parallel=False)
-        r = solve_time_limited(p, time_limit_sec=float(sys.argv[1]), moves=moves, seed=2026,
+        solve_time_limited(p, time_limit=0.2, moves=moves, seed=1, parallel=False)
+        r = solve_time_limited(p, time_limit=float(sys.argv[1]), moves=moves, seed=2026,
                                parallel=False)
         out[f"{name} {moves}"] = (r.info["rounds_done"] * 16 * ENSEMBLES_PER_GROUP * p.num_variables
                                   / r.timing["anneal"] / 1e6, r.best_energy)

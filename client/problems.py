@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ProblemError
+from .wire.polynomial import split_terms
 from .wire.compact import pattern_key
 
 
@@ -280,11 +281,10 @@ def _from_dict(mapping: Mapping[Any, Any], num_variables: int | None,
 
 
 def _from_terms(terms: Sequence[Any], num_variables: int | None) -> EncodedProblem:
-    rows: list[int] = []
-    cols: list[int] = []
-    values: list[float] = []
+    coefficients = np.empty(len(terms))
+    first = np.full(len(terms), -1, dtype=np.int64)
+    second = np.full(len(terms), -1, dtype=np.int64)
     higher: list[dict[str, Any]] = []
-    constant = 0.0
     for k, term in enumerate(terms):
         where = f"term {k}"
         if not isinstance(term, Mapping):
@@ -292,25 +292,23 @@ def _from_terms(terms: Sequence[Any], num_variables: int | None) -> EncodedProbl
         raw_c = term["c"] if "c" in term else term.get("coefficient")
         if raw_c is None:
             raise _fail(f"{where}: missing 'coefficient'")
-        coefficient = _coefficient(raw_c, where)
+        coefficients[k] = _coefficient(raw_c, where)
         poly = term["p"] if "p" in term else term.get("polynomials", [])
         if poly is None:
             poly = []
         if not isinstance(poly, Sequence) or isinstance(poly, (str, bytes)):
             raise _fail(f"{where}: 'polynomials' must be a list of variable indices")
         idx = sorted({_index(i, where) for i in poly})  # x_i * x_i = x_i
-        if not idx:
-            constant += coefficient
-        elif len(idx) <= 2:
-            rows.append(idx[0])
-            cols.append(idx[-1])
-            values.append(coefficient)
-        else:
-            higher.append({"coefficient": coefficient, "polynomials": idx})
-    if not rows and not higher and num_variables is None:
+        if len(idx) > 2:
+            higher.append({"coefficient": coefficients[k], "polynomials": idx})
+            coefficients[k] = 0.0  # kept out of the quadratic part below
+        elif idx:
+            first[k], second[k] = idx[0], idx[-1]
+    largest = max(int(first.max(initial=-1)), int(second.max(initial=-1)))
+    if largest < 0 and not higher and num_variables is None:
         raise _fail("the problem has no variables")
-    return _assemble(np.zeros(0), np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64),
-                     np.array(values, dtype=np.float64), constant, num_variables, higher)
+    linear, rows, cols, values, constant = split_terms(coefficients, first, second, largest + 1)
+    return _assemble(linear, rows, cols, values, constant, num_variables, higher)
 
 
 def _from_bqm(bqm: Any) -> EncodedProblem:

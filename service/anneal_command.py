@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             instance = load_instance(args.file)
             problem = instance.problem
-        result = solve_time_limited(problem, time_limit_sec=args.time_limit, num_run=args.replicas,
+        result = solve_time_limited(problem, time_limit=args.time_limit, num_runs=args.replicas,
                                     seed=args.seed,
                                     target_energy=None if instance is None else instance.target_energy)
     except ValueError as exc:

@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     from .data import DataError, load_dataset
     from .dropout import VariantSpec, registry
     from .harness import train
-    from .wire.da import parse_sizes
+    from .models import parse_sizes
 
     try:
         sizes = parse_sizes(args.arch)

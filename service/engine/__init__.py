@@ -1,10 +1,10 @@
-"""SpinOut's annealing engine: problem model, numba kernels and the Python solver API.
+"""SpinOut's annealing engine: problem model, numba kernels, the solvers and the sampler.
 
 Importable without FastAPI, pydantic or Redis, so the trainer can run it in-process::
 
-    from service.engine import BinaryQuadraticProblem, parallel_tempering
+    from service.engine import BinaryQuadraticProblem, EmbeddedSampler, Tempering
     problem = BinaryQuadraticProblem.from_dict({(0, 0): -1, (0, 1): 2, (1, 1): -1})
-    result = parallel_tempering(problem, num_replicas=8, num_sweeps=100, seed=0)
+    result = EmbeddedSampler().sample(problem, Tempering(replicas=8, sweeps=100), seed=0)
     result.best_state, result.best_energy
 """
 
@@ -15,17 +15,26 @@ prefer_wide_vectors()
 
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
-from .result import SolveResult
+from .result import AnnealResult
 from .schedule import TemperatureMode, TemperatureSchedule
+from .sampler import (Annealing, EmbeddedSampler, Sampler, Schedule, Stop, Tempering,
+                      TimeLimited)
 from .solver import Replicas, anneal_da, parallel_tempering, solve_time_limited
 
 __all__ = [
+    "AnnealResult",
+    "Annealing",
     "BinaryQuadraticProblem",
+    "EmbeddedSampler",
     "LinearInequalities",
     "Replicas",
-    "SolveResult",
+    "Sampler",
+    "Schedule",
+    "Stop",
+    "Tempering",
     "TemperatureMode",
     "TemperatureSchedule",
+    "TimeLimited",
     "anneal_da",
     "parallel_tempering",
     "solve_time_limited",

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from client.wire.polynomial import split_terms
+
 #: Problems with at most this fraction of non-zero couplings are stored sparse (CSR).
 SPARSE_DENSITY_THRESHOLD = 0.15
 #: Largest n whose dense matrix ``from_arrays`` builds directly (by bincount, no sparse detour).
@@ -313,20 +315,15 @@ class BinaryQuadraticProblem:
         if not (c.shape == a.shape == b.shape):
             raise ValueError("coefficients and index arrays differ in length")
         _check_finite("term coefficients", c)
-        const_mask = (a < 0) & (b < 0)
-        constant = float(c[const_mask].sum())
-        lin_mask = ~const_mask & ((a < 0) | (b < 0) | (a == b))
-        quad_mask = ~const_mask & ~lin_mask
-        lin_idx = np.maximum(a[lin_mask], b[lin_mask])
         largest = max(int(a.max(initial=-1)), int(b.max(initial=-1)))
         n = largest + 1 if num_variables is None else int(num_variables)
         if largest >= n:
             raise ValueError(f"index {largest} is beyond the declared size of {n} variables")
         if n <= 0:
             raise ValueError("the problem has no variables")
-        h = np.bincount(lin_idx, weights=c[lin_mask], minlength=n).astype(np.float64)
-        return cls.from_arrays(a[quad_mask], b[quad_mask], c[quad_mask], linear=h,
-                               constant=constant, num_variables=n, storage=storage)
+        h, rows, cols, values, constant = split_terms(c, a, b, n)
+        return cls.from_arrays(rows, cols, values, linear=h, constant=constant, num_variables=n,
+                               storage=storage)
 
     @classmethod
     def from_ising(

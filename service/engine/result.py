@@ -12,7 +12,7 @@ from .problem import BinaryQuadraticProblem
 
 
 @dataclass
-class SolveResult:
+class AnnealResult:
     """What a solve returns.
 
     Attributes:
@@ -49,12 +49,12 @@ class SolveResult:
     def __len__(self) -> int:
         return int(self.states.shape[0])
 
-    def rescored(self, problem: BinaryQuadraticProblem) -> SolveResult:
+    def rescored(self, problem: BinaryQuadraticProblem) -> AnnealResult:
         """The same states scored by another problem over the same variables (e.g. the original
         coefficients after annealing a rounded copy), re-sorted by that energy."""
         energies = np.atleast_1d(problem.energies(self.states))
         order = np.lexsort((-self.frequencies, energies))
-        return SolveResult(self.states[order], energies[order], self.frequencies[order],
+        return AnnealResult(self.states[order], energies[order], self.frequencies[order],
                            dict(self.timing), list(self.progress), self.stop_reason, dict(self.info))
 
 

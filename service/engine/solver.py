@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from . import kernels
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
-from .result import DistinctPool, SolveResult, build_result
+from .result import DistinctPool, AnnealResult, build_result
 from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
                        geometric_ladder)
 
@@ -118,7 +118,7 @@ class Replicas:
                           else self.exact_couplings)
         self.field_dtype = np.float32 if self.dense else np.float64
         # One generate_state call gives every replica's generator and the random initial bits
-        # (child SeedSequences and a Generator cost ~0.1 ms more per solve); a Tempering spawns
+        # (child SeedSequences and a Generator cost ~0.1 ms more per solve); a TemperingLadder spawns
         # its exchange generators from ``seeds``.
         self.seeds = np.random.SeedSequence(seed)
         words = self.seeds.generate_state(num_replicas + -(-num_replicas * n // 64), np.uint64)
@@ -318,7 +318,7 @@ class _Driver:
                 "total": total}
 
 
-class Tempering:
+class TemperingLadder:
     """Replica-exchange ensembles: E independent ladders of R replicas over one ``Replicas`` of
     E x R states (ensemble e owns replicas e*R .. e*R + R - 1). All ensembles share one ladder."""
 
@@ -424,14 +424,14 @@ def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
 
 def _finish(problem: BinaryQuadraticProblem, driver: _Driver, states: np.ndarray,
             counts: np.ndarray | None, solution_mode: str, limit: int | None,
-            info: dict[str, Any], constraints: LinearInequalities | None = None) -> SolveResult:
+            info: dict[str, Any], constraints: LinearInequalities | None = None) -> AnnealResult:
     if solution_mode not in ("COMPLETE", "QUICK"):
         raise ValueError(f"solution_mode must be COMPLETE or QUICK, got {solution_mode!r}")
     uniq, energies, freq = build_result(problem, states, counts,
                                         limit=1 if solution_mode == "QUICK" else limit,
                                         constraints=constraints)
     driver.record(float(energies[0]), uniq[0])
-    return SolveResult(states=uniq, energies=energies, frequencies=freq, timing=driver.timing(),
+    return AnnealResult(states=uniq, energies=energies, frequencies=freq, timing=driver.timing(),
                        progress=driver.progress, stop_reason=driver.stop_reason, info=info)
 
 
@@ -447,7 +447,7 @@ def anneal_da(
     noise_model: str = "METROPOLIS",
     offset_increase_rate: float | None = None,
     moves: str = "trial",
-    initial_state: InitialState = None,
+    initial: InitialState = None,
     fixed: Mapping[int, bool] | None = None,
     solution_mode: str = "COMPLETE",
     seed: int | None = None,
@@ -456,7 +456,7 @@ def anneal_da(
     cancel: Cancel = None,
     parallel: bool = True,
     constraints: LinearInequalities | None = None,
-) -> SolveResult:
+) -> AnnealResult:
     """Simulated annealing with the Digital Annealer's dynamics (fujitsuDA / DA2 / MixedMode).
 
     ``num_runs`` independent runs of ``num_iterations`` steps each. A step is one parallel trial
@@ -478,7 +478,7 @@ def anneal_da(
     if noise_model not in ("METROPOLIS", "GIBBS"):
         raise ValueError(f"noise_model must be METROPOLIS or GIBBS, got {noise_model!r}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
-    reps = Replicas(problem, num_runs, seed, initial_state, fixed, parallel, constraints)
+    reps = Replicas(problem, num_runs, seed, initial, fixed, parallel, constraints)
     # Measuring the problem costs a short quench: skip it when the caller set everything.
     needs_scales = (temperature_start is None or temperature_decay is None or moves == "auto"
                     or (offset_increase_rate is None and moves != "sweep"))
@@ -534,7 +534,7 @@ def parallel_tempering(
     num_ensembles: int = 1,
     offset_increase_rate: float | None = None,
     noise_model: str = "METROPOLIS",
-    initial_states: InitialState = None,
+    initial: InitialState = None,
     fixed: Mapping[int, bool] | None = None,
     solution_mode: str = "COMPLETE",
     seed: int | None = None,
@@ -543,7 +543,7 @@ def parallel_tempering(
     cancel: Cancel = None,
     parallel: bool = True,
     constraints: LinearInequalities | None = None,
-) -> SolveResult:
+) -> AnnealResult:
     """Replica-exchange Monte Carlo (fujitsuDAPT / DA2PT) on a geometric ladder of temperatures.
 
     Each round every replica takes ``steps_per_exchange`` moves (sweeps or parallel trials, or
@@ -564,7 +564,7 @@ def parallel_tempering(
     if num_ensembles < 1:
         raise ValueError(f"num_ensembles must be >= 1, got {num_ensembles}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
-    reps = Replicas(problem, num_replicas * num_ensembles, seed, initial_states, fixed, parallel,
+    reps = Replicas(problem, num_replicas * num_ensembles, seed, initial, fixed, parallel,
                     constraints)
     large, small = reps.delta_scales()
     tune_ladder = tune_ladder and ladder is None
@@ -578,7 +578,7 @@ def parallel_tempering(
         raise ValueError("ladder must hold num_replicas positive betas in ascending order")
     trial = _choose_moves(moves, reps, float(ladder[-1]))
     offset_rate = small if offset_increase_rate is None else float(offset_increase_rate)
-    tempering = Tempering(reps, ladder, steps_per_exchange, trial, offset_rate,
+    tempering = TemperingLadder(reps, ladder, steps_per_exchange, trial, offset_rate,
                           noise_model == "GIBBS", num_ensembles)
     total_rounds = max(1, num_sweeps // steps_per_exchange)
     driver.begin_anneal()
@@ -596,12 +596,12 @@ def parallel_tempering(
 def solve_time_limited(
     problem: BinaryQuadraticProblem,
     *,
-    time_limit_sec: float = 10.0,
+    time_limit: float = 10.0,
     target_energy: float | None = None,
-    num_run: int = 16,
-    num_group: int = 1,
-    num_output_solution: int = 5,
-    guidance: InitialState = None,
+    num_runs: int = 16,
+    num_groups: int = 1,
+    num_outputs: int = 5,
+    initial: InitialState = None,
     fixed: Mapping[int, bool] | None = None,
     seed: int | None = None,
     cancel: Cancel = None,
@@ -610,14 +610,14 @@ def solve_time_limited(
     constraints: LinearInequalities | None = None,
     energy_parts: EnergyParts | None = None,
     penalty_scale: float | None = None,
-) -> SolveResult:
-    """The time-limited DA3 mode: ``num_group`` groups, each of ``ENSEMBLES_PER_GROUP``
-    independent tempering ladders of ``num_run`` replicas, until ``time_limit_sec`` passes or the
+) -> AnnealResult:
+    """The time-limited DA3 mode: ``num_groups`` groups, each of ``ENSEMBLES_PER_GROUP``
+    independent tempering ladders of ``num_runs`` replicas, until ``time_limit`` passes or the
     best reaches ``target_energy``. The ladder is tuned from swap rates during the first rounds.
 
     Every chunk each replica's best since the last harvest enters its group's pool of the
-    ``num_output_solution`` lowest distinct states; the result holds all groups' pools
-    (num_output_solution x num_group states at most), frequency = times a state was harvested.
+    ``num_outputs`` lowest distinct states; the result holds all groups' pools
+    (num_outputs x num_groups states at most), frequency = times a state was harvested.
     With ``constraints`` (the DA3's linear inequalities) every energy includes their penalty.
     ``energy_parts`` splits each progress entry's energy into (energy, penalty energy).
 
@@ -629,11 +629,11 @@ def solve_time_limited(
     the objective alone stayed inside one feasible region and missed the optimum in 17 of 24
     solves; sized this way, in none.
     """
-    if num_group < 1 or num_output_solution < 1:
-        raise ValueError("num_group and num_output_solution must be >= 1")
-    driver = _Driver(problem, time_limit_sec, cancel, target_energy, energy_parts)
-    chains = num_group * ENSEMBLES_PER_GROUP
-    reps = Replicas(problem, num_run * chains, seed, guidance, fixed, parallel, constraints)
+    if num_groups < 1 or num_outputs < 1:
+        raise ValueError("num_groups and num_outputs must be >= 1")
+    driver = _Driver(problem, time_limit, cancel, target_energy, energy_parts)
+    chains = num_groups * ENSEMBLES_PER_GROUP
+    reps = Replicas(problem, num_runs * chains, seed, initial, fixed, parallel, constraints)
     active = reps.constraints  # None when the constraints given were empty
     large, small = reps.delta_scales()
     barrier = 0.0 if penalty_scale is None else float(penalty_scale)
@@ -642,11 +642,11 @@ def solve_time_limited(
         barrier = max(barrier, float((active.weights[entries.row] * np.abs(entries.data)).max(initial=0.0)))
     hot, cold = beta_range_from_deltas(max(large, barrier), small)
     trial = _choose_moves(moves, reps, cold)
-    tempering = Tempering(reps, geometric_ladder(hot, cold, num_run), 1, trial, small, False, chains)
-    pools = [DistinctPool(num_output_solution) for _ in range(num_group)]
+    tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False, chains)
+    pools = [DistinctPool(num_outputs) for _ in range(num_groups)]
     # With inequalities the lowest penalised energies may all break a constraint (a small
     # lambda): each group also keeps the best feasible states its replicas were seen in.
-    feasible_pools = ([DistinctPool(num_output_solution) for _ in range(num_group)]
+    feasible_pools = ([DistinctPool(num_outputs) for _ in range(num_groups)]
                       if active is not None else [])
 
     def harvest() -> None:
@@ -671,4 +671,4 @@ def solve_time_limited(
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
-                   num_output_solution * num_group, info, active)
+                   num_outputs * num_groups, info, active)

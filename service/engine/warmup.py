@@ -31,7 +31,7 @@ def main() -> None:
                               seed=0, constraints=cons)
                     parallel_tempering(problem, num_replicas=3, num_sweeps=4, moves=moves,
                                        parallel=parallel, seed=0, constraints=cons)
-                    solve_time_limited(problem, time_limit_sec=0.01, num_run=2, parallel=parallel,
+                    solve_time_limited(problem, time_limit=0.01, num_runs=2, parallel=parallel,
                                        seed=0, moves=moves, constraints=cons)
     # Coupling-pattern values of either width, read-only as decoded from a request body, into
     # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.

@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from client.wire.da import (BLOCK_GENERATION, SOLVER_BLOCKS, RequestEnvelope, generation_for_version,
                            solver_key)
+from client.wire.polynomial import split_terms
 from client.wire.compact import (CompactInequalities, CompactProblem, TransportError,
                               decode_request)
 
@@ -220,13 +221,8 @@ def _check_coefficients(c: np.ndarray, where: str) -> None:
 def terms_to_problem(c: np.ndarray, first: np.ndarray, second: np.ndarray,
                      num_variables: int) -> CompactProblem:
     """Polynomial terms (with -1 = absent) as a CompactProblem of linear + pair arrays."""
-    const = (first < 0) & (second < 0)
-    lin = ~const & ((second < 0) | (first == second) | (first < 0))
-    quad = ~const & ~lin
-    lin_idx = np.maximum(first[lin], second[lin])
-    linear = np.bincount(lin_idx, weights=c[lin], minlength=num_variables).astype(np.float64)
-    return CompactProblem(num_variables, first[quad], second[quad], c[quad], linear,
-                          float(c[const].sum()))
+    linear, rows, cols, values, constant = split_terms(c, first, second, num_variables)
+    return CompactProblem(num_variables, rows, cols, values, linear, constant)
 
 
 def _polynomial(body: Mapping[str, Any], key: str, allow_higher: bool,

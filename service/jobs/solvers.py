@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from client.wire.da import JobStatus
+from client.wire.da import SOLVER_BLOCKS, JobStatus
 from client.wire.compact import CompactInequalities, CompactProblem, CompactReply
 
 from .higher_order import restore_states
 from .patterns import RegisteredPattern
+from .presets import TEMPERING_BLOCKS, schedule_for
 from .solve_job import SolveJob
 
 __all__ = ["SolveOptions", "build_problem", "estimate_seconds", "qubo_solution_dict", "solve_request"]
@@ -96,8 +97,9 @@ def build_constraints(request: SolveJob, num_variables: int, scale: float = 1.0)
 
 def solve_request(request: SolveJob, options: SolveOptions | None = None) -> CompactReply:
     """Run the request's solver on the engine; ValueError for a problem the engine refuses."""
-    from service.engine import anneal_da, parallel_tempering, solve_time_limited
+    from service.engine import EmbeddedSampler, Stop
     from service.engine.precision import to_hardware_precision
+    from service.engine.solver import EnergyParts
 
     options = options or SolveOptions()
     start = time.perf_counter()
@@ -119,56 +121,30 @@ def solve_request(request: SolveJob, options: SolveOptions | None = None) -> Com
         request, original.num_variables, scale)
     seed = p.get("random_seed")
     # The compact transport's array form of guidance_config wins over the map.
-    guidance: Any = (request.guidance_state if request.guidance_state is not None
-                     else _config(p.get("guidance_config")))
-    common: dict[str, Any] = dict(seed=seed, cancel=options.cancel, parallel=False,
-                                  time_limit=options.time_limit, constraints=annealed_constraints)
-    iterations = int(p.get("number_iterations", 1))
-    if options.max_iterations is not None and iterations > options.max_iterations:
-        raise ValueError(f"{solver}.number_iterations: {iterations} exceeds this server's cap of "
-                         f"{options.max_iterations}")
-    if solver in ("fujitsuDA", "fujitsuDAMixedMode", "fujitsuDA2", "fujitsuDA2MixedMode"):
-        manual = expert
-        result = anneal_da(
-            annealed, num_runs=int(p["number_runs"]), num_iterations=iterations,
-            temperature_start=p.get("temperature_start") if manual else None,
-            temperature_decay=p.get("temperature_decay") if manual else None,
-            temperature_interval=int(p.get("temperature_interval", 100)),
-            temperature_mode=p.get("temperature_mode", "EXPONENTIAL"),
-            noise_model=p.get("noise_model", "METROPOLIS"),
-            offset_increase_rate=p.get("offset_increase_rate"), moves="trial",
-            initial_state=guidance, solution_mode=p["solution_mode"],
-            **common)
-    elif solver in ("fujitsuDAPT", "fujitsuDA2PT"):
-        replicas = int(p["number_replicas"])
-        beta_range = None
-        top = p.get("maximum_replica_temperature")
-        if top is not None:
-            beta_range = _beta_range_with_top(annealed, float(top), seed)
-        result = parallel_tempering(
-            annealed, num_replicas=replicas, num_sweeps=iterations, beta_range=beta_range,
-            moves="trial", offset_increase_rate=p.get("offset_increase_rate"),
-            initial_states=guidance, solution_mode=p["solution_mode"],
-            **common)
-    elif solver == "fujitsuDA3":
-        limit = float(p["time_limit_sec"])
-        if options.time_limit is not None:
-            limit = min(limit, options.time_limit)
-        target = p.get("target_energy")
-        parts = None
-        if penalty is not None or constraints is not None:
-            def parts(state: np.ndarray) -> tuple[float, float]:
-                x = state[None, : original.num_variables]
-                polynomial, inequality = _penalty_parts(x, penalty, constraints)
-                return float(original.energies(x)[0]), float(polynomial[0] + inequality[0])
-        result = solve_time_limited(
-            annealed, time_limit_sec=limit, target_energy=target, num_run=int(p["num_run"]),
-            num_group=int(p["num_group"]), num_output_solution=int(p["num_output_solution"]),
-            guidance=guidance, fixed=_config(p.get("fixed_config")),
-            seed=seed, cancel=options.cancel, parallel=False, constraints=annealed_constraints,
-            energy_parts=parts, penalty_scale=_penalty_scale(annealed, p, penalty))
-    else:
-        raise ValueError(f"unknown solver {solver!r}")
+    initial: Any = (request.guidance_state if request.guidance_state is not None
+                    else _config(p.get("guidance_config")))
+    if "number_iterations" in p and options.max_iterations is not None \
+            and int(p["number_iterations"]) > options.max_iterations:
+        raise ValueError(f"{solver}.number_iterations: {p['number_iterations']} exceeds this "
+                         f"server's cap of {options.max_iterations}")
+    beta_range = None
+    if solver in TEMPERING_BLOCKS and p.get("maximum_replica_temperature") is not None:
+        beta_range = _beta_range_with_top(annealed, float(p["maximum_replica_temperature"]), seed)
+    time_limited = solver == "fujitsuDA3"
+    schedule = schedule_for(solver, p, beta_range=beta_range, penalty_scale=(
+        _penalty_scale(annealed, p, penalty) if time_limited else None))
+    parts: EnergyParts | None = None
+    if time_limited and (penalty is not None or constraints is not None):
+        def split(state: np.ndarray) -> tuple[float, float]:
+            x = state[None, : original.num_variables]
+            polynomial, inequality = _penalty_parts(x, penalty, constraints)
+            return float(original.energies(x)[0]), float(polynomial[0] + inequality[0])
+        parts = split
+    stop = Stop(time_limit=options.time_limit, cancel=options.cancel,
+                target_energy=p.get("target_energy"))
+    result = EmbeddedSampler(parallel=False).sample(
+        annealed, schedule, initial=initial, fixed=_config(p.get("fixed_config")), seed=seed,
+        constraints=annealed_constraints, stop=stop, energy_parts=parts)
     if annealed is not objective:
         result = result.rescored(objective)
     states, freq = result.states, result.frequencies
@@ -240,28 +216,30 @@ def _drop_auxiliaries(states: np.ndarray, freq: np.ndarray, aux_pairs: np.ndarra
     return distinct_states(np.ascontiguousarray(states[:, :n]), freq)
 
 
+def _block(solver: str, **params: Any) -> dict[str, Any]:
+    """A parameter block with the model's defaults for what ``params`` leaves out, unchecked:
+    the warm-up runs smaller solves than a request may ask for."""
+    return SOLVER_BLOCKS[solver].model_construct(**params).model_dump(mode="json")
+
+
 def warm_up() -> float:
     """Load every serial kernel the service uses (from numba's cache) so that the first request
     does not pay for it; returns the seconds it took."""
     start = time.perf_counter()
     problem = CompactProblem.from_arrays([0, 1, 2], [1, 2, 3], [1.0, -2.0, 1.5], linear=[-1.0, 0.5, -0.5, 1.0])
-    blocks: list[tuple[str, dict[str, Any]]] = [
-        ("fujitsuDA2", {"number_runs": 2, "number_iterations": 4}),
-        ("fujitsuDA2PT", {"number_replicas": 3, "number_iterations": 4})]
-    for solver, params in blocks:
-        params.update(solution_mode="COMPLETE", random_seed=0)
-        solve_request(SolveJob(problem, solver, params))
+    for solver, params in (("fujitsuDA2", {"number_runs": 2}), ("fujitsuDA2PT", {"number_replicas": 3})):
+        solve_request(SolveJob(problem, solver, _block(solver, number_iterations=4, random_seed=0,
+                                                       **params)))
     dense = CompactProblem.from_arrays(*np.triu_indices(12, 1), np.ones(66), num_variables=12)
-    solve_request(SolveJob(dense, "fujitsuDA2", {"number_runs": 2, "number_iterations": 4,
-                                                         "solution_mode": "COMPLETE"}))
+    solve_request(SolveJob(dense, "fujitsuDA2", _block("fujitsuDA2", number_runs=2,
+                                                       number_iterations=4)))
     # A DA3 job with inequalities (their kernels are compiled apart from the plain ones).
     inequalities = CompactInequalities(np.array([0]), np.array([1]), np.array([1.0]),
                                        np.array([-1.0]), np.array([2.0]))
     for p in (problem, dense):
-        solve_request(SolveJob(p, "fujitsuDA3", {"time_limit_sec": 1, "num_run": 2,
-                                                       "num_group": 1, "num_output_solution": 1,
-                                                       "random_seed": 0},
-                                     inequalities=inequalities), SolveOptions(time_limit=0.01))
+        solve_request(SolveJob(p, "fujitsuDA3", _block("fujitsuDA3", num_run=2,
+                                                       num_output_solution=1, random_seed=0),
+                               inequalities=inequalities), SolveOptions(time_limit=0.01))
     # A problem on a coupling pattern: values as a request body decodes them (read-only).
 
 

@@ -194,7 +194,7 @@ def test_retry_policy_backoff() -> None:
 
 
 def test_compact_transport_chosen_by_size() -> None:
-    from client import transport as wire
+    from client.wire import compact as wire
     rng = np.random.default_rng(0)
     q = np.triu(rng.normal(size=(120, 120)))  # ~7,000 terms
     plan = core.plan_solve(q, "fujitsuDA2", {"number_iterations": 10}, mode="sync")
@@ -216,7 +216,7 @@ def test_compact_transport_chosen_by_size() -> None:
 
 
 def test_compact_reply_parsed_to_arrays() -> None:
-    from client import transport as wire
+    from client.wire import compact as wire
     states = np.array([[1, 0, 1], [0, 0, 1]], dtype=np.uint8)
     body = wire.encode_reply(wire.CompactReply(status="Done", states=states, energies=np.array([-2.0, -1.0]),
                                                frequencies=np.array([3, 1]), timing={"solve": 0.5, "total": 0.6},

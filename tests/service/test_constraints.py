@@ -113,8 +113,8 @@ def test_solvers_reach_the_constrained_optimum(seed: int) -> None:
         anneal_da(problem, num_runs=8, num_iterations=3000, seed=seed, parallel=False, constraints=cons),
         parallel_tempering(problem, num_replicas=8, num_sweeps=1000, seed=seed, parallel=False,
                            constraints=cons),
-        solve_time_limited(problem, time_limit_sec=0.5, seed=seed, parallel=False, constraints=cons),
-        solve_time_limited(problem, time_limit_sec=0.5, seed=seed, parallel=False, moves="trial",
+        solve_time_limited(problem, time_limit=0.5, seed=seed, parallel=False, constraints=cons),
+        solve_time_limited(problem, time_limit=0.5, seed=seed, parallel=False, moves="trial",
                            constraints=cons),
     ]
     for result in results:
@@ -132,7 +132,7 @@ def test_progress_split_by_energy_parts() -> None:
     def parts(state: np.ndarray) -> tuple[float, float]:
         return float(problem.energy(state)), float(cons.penalty(state))
 
-    result = solve_time_limited(problem, time_limit_sec=0.3, seed=0, parallel=False, constraints=cons,
+    result = solve_time_limited(problem, time_limit=0.3, seed=0, parallel=False, constraints=cons,
                                 energy_parts=parts)
     assert result.progress and all(len(entry) == 3 for entry in result.progress)
     totals = [e + p for _, e, p in result.progress]
@@ -147,7 +147,7 @@ def test_feasible_states_come_first_even_when_lambda_is_too_small() -> None:
     problem = BinaryQuadraticProblem.from_arrays([], [], [], linear=-values, num_variables=4)
     # x0 + x1 + x2 + x3 <= 1, weight 1 (far below the 8-10 gained per extra item)
     cons = LinearInequalities.from_arrays([0] * 4, range(4), [1.0] * 4, [-1.0], [1.0], 4)
-    result = solve_time_limited(problem, time_limit_sec=0.2, seed=0, parallel=False, constraints=cons)
+    result = solve_time_limited(problem, time_limit=0.2, seed=0, parallel=False, constraints=cons)
     penalised_best = float((problem.energies(np.ones((1, 4))) + cons.penalty(np.ones((1, 4))))[0])
     assert penalised_best < -10.0  # taking everything is the penalised optimum
     assert not cons.violated(result.best_state)

@@ -39,7 +39,7 @@ SOLVERS = {
     "da-sweep": lambda p, s: anneal_da(p, num_runs=8, num_iterations=300, moves="sweep", seed=s),
     "pt": lambda p, s: parallel_tempering(p, num_replicas=12, num_sweeps=400, seed=s),
     "pt-trial": lambda p, s: parallel_tempering(p, num_replicas=12, num_sweeps=3000, moves="trial", seed=s),
-    "da3": lambda p, s: solve_time_limited(p, time_limit_sec=0.5, seed=s),
+    "da3": lambda p, s: solve_time_limited(p, time_limit=0.5, seed=s),
 }
 
 
@@ -111,7 +111,7 @@ def test_time_limit_and_cancel_return_best_so_far() -> None:
 def test_target_energy_stops_early_and_progress_improves() -> None:
     p = random_qubo(14, 9)
     exact, _ = brute_force(p)
-    r = solve_time_limited(p, time_limit_sec=30, target_energy=exact, seed=1)
+    r = solve_time_limited(p, time_limit=30, target_energy=exact, seed=1)
     assert r.stop_reason == "target_energy" and r.timing["total"] < 10
     energies = [e for _, e in r.progress]
     times = [t for t, _ in r.progress]
@@ -121,7 +121,7 @@ def test_target_energy_stops_early_and_progress_improves() -> None:
 
 def test_time_limited_outputs_distinct_states_per_group_and_respects_fixed() -> None:
     p = random_qubo(30, 10)
-    r = solve_time_limited(p, time_limit_sec=0.4, num_group=2, num_output_solution=3,
+    r = solve_time_limited(p, time_limit=0.4, num_groups=2, num_outputs=3,
                            fixed={0: True, 5: False}, seed=3)
     assert 1 <= len(r) <= 6
     assert np.all(r.states[:, 0] == 1) and np.all(r.states[:, 5] == 0)
@@ -133,7 +133,7 @@ def test_guidance_sets_the_initial_state() -> None:
     p = random_qubo(30, 11)
     guide = {i: bool(i % 2) for i in range(30)}
     # One iteration at ~zero temperature from the guided state moves at most one bit.
-    r = anneal_da(p, num_runs=3, num_iterations=1, initial_state=guide, temperature_start=1e-9,
+    r = anneal_da(p, num_runs=3, num_iterations=1, initial=guide, temperature_start=1e-9,
                   temperature_decay=0.0, seed=0)
     target = np.array([i % 2 for i in range(30)])
     assert np.all(np.abs(r.states.astype(int) - target).sum(axis=1) <= 1)
@@ -194,9 +194,9 @@ def test_bad_solver_arguments_raise_value_error() -> None:
     with pytest.raises(ValueError, match="replicas"):
         parallel_tempering(p, num_replicas=0)
     with pytest.raises(ValueError, match="time limit"):
-        solve_time_limited(p, time_limit_sec=float("nan"))
+        solve_time_limited(p, time_limit=float("nan"))
     with pytest.raises(ValueError, match="guidance_config"):
-        anneal_da(p, initial_state={9: True})
+        anneal_da(p, initial={9: True})
     with pytest.raises(ValueError, match="every variable is fixed"):
         anneal_da(p, fixed={i: True for i in range(5)})
     with pytest.raises(ValueError, match="moves"):

@@ -57,7 +57,7 @@ def test_loader_errors_are_clear(tmp_path: Path) -> None:
 def test_beasley_best_known_reached(family: str, count: int) -> None:
     for k in range(1, count + 1):
         inst = load_instance(f"{DATA / 'beasley' / family}.txt:{k}")
-        r = solve_time_limited(inst.problem, time_limit_sec=5, target_energy=inst.target_energy,
+        r = solve_time_limited(inst.problem, time_limit=5, target_energy=inst.target_energy,
                                seed=k)
         assert inst.objective(r.best_energy) == inst.best_known, inst.name
 
@@ -66,7 +66,7 @@ def test_beasley_best_known_reached(family: str, count: int) -> None:
 def test_beasley_bqp250_best_known_reached() -> None:
     for k in range(1, 11):
         inst = load_instance(f"{DATA / 'beasley' / 'bqp250'}.txt:{k}")
-        r = solve_time_limited(inst.problem, time_limit_sec=10, target_energy=inst.target_energy,
+        r = solve_time_limited(inst.problem, time_limit=10, target_energy=inst.target_energy,
                                seed=k)
         assert inst.objective(r.best_energy) == inst.best_known, inst.name
 
@@ -74,5 +74,5 @@ def test_beasley_bqp250_best_known_reached() -> None:
 @pytest.mark.parametrize("name", ["G11", "G14"])
 def test_gset_within_half_a_percent_on_a_small_budget(name: str) -> None:
     inst = load_instance(DATA / "gset" / f"{name}.txt")
-    r = solve_time_limited(inst.problem, time_limit_sec=3, target_energy=inst.target_energy, seed=0)
+    r = solve_time_limited(inst.problem, time_limit=3, target_energy=inst.target_energy, seed=0)
     assert inst.objective(r.best_energy) >= 0.995 * inst.best_known

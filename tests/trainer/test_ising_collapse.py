@@ -27,7 +27,7 @@ def test_literal_energy_drops_the_hidden_layer_and_the_default_keeps_it(mnist_sm
     for energy in ("paper", "importance"):
         problem = QuboBuilder(layout, EnergyOptions(energy=energy)).build(abars, weights, biases)
         state = anneal_da(problem, num_runs=4, num_iterations=200, moves="sweep", seed=0,
-                          initial_state=ones, parallel=False).best_state
+                          initial=ones, parallel=False).best_state
         assert problem.energy(state) <= problem.energy(ones)
         kept[energy] = float(state[layout.slice(1)].mean())
         if energy == "paper":

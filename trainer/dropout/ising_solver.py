@@ -1,8 +1,11 @@
 """Where Ising-Dropout's QUBOs get solved: the embedded engine (default) or a remote service.
 
-Both answer ``solve(problem, initial) -> (state, timings)``; the timings split the wall time into
-``solve`` (the annealer's own time) and ``transport`` (encoding, HTTP and decoding; 0 in-process),
-so the trainer can report where a step's time goes.
+Both run the one schedule ``AnnealBudget.schedule`` defines (an engine ``Annealing``): the
+embedded solver through ``EmbeddedSampler``, the remote one as the ``fujitsuDA`` block
+``service.jobs.presets.block_for`` makes of it. Both answer ``solve(problem, initial) ->
+(state, timings)``; the timings split the wall time into ``solve`` (the annealer's own time) and
+``transport`` (encoding, HTTP and decoding; 0 in-process), so the trainer can report where a
+step's time goes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from service.engine import BinaryQuadraticProblem, Replicas, anneal_da, kernels
+from service.engine import Annealing, BinaryQuadraticProblem, EmbeddedSampler, kernels
+from service.jobs.presets import block_for
 
 
 #: A warm-started solve cools from its start temperature T0 to T0 / COOLING (embedded and remote).
@@ -53,6 +57,20 @@ class AnnealBudget:
         if self.temperature is not None and not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
+    def schedule(self, problem: BinaryQuadraticProblem, initial: np.ndarray,
+                 full: bool = False) -> Annealing:
+        """The anneal of one solve: warm-started, from the start temperature down to a
+        hundredth of it over ``num_sweeps`` steps; ``full`` (or ``temperature=None``), the
+        engine's own hot-to-cold schedule over ``full_sweeps`` (or ``num_sweeps``) steps."""
+        sweeps = self.full_sweeps if full else self.num_sweeps
+        start = None if full else self.start_temperature(problem, initial)
+        if start is None:
+            return Annealing(runs=self.num_runs, steps=sweeps, temperature_interval=1,
+                             moves=self.moves, keep="QUICK")
+        return Annealing(runs=self.num_runs, steps=sweeps, temperature_start=start,
+                         temperature_decay=cooling_decay(sweeps), temperature_interval=1,
+                         offset_increase_rate=0.0, moves=self.moves, keep="QUICK")
+
     def start_temperature(self, problem: BinaryQuadraticProblem, initial: np.ndarray) -> float | None:
         if self.temperature is None:
             return None
@@ -75,44 +93,30 @@ class MaskSolver(Protocol):
 
 
 class EmbeddedSolver:
-    """The in-process engine, on the calling thread.
+    """The in-process engine, on the calling thread (``EmbeddedSampler``).
 
-    With a given start temperature (warm-started short anneals, the default) it drives the
-    engine's ``Replicas`` directly: a geometric schedule from T0 down to T0/100 over the sweeps,
-    then one greedy sweep, so the answer is a local minimum near the previous state. That skips
-    ``anneal_da``'s automatic tuning (a 50-sweep quench to measure energy gaps) and result
-    bookkeeping, which would otherwise cost more than the anneal itself at this size. With
-    ``temperature=None`` it calls ``anneal_da`` with its automatic hot-to-cold schedule (the
-    paper's full anneal). ``parallel=False``: the problems are small (about 1,000 sparse bits),
-    so one core is faster than thread start-up, and torch keeps the other core.
+    A warm-started schedule (the default) is explicit, so the sampler anneals the replicas
+    directly, without the tuning quench and the distinct-state bookkeeping; ``temperature=None``
+    gets the engine's automatic hot-to-cold schedule (the paper's full anneal).
+    ``parallel=False``: the problems are small (about 1,000 sparse bits), so one core is faster
+    than thread start-up, and torch keeps the other core.
     """
 
     name = "embedded"
 
     def __init__(self, budget: AnnealBudget | None = None, parallel: bool = False) -> None:
         self.budget = budget or AnnealBudget()
-        self.parallel = parallel
+        self.sampler = EmbeddedSampler(parallel=parallel)
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
               structure: Any = None) -> tuple[np.ndarray, dict[str, float]]:
         """Anneal from ``initial``; ``full`` asks for a complete hot-to-cold anneal with
         ``budget.full_sweeps`` sweeps (the first solve, when there is no state worth keeping)."""
         t0 = time.perf_counter()
-        start_t = None if full else self.budget.start_temperature(problem, initial)
-        if start_t is None:
-            sweeps = self.budget.full_sweeps if full else self.budget.num_sweeps
-            result = anneal_da(problem, num_runs=self.budget.num_runs, num_iterations=sweeps,
-                               temperature_interval=1, moves=self.budget.moves, initial_state=initial,
-                               seed=seed, solution_mode="QUICK", parallel=self.parallel)
-            state = result.best_state
-        else:
-            reps = Replicas(problem, self.budget.num_runs, seed, initial, parallel=self.parallel)
-            sweeps = self.budget.num_sweeps
-            betas = np.geomspace(1.0 / start_t, COOLING / start_t, max(sweeps - 1, 1))[: sweeps - 1]
-            schedule = np.concatenate([betas, [np.inf]])
-            reps.anneal(schedule, self.budget.moves == "trial", 0.0, False)
-            state, _ = reps.best()  # the kernels track each replica's best state and energy
-        return np.asarray(state, dtype=np.uint8).copy(), {"solve": time.perf_counter() - t0, "transport": 0.0}
+        result = self.sampler.sample(problem, self.budget.schedule(problem, initial, full),
+                                     initial=initial, seed=seed)
+        state = np.asarray(result.best_state, dtype=np.uint8).copy()
+        return state, {"solve": time.perf_counter() - t0, "transport": 0.0}
 
     def close(self) -> None:
         pass
@@ -124,12 +128,12 @@ class RemoteSolver:
     The problem goes out in the client's compact encoding as the upper half of its symmetric CSR,
     on a ``CouplingPattern``: the trainer's couplings always sit at the same positions, so the
     service receives rows and cols once and then only the float32 values (the pattern is rebuilt
-    if the structure ever changes); the service runs ``fujitsuDA`` in
-    expert mode, warm-started through ``guidance_config`` (an array on the wire), with ``num_sweeps`` DA iterations
-    (parallel trials: at most one flip each, whatever ``moves`` says). A warm-started solve names
-    its whole schedule (start temperature, decay to a hundredth of it, no dynamic offset: the
-    embedded solver's), so the service skips the quench it would otherwise run to measure the
-    problem. ``solve`` is the service's reported ``solve_time`` (its set-up and anneal);
+    if the structure ever changes). The schedule is the embedded solver's, sent as the
+    ``fujitsuDA`` expert block ``block_for`` makes of it, started from ``initial`` through
+    ``guidance_config`` (an array on the wire); the service runs parallel trials (at most one
+    flip a step, whatever ``moves`` says). A warm-started schedule is explicit, so the service
+    skips the quench it would otherwise run to measure the problem. ``solve`` is the service's
+    reported ``solve_time`` (its set-up and anneal);
     ``transport`` is the rest of the round trip (encoding, HTTP, parsing, decoding).
 
     Args:
@@ -157,23 +161,10 @@ class RemoteSolver:
               structure: Any = None) -> tuple[np.ndarray, dict[str, float]]:
         t0 = time.perf_counter()
         n = problem.num_variables
-        sweeps = self.budget.full_sweeps if full else self.budget.num_sweeps
-        params: dict[str, Any] = {
-            "expert_mode": True,
-            "number_iterations": sweeps,
-            "number_runs": self.budget.num_runs,
-            "temperature_interval": 1,
-            "solution_mode": "QUICK",
-            "random_seed": int(seed) % (1 << 31),
-        }
-        if self.budget.warm_start and not full:
-            params["guidance_config"] = np.asarray(initial, dtype=np.uint8)  # sent as an array
-        start_t = None if full else self.budget.start_temperature(problem, initial)
-        if start_t is not None:
-            params["temperature_start"] = float(start_t)
-            params["temperature_decay"] = _decay_to_hundredth(sweeps)
-            params["offset_increase_rate"] = 0.0
-        result = self.client.solve(self._encode(problem, structure), "fujitsuDA", num_variables=n,
+        solver, params = block_for(self.budget.schedule(problem, initial, full))
+        params["random_seed"] = int(seed) % (1 << 31)
+        params["guidance_config"] = np.asarray(initial, dtype=np.uint8)  # sent as an array
+        result = self.client.solve(self._encode(problem, structure), solver, num_variables=n,
                                    transport="compact", **params)
         total = time.perf_counter() - t0
         state = np.asarray(result.best.state, dtype=np.uint8).reshape(-1)[:n]
@@ -223,9 +214,10 @@ def _same(cached: np.ndarray, a: np.ndarray) -> bool:
     return cached.shape == a.shape and bool(np.array_equal(cached, a))
 
 
-def _decay_to_hundredth(sweeps: int) -> float:
-    """The per-step factor that takes T0 to T0 / COOLING over ``sweeps`` steps (the embedded schedule)."""
-    return float((1.0 / COOLING) ** (1.0 / max(sweeps - 1, 1)))
+def cooling_decay(sweeps: int) -> float:
+    """The DA ``temperature_decay`` (T *= 1 - decay each step) that takes T0 to T0 / COOLING
+    over ``sweeps`` steps."""
+    return float(1.0 - (1.0 / COOLING) ** (1.0 / max(sweeps - 1, 1)))
 
 
 def upper_triplets(problem: BinaryQuadraticProblem) -> Any:

@@ -1,0 +1,173 @@
+"""One way in for every solve: a problem, a schedule, a start and a stop -> an ``AnnealResult``.
+
+A schedule says how to anneal, in the engine's vocabulary:
+
+- ``Annealing``: independent runs cooled along the DA's temperature schedule (start, decay,
+  interval, mode), with Metropolis or Gibbs acceptance and the DA's dynamic offset;
+- ``Tempering``: a replica-exchange ladder for a number of sweeps;
+- ``TimeLimited``: the DA3 mode, tuned tempering ladders in groups until a time limit.
+
+``Sampler.sample`` takes any of them. ``EmbeddedSampler`` runs them in this process; the service
+maps each DA parameter block onto a schedule in one place (``service.jobs.presets``) and the
+trainer builds one schedule that its embedded and its remote solver both run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .constraints import LinearInequalities
+from .problem import BinaryQuadraticProblem
+from .result import AnnealResult
+from .schedule import TemperatureMode, TemperatureSchedule
+from .solver import (Cancel, EnergyParts, InitialState, Replicas, anneal_da, parallel_tempering,
+                     solve_time_limited)
+
+__all__ = ["Annealing", "EmbeddedSampler", "Sampler", "Schedule", "Stop", "Tempering",
+           "TimeLimited"]
+
+
+@dataclass(frozen=True)
+class Annealing:
+    """``runs`` independent runs of ``steps`` steps, cooled from ``temperature_start`` by
+    ``temperature_decay`` every ``temperature_interval`` steps (``temperature_mode``); without a
+    start and decay the engine derives a hot-to-cold schedule from the problem.
+
+    ``moves``: "trial" (the DA's parallel trial: every bit tried, one flips) or "sweep".
+    ``keep``: "COMPLETE" (every run's best, distinct) or "QUICK" (only the best).
+    """
+
+    runs: int = 16
+    steps: int = 10_000
+    temperature_start: float | None = None
+    temperature_decay: float | None = None
+    temperature_interval: int = 100
+    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
+    noise: str = "METROPOLIS"
+    offset_increase_rate: float | None = None
+    moves: str = "trial"
+    keep: str = "COMPLETE"
+
+    @property
+    def explicit(self) -> bool:
+        """The whole schedule is given (no tuning quench, no dynamic offset)."""
+        return (self.temperature_start is not None and self.temperature_decay is not None
+                and not self.offset_increase_rate)
+
+    def betas(self) -> np.ndarray:
+        """The inverse temperature of each step (an explicit schedule only)."""
+        assert self.temperature_start is not None and self.temperature_decay is not None
+        schedule = TemperatureSchedule(self.temperature_start, self.temperature_decay,
+                                       self.temperature_interval, TemperatureMode(self.temperature_mode))
+        return schedule.betas(self.steps)
+
+
+@dataclass(frozen=True)
+class Tempering:
+    """``replicas`` replicas on a tempering ladder for ``sweeps`` sweeps; ``beta_range`` (hot,
+    cold) fixes its ends, else the engine derives them from the problem."""
+
+    replicas: int = 32
+    sweeps: int = 1_000
+    beta_range: tuple[float, float] | None = None
+    moves: str = "sweep"
+    offset_increase_rate: float | None = None
+    keep: str = "COMPLETE"
+
+
+@dataclass(frozen=True)
+class TimeLimited:
+    """The DA3 mode: ``groups`` groups of tuned tempering ladders with ``runs`` replicas each,
+    for ``seconds``; keeps the ``outputs`` lowest distinct states of each group.
+
+    ``penalty_scale``: the energy a broken constraint inside the problem costs (one-hot groups,
+    a penalty polynomial), so that the ladder's hot end crosses it."""
+
+    seconds: float = 10.0
+    runs: int = 16
+    groups: int = 1
+    outputs: int = 5
+    moves: str = "sweep"
+    penalty_scale: float | None = None
+
+
+Schedule = Annealing | Tempering | TimeLimited
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a solve ends early: a wall-time limit, an energy reached, or a cancel flag."""
+
+    time_limit: float | None = None
+    target_energy: float | None = None
+    cancel: Cancel = None
+
+
+class Sampler(Protocol):
+    """Anneals ``problem`` along ``schedule`` from ``initial`` (a state, a partial {index: bit}
+    map, or None for random) with ``fixed`` bits held."""
+
+    def sample(self, problem: BinaryQuadraticProblem, schedule: Schedule, *,
+               initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
+               seed: int | None = None, constraints: LinearInequalities | None = None,
+               stop: Stop = Stop(), energy_parts: EnergyParts | None = None) -> AnnealResult: ...
+
+
+class EmbeddedSampler:
+    """The engine in this process. ``parallel``: replicas on all cores (numba threads) or on the
+    calling thread only (the service's solver threads; the trainer's small problems)."""
+
+    def __init__(self, parallel: bool = True) -> None:
+        self.parallel = parallel
+
+    def sample(self, problem: BinaryQuadraticProblem, schedule: Schedule, *,
+               initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
+               seed: int | None = None, constraints: LinearInequalities | None = None,
+               stop: Stop = Stop(), energy_parts: EnergyParts | None = None) -> AnnealResult:
+        common = dict(seed=seed, fixed=fixed, cancel=stop.cancel, parallel=self.parallel,
+                      constraints=constraints, target_energy=stop.target_energy)
+        if isinstance(schedule, TimeLimited):
+            seconds = (schedule.seconds if stop.time_limit is None
+                       else min(schedule.seconds, stop.time_limit))
+            return solve_time_limited(problem, time_limit=seconds, num_runs=schedule.runs,
+                                      num_groups=schedule.groups, num_outputs=schedule.outputs,
+                                      initial=initial, moves=schedule.moves,
+                                      energy_parts=energy_parts,
+                                      penalty_scale=schedule.penalty_scale, **common)
+        if isinstance(schedule, Tempering):
+            return parallel_tempering(problem, num_replicas=schedule.replicas,
+                                      num_sweeps=schedule.sweeps, beta_range=schedule.beta_range,
+                                      moves=schedule.moves,
+                                      offset_increase_rate=schedule.offset_increase_rate,
+                                      initial=initial, solution_mode=schedule.keep,
+                                      time_limit=stop.time_limit, **common)
+        if (schedule.explicit and schedule.keep == "QUICK" and constraints is None
+                and stop == Stop() and schedule.noise == "METROPOLIS"):
+            return self._cool(problem, schedule, initial, fixed, seed)
+        return anneal_da(problem, num_runs=schedule.runs, num_iterations=schedule.steps,
+                         temperature_start=schedule.temperature_start,
+                         temperature_decay=schedule.temperature_decay,
+                         temperature_interval=schedule.temperature_interval,
+                         temperature_mode=schedule.temperature_mode, noise_model=schedule.noise,
+                         offset_increase_rate=schedule.offset_increase_rate, moves=schedule.moves,
+                         initial=initial, solution_mode=schedule.keep,
+                         time_limit=stop.time_limit, **common)
+
+    def _cool(self, problem: BinaryQuadraticProblem, schedule: Annealing, initial: InitialState,
+              fixed: Mapping[int, bool] | None, seed: int | None) -> AnnealResult:
+        """An explicit schedule whose best state is all that is wanted, straight on the replicas:
+        no tuning, no stop checks between chunks and no distinct-state bookkeeping, which on the
+        trainer's ~1,000-bit problems cost more than its 10-step anneals themselves."""
+        start = time.perf_counter()
+        reps = Replicas(problem, schedule.runs, seed, initial, fixed, parallel=self.parallel)
+        reps.anneal(schedule.betas(), schedule.moves == "trial", 0.0, False)
+        state, _ = reps.best()
+        states = np.asarray(state, dtype=np.uint8)[None, :].copy()
+        return AnnealResult(states, np.atleast_1d(problem.energies(states)).astype(np.float64),
+                            np.ones(1, dtype=np.int64),
+                            timing={"total": time.perf_counter() - start})
