@@ -19,14 +19,20 @@ COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 
 
+def _compose_text() -> str:
+    """The compose file with `${VAR:-default}` replaced by its default, as Compose interpolates
+    it before validating (compose-spec does not interpolate)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", COMPOSE.read_text())
+
+
 def _compose() -> dict:
     yaml = pytest.importorskip("yaml")
-    return yaml.safe_load(COMPOSE.read_text())
+    return yaml.safe_load(_compose_text())
 
 
 def test_compose_file_is_valid_compose_spec() -> None:
     compose_spec = pytest.importorskip("compose_spec")
-    spec = compose_spec.PyCompose.from_yaml(COMPOSE.read_text()).to_spec()
+    spec = compose_spec.PyCompose.from_yaml(_compose_text()).to_spec()
     assert set(spec.services) == {"api", "worker", "redis"}
     for name in ("api", "worker", "redis"):
         assert spec.services[name].healthcheck is not None, name
@@ -42,6 +48,42 @@ def test_compose_shape() -> None:
         assert services[name]["env_file"][0]["path"] == "docker/spinout.env"
         assert services[name]["environment"]["SPINOUT_REDIS_URL"].startswith("redis://redis:")
     assert (REPO / "docker" / "spinout.env.example").exists()
+
+
+def test_compose_builds_the_image_once() -> None:
+    services = _compose()["services"]
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["api"], "one build per image: a second build leaves a dangling copy"
+    image = services["api"]["image"]
+    assert services["worker"]["image"] == image and services["worker"]["pull_policy"] == "never"
+
+
+def _final_stage(text: str) -> str:
+    return re.split(r"^FROM ", text, flags=re.M)[-1]
+
+
+def test_image_is_the_service_without_torch() -> None:
+    final = _final_stage(DOCKERFILE.read_text())
+    installs = re.findall(r"pip install .*", final)
+    assert installs and all("[service]" in line for line in installs), installs
+    assert not re.search(r"\[[^]]*\b(train|dev)\b", final) and "pytorch.org" not in final
+
+
+def test_warmup_compiles_the_installed_package() -> None:
+    """numba keys its cache by source path: the warm-up must import the package the entry point
+    imports, so the final stage holds no source tree, only the wheel built from it."""
+    final = _final_stage(DOCKERFILE.read_text())
+    copies = re.findall(r"^COPY (.*)$", final, re.M)
+    assert copies and all(c.startswith("--from=") for c in copies), copies
+    assert re.search(r"^RUN python -m service\.warmup", final, re.M)
+
+
+def test_no_anonymous_volumes() -> None:
+    assert not re.search(r"^VOLUME", DOCKERFILE.read_text(), re.M | re.I), \
+        "VOLUME leaves an anonymous volume per container after `docker compose down`"
+    for name, service in _compose()["services"].items():
+        for volume in service.get("volumes", []):
+            assert ":" in volume, f"{name}: {volume} is an anonymous volume"
 
 
 def test_dockerfile_lint_and_essentials() -> None:
