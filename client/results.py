@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from .errors import SpinOutError
+from .wire.da import ProgressEntry, SolutionEntry
+
+#: The reply's solutions and progress, read through the wire models.
+_SOLUTIONS = TypeAdapter(list[SolutionEntry])
+_PROGRESS = TypeAdapter(list[ProgressEntry])
 
 
 class Solution(NamedTuple):
@@ -107,6 +112,17 @@ def parse_timing(timing: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
+def _validated(adapter: TypeAdapter[Any], qubo_solution: Mapping[str, Any], key: str,
+               job_id: str | None) -> Any:
+    try:
+        return adapter.validate_python(qubo_solution.get(key) or [])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in (key, *first["loc"]))
+        raise SpinOutError(f"the reply is not a DA qubo_solution: {where}: {first['msg']}",
+                           job_id=job_id) from None
+
+
 def parse_solution(qubo_solution: Mapping[str, Any], *, num_variables: int | None = None,
                    job_id: str | None = None, status: str = "Done",
                    labels: Sequence[Hashable] | None = None) -> SolveResult:
@@ -114,30 +130,30 @@ def parse_solution(qubo_solution: Mapping[str, Any], *, num_variables: int | Non
 
     ``configuration`` maps bit index strings to booleans; bits the service left out are 0.
     """
-    solutions = qubo_solution.get("solutions") or []
+    solutions = _validated(_SOLUTIONS, qubo_solution, "solutions", job_id)
+    progress_entries = _validated(_PROGRESS, qubo_solution, "progress", job_id)
     width = int(num_variables or 0)
     parsed: list[tuple[np.ndarray, np.ndarray]] = []
     for sol in solutions:
-        config = sol.get("configuration") or {}
+        config = sol.configuration
         idx = np.fromiter((int(k) for k in config.keys()), dtype=np.int64, count=len(config))
-        val = np.fromiter((bool(v) for v in config.values()), dtype=np.uint8, count=len(config))
+        val = np.fromiter(config.values(), dtype=np.uint8, count=len(config))
         if idx.size:
             width = max(width, int(idx.max()) + 1)
         parsed.append((idx, val))
     states = np.zeros((len(solutions), width), dtype=np.uint8)
     for row, (idx, val) in enumerate(parsed):
         states[row, idx] = val
-    energies = np.array([float(s.get("energy", np.nan)) for s in solutions], dtype=np.float64)
-    frequencies = np.array([int(s.get("frequency", 1)) for s in solutions], dtype=np.int64)
+    energies = np.array([s.energy for s in solutions], dtype=np.float64)
+    frequencies = np.array([s.frequency for s in solutions], dtype=np.int64)
     penalties = None
-    if any("penalty_energy" in s for s in solutions):
-        penalties = np.array([float(s.get("penalty_energy") or 0.0) for s in solutions])
+    if any(s.penalty_energy is not None for s in solutions):
+        penalties = np.array([s.penalty_energy or 0.0 for s in solutions])
     order = np.argsort(energies, kind="stable")
     if not np.array_equal(order, np.arange(order.size)):
         states, energies, frequencies = states[order], energies[order], frequencies[order]
         penalties = None if penalties is None else penalties[order]
-    progress = [(float(p.get("time", 0.0)), float(p.get("energy", np.nan)))
-                for p in qubo_solution.get("progress") or []]
+    progress = [(p.time, p.energy) for p in progress_entries]
     raw = {k: v for k, v in qubo_solution.items() if k != "solutions"}
     return SolveResult(states, energies, frequencies, penalties, parse_timing(qubo_solution.get("timing")),
                        progress, status, job_id, None if labels is None else tuple(labels), raw)

@@ -63,7 +63,7 @@ __all__ = [
     "QuboSolution",
     "QuboSolutionV3",
     "RequestEnvelope",
-    "Solution",
+    "SolutionEntry",
     "SolutionMode",
     "SolveRequest",
     "SyncSolveResponse",
@@ -398,7 +398,9 @@ class SolveRequest(RequestEnvelope):
 
 
 # ---------------------------------------------------------------------------------- responses
-class Solution(BaseModel):
+class SolutionEntry(BaseModel):
+    """One entry of ``qubo_solution.solutions``."""
+
     energy: float
     frequency: int
     configuration: dict[str, bool]
@@ -443,7 +445,7 @@ class QuboSolution(BaseModel):
     """v1/v2 result; solutions sorted by energy ascending (solutions[0] is the best)."""
 
     result_status: bool = True
-    solutions: list[Solution]
+    solutions: list[SolutionEntry]
     timing: Timing
     solver_input_parameters: dict[str, Any] | None = None
 
@@ -452,7 +454,7 @@ class QuboSolutionV3(BaseModel):
     """v3+ result: string timings, progress and per-solution penalty_energy."""
 
     result_status: bool = True
-    solutions: list[Solution]
+    solutions: list[SolutionEntry]
     timing: TimingV3
     progress: list[ProgressEntry] = Field(default_factory=list)
     solver_input_parameters: dict[str, Any] | None = None

@@ -219,9 +219,14 @@ def _check_coefficients(c: np.ndarray, where: str) -> None:
 
 
 def terms_to_problem(c: np.ndarray, first: np.ndarray, second: np.ndarray,
-                     num_variables: int) -> CompactProblem:
-    """Polynomial terms (with -1 = absent) as a CompactProblem of linear + pair arrays."""
-    linear, rows, cols, values, constant = split_terms(c, first, second, num_variables)
+                     num_variables: int, where: str = "binary_polynomial") -> CompactProblem:
+    """Polynomial terms (with -1 = absent) as a CompactProblem of linear + pair arrays;
+    ProblemError when finite coefficients add up beyond float64 (two 1e308 constants)."""
+    with np.errstate(over="ignore"):
+        linear, rows, cols, values, constant = split_terms(c, first, second, num_variables)
+    if not (math.isfinite(constant) and np.all(np.isfinite(linear))):
+        raise ProblemError(f"{where}: the coefficients of one variable (or the constants) add "
+                           "up beyond the float64 range")
     return CompactProblem(num_variables, rows, cols, values, linear, constant)
 
 
@@ -350,7 +355,8 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
                   max((max(ix) for _, ix in higher), default=-1))
         _check_size(n, gen.max_bits, version)  # before anything is allocated at size n
         problem = terms_to_problem(*terms, n)
-    penalty = None if penalty_terms is None else terms_to_problem(*penalty_terms, n)
+    penalty = (None if penalty_terms is None
+               else terms_to_problem(*penalty_terms, n, "penalty_binary_polynomial"))
     ineq = None
     if inequalities is not None:
         ineq = CompactInequalities(*inequalities)

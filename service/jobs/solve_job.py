@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 import numpy as np
+from pydantic import ValidationError
 
 from client.wire.compact import (CompactInequalities, CompactProblem, CompactRequest,
                                  TransportError, decode_array, encode_array, request_from_map,
                                  request_map, unpack_map)
+from client.wire.da import SOLVER_BLOCKS
 
 if TYPE_CHECKING:
     from .patterns import RegisteredPattern
@@ -64,9 +66,17 @@ class SolveJob:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> SolveJob:
-        """A stored job; TransportError if the payload is malformed."""
+        """A stored job, its parameter block read through the block's model again (defaults
+        filled in, e.g. for a field a later release added); TransportError if it is malformed."""
         obj = unpack_map(payload)
         job = cls.from_wire(request_from_map(obj))
+        block = SOLVER_BLOCKS.get(job.solver)
+        if block is None:
+            raise TransportError(f"the stored job names an unknown solver {job.solver!r}")
+        try:
+            job.parameters = block.model_validate(job.parameters).model_dump(mode="json")
+        except ValidationError as exc:
+            raise TransportError(f"the stored job's {job.solver} block is invalid: {exc}") from None
         if obj.get("aux_pairs") is not None:
             aux = decode_array(obj["aux_pairs"], "aux_pairs")
             n_out = obj.get("num_output_variables")

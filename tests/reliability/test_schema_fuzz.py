@@ -1,9 +1,10 @@
 """Schemathesis against the service's own OpenAPI document, on real servers, every operation,
 with keys configured and with authentication off, schema-valid and schema-violating data.
 
-Every answer is a status the document lists for that operation, errors in the DA envelope, no
-5xx, no traceback, within the request timeout. ``SPINOUT_FUZZ_EXAMPLES`` (default 6) sets the
-examples per operation and mode; the heavy run uses more (docs/reliability.md).
+Every answer is a status the document lists for that operation, its JSON body valid against the
+model the document names for it, errors in the DA envelope, no 5xx, no traceback, within the
+request timeout. ``SPINOUT_FUZZ_EXAMPLES`` (default 6) sets the examples per operation and mode;
+the heavy run uses more (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import response_schema_conformance
 
 from tests.reliability.conftest import KEY_A, KEY_B, TALLY
 from tests.service.conftest import ServerProcess
@@ -65,6 +67,11 @@ def _fuzz(server: ServerProcess, part: str, headers: Any) -> None:
                     body = response.json()
                     if set(body) != {"error"} or body["error"].get("code") != response.status_code:
                         problem = "no DA envelope"
+                if problem is None:
+                    try:  # the reply against the model the OpenAPI document names for it
+                        case.validate_response(response, checks=[response_schema_conformance])
+                    except Exception as exc:  # schemathesis raises a group of failed checks
+                        problem = f"reply off its documented model: {str(exc)[:300]}"
                 if problem:
                     failures.append(f"{operation.method.upper()} {operation.path} [{mode.value}]: "
                                     f"{problem}: {status} {text[:200]}")

@@ -147,3 +147,14 @@ def test_aux_pairs_survive_the_job_payload() -> None:
     job.aux_pairs = np.array([[0, 3]])  # variable 3 cannot stand for a pair that includes itself
     with pytest.raises(TransportError, match="aux_pairs"):
         SolveJob.from_payload(job.to_payload())
+
+
+@pytest.mark.parametrize("terms", [
+    [{"c": 1e308, "p": []}, {"c": 1e308, "p": []}, {"c": 1.0, "p": [0, 1]}],
+    [{"c": 1e308, "p": [0]}, {"c": 1e308, "p": [0, 0]}, {"c": 1.0, "p": [0, 1]}],
+])
+@pytest.mark.parametrize("scan_terms", [True, False])
+def test_finite_coefficients_that_add_up_beyond_float64_are_refused(terms: list, scan_terms: bool) -> None:
+    raw = orjson.dumps({"binary_polynomial": {"terms": terms}, "fujitsuDA3": {"time_limit_sec": 1}})
+    with pytest.raises(ProblemError, match="binary_polynomial: .* beyond the float64 range"):
+        parse_da_request(raw, "v3", scan_terms=scan_terms)
