@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -14,6 +14,8 @@ from . import core
 from .base import DEFAULT, ClientBase
 from .wire.da import JobStatus
 from .results import SolveResult
+
+_T = TypeVar("_T")
 
 
 class AsyncSolverClient(ClientBase):
@@ -52,7 +54,8 @@ class AsyncSolverClient(ClientBase):
             try:
                 step = steps.send(outcome)
             except StopIteration as stop:
-                return stop.value
+                reply: core.Reply = stop.value  # the retry loop's return value
+                return reply
             if isinstance(step, core.Sleep):
                 await asyncio.sleep(step.seconds)
                 outcome = None
@@ -68,7 +71,7 @@ class AsyncSolverClient(ClientBase):
             return self._failure(call, exc)
         return core.Reply(response.status_code, response.content, response.headers)
 
-    async def _drive(self, flow: core.Flow) -> Any:
+    async def _drive(self, flow: core.Flow[_T]) -> _T:
         try:
             step = next(flow)
             while True:
@@ -78,7 +81,8 @@ class AsyncSolverClient(ClientBase):
                 else:
                     step = flow.send(await self._send(step))
         except StopIteration as stop:
-            return stop.value
+            result: _T = stop.value  # the flow's return value
+            return result
         finally:
             flow.close()
 

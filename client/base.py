@@ -136,7 +136,7 @@ class ClientBase:
 
     def _wait_flow(self, job_id: str, *, timeout: float | None | object, delete: bool,
                    version: str | None, on_status: core.StatusCallback | None,
-                   clock: Callable[[], float]) -> core.Flow:
+                   clock: Callable[[], float]) -> core.Flow[SolveResult]:
         ver, n, labels = self._job(job_id, version)
         return core.wait_flow(job_id, ver, self._polling(timeout), clock, consume=delete,
                               num_variables=n, labels=labels, on_status=on_status)

@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Callable, Container, Generator, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -172,7 +172,9 @@ class JobProgress:
 
 
 Step = Call | Sleep
-Flow = Generator[Step, "Reply | None", Any]
+_T = TypeVar("_T")
+#: A request flow: yields the steps to take, is sent each call's reply, returns a _T.
+Flow = Generator[Step, "Reply | None", _T]
 StatusCallback = Callable[[JobProgress], None]
 
 
@@ -365,7 +367,7 @@ def encode_compact(encoded: EncodedProblem, solver: str, block: Mapping[str, Any
                                guidance_state=guidance_state, with_pattern=with_pattern)
 
 
-def send_flow(plan: SolvePlan) -> Flow:
+def send_flow(plan: SolvePlan) -> Flow[Reply]:
     """Send the plan's request; resend it with the pattern once if the service answers 409 (it
     does not hold the pattern: restarted, or evicted it). Returns the reply."""
     reply = yield plan.call
@@ -460,7 +462,7 @@ def result_path(version: str, job_id: str) -> str:
 def wait_flow(job_id: str, version: str, polling: PollingPolicy, clock: Callable[[], float], *,
               consume: bool = False, num_variables: int | None = None,
               labels: tuple[Hashable, ...] | None = None,
-              on_status: StatusCallback | None = None) -> Flow:
+              on_status: StatusCallback | None = None) -> Flow[SolveResult]:
     """Poll a job until it finishes; return its ``SolveResult``.
 
     With ``consume`` the flow polls with DELETE, which the DA answers with the current status for
@@ -499,7 +501,7 @@ def wait_flow(job_id: str, version: str, polling: PollingPolicy, clock: Callable
 
 def solve_flow(plan: SolvePlan, polling: PollingPolicy, clock: Callable[[], float], *,
                keep_job: bool = False, on_submit: Callable[[str, str], None] | None = None,
-               on_status: StatusCallback | None = None) -> Flow:
+               on_status: StatusCallback | None = None) -> Flow[SolveResult]:
     """Solve synchronously, or submit -> poll -> fetch (removing the finished job unless
     ``keep_job``)."""
     reply = yield from send_flow(plan)

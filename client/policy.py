@@ -97,7 +97,8 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: str | None = None,
               rng: random.Random | None = None) -> float:
         """Seconds to wait after failed 0-based ``attempt``."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** attempt)
+        # Annotated: typeshed types int ** int as Any (a negative exponent gives a float).
+        ceiling: float = min(self.max_delay, self.base_delay * 2 ** attempt)
         if retry_after:
             try:
                 return min(self.max_delay, max(0.0, float(retry_after)))
@@ -105,7 +106,9 @@ class RetryPolicy:
                 pass  # an HTTP date: fall back to our own backoff
         if not self.jitter:
             return ceiling
-        return (rng or random).uniform(0.0, ceiling)
+        if rng is None:
+            return random.uniform(0.0, ceiling)
+        return rng.uniform(0.0, ceiling)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -100,12 +100,14 @@ class SpinOutSampler(dimod.Sampler):
                **parameters: Any) -> dimod.SampleSet:
         """Solve ``bqm`` on the service; the samples are its distinct solutions, best first."""
         if bqm.num_variables == 0:
-            return dimod.SampleSet.from_samples([], bqm.vartype, energy=[])
+            empty: dimod.SampleSet = dimod.SampleSet.from_samples([], bqm.vartype, energy=[])
+            return empty
         result = self.client.solve(bqm, self.solver,
                                    **self._da_params(time_limit, num_reads, seed, parameters))
         labels = list(result.labels) if result.labels is not None else list(bqm.variables)
-        samples = dimod.SampleSet.from_samples_bqm(
+        samples: dimod.SampleSet = dimod.SampleSet.from_samples_bqm(
             (result.states.astype(np.int8), labels), bqm.change_vartype(dimod.BINARY, inplace=False),
             num_occurrences=result.frequencies,
             info={"timing": result.timing, "progress": result.progress, "solver": self.solver})
-        return samples.change_vartype(bqm.vartype, inplace=False)
+        converted: dimod.SampleSet = samples.change_vartype(bqm.vartype, inplace=False)
+        return converted

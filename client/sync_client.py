@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -13,6 +13,8 @@ from . import core
 from .base import DEFAULT, ClientBase
 from .wire.da import JobStatus
 from .results import SolveResult
+
+_T = TypeVar("_T")
 
 
 class SolverClient(ClientBase):
@@ -56,7 +58,8 @@ class SolverClient(ClientBase):
             try:
                 step = steps.send(outcome)
             except StopIteration as stop:
-                return stop.value
+                reply: core.Reply = stop.value  # the retry loop's return value
+                return reply
             if isinstance(step, core.Sleep):
                 time.sleep(step.seconds)
                 outcome = None
@@ -71,7 +74,7 @@ class SolverClient(ClientBase):
             return self._failure(call, exc)
         return core.Reply(response.status_code, response.content, response.headers)
 
-    def _drive(self, flow: core.Flow) -> Any:
+    def _drive(self, flow: core.Flow[_T]) -> _T:
         try:
             step = next(flow)
             while True:
@@ -81,7 +84,8 @@ class SolverClient(ClientBase):
                 else:
                     step = flow.send(self._send(step))
         except StopIteration as stop:
-            return stop.value
+            result: _T = stop.value  # the flow's return value
+            return result
         finally:
             flow.close()
 

@@ -375,7 +375,8 @@ class RequestEnvelope(BaseModel):
 
     @property
     def parameters(self) -> _Block:
-        return getattr(self, self.solver)
+        block: _Block = getattr(self, self.solver)
+        return block
 
 
 class SolveRequest(RequestEnvelope):

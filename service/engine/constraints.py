@@ -92,22 +92,30 @@ class LinearInequalities:
     def lhs(self, states: Any) -> np.ndarray:
         """(k, C) left-hand sides of (k, n) states (or (C,) of one state), in float64."""
         x = np.asarray(states, dtype=np.float64)
-        return (self.matrix @ x.T).T + self.offsets
+        lhs: np.ndarray = (self.matrix @ x.T).T + self.offsets
+        return lhs
 
     def penalty(self, states: Any) -> np.ndarray:
         """sum_c lambda_c max(0, lhs_c) of each state: 0 for a feasible state."""
-        return np.maximum(self.lhs(states), 0.0) @ self.weights
+        penalty: np.ndarray = np.maximum(self.lhs(states), 0.0) @ self.weights
+        return penalty
 
-    def violated(self, states: Any) -> np.ndarray:
-        """Whether each state breaks some constraint (beyond the float tolerance)."""
+    def violated(self, states: Any) -> np.ndarray | np.bool:
+        """Whether each state breaks some constraint (beyond the float tolerance); one bool for
+        one state."""
         lhs = np.atleast_2d(self.lhs(states))
-        bad = np.any(lhs > self._tolerance, axis=1)
-        return bad if np.ndim(states) > 1 else bad[0]
+        bad: np.ndarray = np.any(lhs > self._tolerance, axis=1)
+        if np.ndim(states) > 1:
+            return bad
+        one: np.bool = bad[0]
+        return one
 
     @cached_property
     def _tolerance(self) -> np.ndarray:
         """Each row's slack for float sums (the solver checks feasibility every harvest)."""
-        return FEASIBILITY_TOLERANCE * (1.0 + abs(self.matrix).sum(axis=1) + np.abs(self.offsets))
+        row_scale: np.ndarray = abs(self.matrix).sum(axis=1)
+        tolerance: np.ndarray = FEASIBILITY_TOLERANCE * (1.0 + row_scale + np.abs(self.offsets))
+        return tolerance
 
     def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(indptr, constraint, coefficient, weights): each variable's constraints in CSC

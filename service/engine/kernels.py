@@ -18,11 +18,34 @@ The kernels import nothing but numpy and numba.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types as nbtypes
 from numba.extending import intrinsic
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from numba.core.base import BaseContext
+    from numba.core.dispatcher import Dispatcher
+    from numba.core.typing.templates import Signature
+
+# Array types of the kernels' arguments. The kernels are compiled per dtype: a dense problem's
+# couplings and fields are float32, a sparse one's float64; CSR indices are int32, the
+# constraints' int64.
+_Bits = NDArray[np.uint8]
+_Floats = NDArray[np.float64]
+_Coefficients = NDArray[np.floating[Any]]
+_Index = NDArray[np.integer[Any]]
+_Table = NDArray[np.float32]
+_Rng = NDArray[np.uint64]
+#: (indptr, constraint, coefficient, weight): see ``_penalty_change``.
+_Constraints = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
+#: A replica's (generator state, energy, best energy, dynamic offset) after a run of steps.
+_Step = tuple[np.uint64, float, float, float]
+_F = TypeVar("_F", bound=Callable[..., object])
 
 _U64 = np.uint64
 _U32 = np.uint32
@@ -42,7 +65,7 @@ GIBBS_TABLE = np.log(_QUANTILES / (1.0 - _QUANTILES)).astype(np.float32)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_uniform(s):
+def _next_uniform(s: np.uint64) -> tuple[np.float64, np.uint64]:
     """xorshift64*: returns (u in [0, 1), new state)."""
     s ^= s >> _U64(12)
     s ^= s << _U64(25)
@@ -52,7 +75,8 @@ def _next_uniform(s):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_index(s, bits, left):
+def _next_index(s: np.uint64, bits: np.uint64,
+                left: int) -> tuple[np.uint64, np.uint64, np.uint64, int]:
     """A 16-bit table index; one generator step yields four (the top bits of xorshift64*).
 
     ``bits`` / ``left`` buffer the unused indices; callers start every sweep or iteration with
@@ -75,9 +99,9 @@ def _next_index(s, bits, left):
 # parallel trial than separate + and - loops, whose branch the processor mispredicts half the
 # time. The sparse scatter does not vectorise, and there the multiply cost ~10 % on G1 sweeps.
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _flip_dense(couplings, x, f, i):
+def _flip_dense(couplings: _Coefficients, x: _Bits, f: _Coefficients, i: int) -> float:
     sign = _F32(1 - 2 * np.int32(x[i]))
-    d = sign * f[i]
+    d: float = sign * f[i]
     x[i] ^= 1
     row = couplings[i]
     for j in range(f.shape[0]):
@@ -86,9 +110,10 @@ def _flip_dense(couplings, x, f, i):
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _flip_sparse(indptr, indices, data, x, f, i):
+def _flip_sparse(indptr: _Index, indices: _Index, data: _Coefficients, x: _Bits, f: _Coefficients,
+                 i: int) -> float:
     up = x[i] == 0
-    d = f[i] if up else -f[i]
+    d: float = f[i] if up else -f[i]
     x[i] ^= 1
     if up:
         for k in range(indptr[i], indptr[i + 1]):
@@ -100,7 +125,8 @@ def _flip_sparse(indptr, indices, data, x, f, i):
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _flip(dense, couplings, indptr, indices, data, x, f, i):
+def _flip(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+          data: _Coefficients, x: _Bits, f: _Coefficients, i: int) -> float:
     """Flip bit i and update the local fields; returns the energy change."""
     if dense:
         return _flip_dense(couplings, x, f, i)
@@ -118,7 +144,7 @@ def _flip(dense, couplings, indptr, indices, data, x, f, i):
 #: A left-hand side above this counts as violated in the kernels' bookkeeping.
 VIOLATION = 1e-9
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _penalty_change(cons, lhs, x, i):
+def _penalty_change(cons: _Constraints, lhs: _Floats, x: _Bits, i: int) -> float:
     """Change of the inequality penalty if bit i flips: O(constraints bit i appears in)."""
     indptr, constraint, coefficient, weight = cons
     sign = 1.0 - 2.0 * np.float64(x[i])
@@ -131,7 +157,7 @@ def _penalty_change(cons, lhs, x, i):
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _shift_lhs(cons, lhs, x, i):
+def _shift_lhs(cons: _Constraints, lhs: _Floats, x: _Bits, i: int) -> None:
     """Move the left-hand sides and the violation count for a flip of bit i (call before x[i]
     changes)."""
     indptr, constraint, coefficient, weight = cons
@@ -146,7 +172,7 @@ def _shift_lhs(cons, lhs, x, i):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _improves(cons, lhs, e, best_e):
+def _improves(cons: _Constraints, lhs: _Floats, e: float, best_e: float) -> bool:
     """Whether the current state (energy e) replaces the replica's best: a feasible state beats
     any broken one, then the lower energy wins. Marks the best's feasibility when it does."""
     count = cons[3].shape[0]
@@ -162,8 +188,10 @@ def _improves(cons, lhs, e, best_e):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, table, fixed, s, e, best_e,
-                   best_x):
+def _sweep_replica(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                   data: _Coefficients, x: _Bits, f: _Coefficients, beta: float, table: _Table,
+                   fixed: _Bits, s: np.uint64, e: float, best_e: float,
+                   best_x: _Bits) -> tuple[np.uint64, float, float]:
     """One sequential sweep over the free bits at inverse temperature beta."""
     bits = _U64(0)
     left = 0
@@ -184,8 +212,11 @@ def _sweep_replica(dense, couplings, indptr, indices, data, x, f, beta, table, f
 # behind a flag: the plain tempering loop ran 13-25 % slower per round with the shared versions
 # (an unread constraint argument and pruned branches still cost a replica-step ~0.5 us).
 @njit(cache=True, nogil=True, fastmath=True)
-def _sweep_replica_constrained(dense, couplings, indptr, indices, data, cons, lhs, x, f, beta,
-                               table, fixed, s, e, best_e, best_x):
+def _sweep_replica_constrained(dense: bool, couplings: _Coefficients, indptr: _Index,
+                               indices: _Index, data: _Coefficients, cons: _Constraints,
+                               lhs: _Floats, x: _Bits, f: _Coefficients, beta: float, table: _Table,
+                               fixed: _Bits, s: np.uint64, e: float, best_e: float,
+                               best_x: _Bits) -> tuple[np.uint64, float, float]:
     """``_sweep_replica`` with inequality constraints: each trial adds the flip's penalty
     change, each flip moves the left-hand sides, and the best is kept feasibility first."""
     bits = _U64(0)
@@ -209,7 +240,7 @@ _GOLDEN32 = _U32(0x9E3779B9)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _hash32(x):
+def _hash32(x: np.uint32) -> np.uint32:
     """lowbias32 (C. Wellons' hash prospector): a strong 32-bit mix. 32-bit multiplies are one
     AVX2 instruction for 8 lanes; a 64-bit mix (SplitMix64) needs three for 4 lanes."""
     x = _U32(x ^ (x >> _U32(16)))
@@ -219,21 +250,42 @@ def _hash32(x):
     return _U32(x ^ (x >> _U32(16)))
 
 
+#: An intrinsic's code generator: (context, LLVM IR builder, signature, argument values) -> value.
+_Codegen = Callable[["BaseContext", ir.IRBuilder, "Signature", Sequence[ir.Value]], ir.Value]
+
+
 @intrinsic
-def _float32_from_bits(typingctx, bits):
+def _float32_from_bits_intrinsic(typingctx: object,
+                                 bits: nbtypes.Type) -> tuple[Signature, _Codegen]:
     """Reinterpret an int32 as float32 (builds powers of two without a table lookup)."""
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         return builder.bitcast(args[0], ir.FloatType())
     return nbtypes.float32(nbtypes.int32), codegen
 
 
 @intrinsic
-def _bits_from_float32(typingctx, value):
+def _bits_from_float32_intrinsic(typingctx: object,
+                                 value: nbtypes.Type) -> tuple[Signature, _Codegen]:
     """Reinterpret a float32 as int32: for positive floats the order is the same, and LLVM
     vectorises an integer min-reduction (a float one it left scalar)."""
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> ir.Value:
         return builder.bitcast(args[0], ir.IntType(32))
     return nbtypes.int32(nbtypes.float32), codegen
+
+
+# How the kernels call the intrinsics: numba's stubs type an intrinsic as uncallable, which it is
+# from Python, and the cast gives mypy the signature the jitted code sees.
+_float32_from_bits = cast(Callable[[np.int32], np.float32], _float32_from_bits_intrinsic)
+_bits_from_float32 = cast(Callable[[np.float32], np.int32], _bits_from_float32_intrinsic)
+
+
+def _njit_without_nrt(**options: bool) -> Callable[[_F], Dispatcher[_F]]:
+    """``njit(_nrt=False, **options)``: compiled without numba's reference counting."""
+    # _nrt is a private numba option, left out of numba's stubs.
+    jit: Callable[[_F], Dispatcher[_F]] = njit(_nrt=False, **options)  # type: ignore[call-overload]
+    return jit
 
 
 _LOG2E = _F32(1.4426950408889634)
@@ -248,7 +300,7 @@ _ONE_BITS = np.int32(0x3F800000)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _exp(t):
+def _exp(t: np.float32) -> np.float32:
     """e^t in float32 for -80 <= t <= 80, relative error < 5e-6; branch-free so it vectorises.
 
     e^t = 2^n * 2^(y - n) with y = t log2(e), n = floor(y); the fraction by a degree-5 Taylor
@@ -268,7 +320,7 @@ def _exp(t):
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _inverse_acceptance(t, gibbs):
+def _inverse_acceptance(t: np.float32, gibbs: bool) -> np.float32:
     """1 / P(accept) of a move costing t = beta * dE: e^max(t, 0) (Metropolis), 1 + e^t (Gibbs)."""
     if gibbs:
         return _F32(1.0) + _exp(min(max(t, -_T_MAX), _T_MAX))
@@ -276,7 +328,7 @@ def _inverse_acceptance(t, gibbs):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _trial_uniform(seed, i):
+def _trial_uniform(seed: np.uint32, i: int) -> np.float32:
     """u_i in (0, 1) of bit i: the top 24 bits of lowbias32(seed + (i + 1) golden), a counter
     hash, so the words do not depend on each other and the loop over bits vectorises."""
     w = _hash32(_U32(seed + _U32(_U32(i + 1) * _GOLDEN32)))
@@ -285,8 +337,9 @@ def _trial_uniform(seed, i):
 
 # The parallel trial's vectorised loop is a separate (not inlined) function, without reference
 # counting: inlined into the iteration's control flow, LLVM left it scalar (measured 5x slower).
-@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
+@_njit_without_nrt(cache=True, nogil=True, fastmath=True)
+def _trial_keys(seed: np.uint32, f: _Coefficients, x: _Bits, fixed: _Bits, beta: float,
+                offset: float, gibbs: bool, keys: NDArray[np.int32]) -> np.int32:
     """Every bit's key k_i = u_i / P_i (as float32 bits into ``keys``); returns the smallest.
 
     Bit i is accepted iff u_i < P_i, i.e. k_i < 1, P_i the acceptance probability of
@@ -319,8 +372,10 @@ def _trial_keys(seed, f, x, fixed, beta, offset, gibbs, keys):
 
 # A separate function, not a flag of the one above: with an extra (unread) penalty array in its
 # signature the plain loop ran ~20 % slower on a dense 1,024-bit problem.
-@njit(cache=True, nogil=True, fastmath=True, _nrt=False)
-def _trial_keys_penalised(seed, f, x, pen, fixed, beta, offset, gibbs, keys):
+@_njit_without_nrt(cache=True, nogil=True, fastmath=True)
+def _trial_keys_penalised(seed: np.uint32, f: _Coefficients, x: _Bits, pen: _Floats, fixed: _Bits,
+                          beta: float, offset: float, gibbs: bool,
+                          keys: NDArray[np.int32]) -> np.int32:
     """``_trial_keys`` with bit i's energy change dE_i + pen[i] (its inequality penalty change)."""
     b = _F32(beta)
     o = _F32(offset)
@@ -334,18 +389,18 @@ def _trial_keys_penalised(seed, f, x, pen, fixed, beta, offset, gibbs, keys):
     return smallest
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _first_index(keys, key):
+@_njit_without_nrt(cache=True, nogil=True)
+def _first_index(keys: NDArray[np.int32], key: np.int32) -> int:
     """The first i with keys[i] == key (one exists): a min-reduction over every bit, which
     vectorises, where a scalar search stopping at the match did not (1.15x on a 64-bit job)."""
     n = keys.shape[0]
-    first = n
+    first: int = n
     for i in range(n):
         first = min(first, i if keys[i] == key else n)
     return first
 
 
-def _trial_run(dense_storage):
+def _trial_run(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
     """The parallel trial's loop over a schedule for one coupling storage.
 
     The storage is a closure constant, so the other storage's flip is compiled away: with a
@@ -354,8 +409,10 @@ def _trial_run(dense_storage):
     a tuple, the same code ran 1.7x slower.
     """
     @njit(cache=True, nogil=True, fastmath=True)
-    def run(couplings, indptr, indices, data, x, f, schedule, offset_rate, gibbs, fixed, s, e,
-            best_e, best_x, offset):
+    def run(couplings: _Coefficients, indptr: _Index, indices: _Index, data: _Coefficients,
+            x: _Bits, f: _Coefficients, schedule: _Floats, offset_rate: float, gibbs: bool,
+            fixed: _Bits, s: np.uint64, e: float, best_e: float, best_x: _Bits,
+            offset: float) -> _Step:
         """One Digital Annealer iteration per inverse temperature of ``schedule``: every bit is
         tried at once, one accepted bit flips. Returns (s, e, best_e, offset).
 
@@ -402,13 +459,15 @@ _trials_dense = _trial_run(True)
 _trials_sparse = _trial_run(False)
 
 
-def _trial_run_constrained(dense_storage):
+def _trial_run_constrained(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
     """``_trial_run`` with inequality constraints: each iteration first computes every bit's
     penalty change (O(constraint entries)), the keys see dE + penalty, a flip moves the
     left-hand sides, and the best is kept feasibility first (copied at once)."""
     @njit(cache=True, nogil=True, fastmath=True)
-    def run(couplings, indptr, indices, data, cons, lhs, x, f, schedule, offset_rate, gibbs,
-            fixed, s, e, best_e, best_x, offset):
+    def run(couplings: _Coefficients, indptr: _Index, indices: _Index, data: _Coefficients,
+            cons: _Constraints, lhs: _Floats, x: _Bits, f: _Coefficients, schedule: _Floats,
+            offset_rate: float, gibbs: bool, fixed: _Bits, s: np.uint64, e: float, best_e: float,
+            best_x: _Bits, offset: float) -> _Step:
         keys = np.empty(x.shape[0], dtype=np.int32)
         pen = np.empty(x.shape[0])
         for t in range(schedule.shape[0]):
@@ -444,8 +503,10 @@ _trials_sparse_constrained = _trial_run_constrained(False)
 
 
 @njit(cache=True, nogil=True)
-def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, trial, offset_rate,
-                    table, fixed, s, e, best_e, best_x, offset):
+def _anneal_replica(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                    data: _Coefficients, x: _Bits, f: _Coefficients, schedule: _Floats, trial: bool,
+                    offset_rate: float, table: _Table, fixed: _Bits, s: np.uint64, e: float,
+                    best_e: float, best_x: _Bits, offset: float) -> _Step:
     """Steps at the inverse temperatures of ``schedule``: a sweep each, or a parallel trial each."""
     if trial and dense:
         return _trials_dense(couplings, indptr, indices, data, x, f, schedule, offset_rate,
@@ -460,9 +521,12 @@ def _anneal_replica(dense, couplings, indptr, indices, data, x, f, schedule, tri
 
 
 @njit(cache=True, nogil=True)
-def _anneal_replica_constrained(dense, couplings, indptr, indices, data, cons, lhs, x, f,
-                                schedule, trial, offset_rate, table, fixed, s, e, best_e, best_x,
-                                offset):
+def _anneal_replica_constrained(dense: bool, couplings: _Coefficients, indptr: _Index,
+                                indices: _Index, data: _Coefficients, cons: _Constraints,
+                                lhs: _Floats, x: _Bits, f: _Coefficients, schedule: _Floats,
+                                trial: bool, offset_rate: float, table: _Table, fixed: _Bits,
+                                s: np.uint64, e: float, best_e: float, best_x: _Bits,
+                                offset: float) -> _Step:
     """``_anneal_replica`` with inequality constraints (``lhs``: this replica's row)."""
     if trial and dense:
         return _trials_dense_constrained(couplings, indptr, indices, data, cons, lhs, x, f,
@@ -480,7 +544,7 @@ def _anneal_replica_constrained(dense, couplings, indptr, indices, data, cons, l
 
 
 # ---------------------------------------------------------------------------- annealing
-def _compile(impl, name):
+def _compile(impl: _F, name: str) -> tuple[Dispatcher[_F], Dispatcher[_F]]:
     """Compile ``impl`` twice: threaded over replicas (``prange``) and on the calling thread only.
 
     The serial twin serves pools of worker threads (each job on one core); numba's default
@@ -491,7 +555,8 @@ def _compile(impl, name):
     twin = types.FunctionType(impl.__code__, impl.__globals__, name + "_serial", impl.__defaults__,
                               impl.__closure__)
     twin.__qualname__ = name + "_serial"
-    return parallel, njit(cache=True, nogil=True)(twin)
+    # The twin runs impl's own code, so it has impl's signature.
+    return parallel, njit(cache=True, nogil=True)(cast(_F, twin))
 
 
 # Arguments shared by the public kernels:
@@ -504,9 +569,11 @@ def _compile(impl, name):
 #   trial: True for parallel-trial steps, False for sweeps; table: METROPOLIS_TABLE or
 #   GIBBS_TABLE (the acceptance rule);
 #   fixed (n,) uint8: bits never flipped.
-def _anneal_impl(dense, couplings, indptr, indices, data, cons, states, fields, lhs, schedule,
-                 trial, offset_rate, table, fixed, rng, energies, best_energies, best_states,
-                 offsets):
+def _anneal_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                 data: _Coefficients, cons: _Constraints, states: _Bits, fields: _Coefficients,
+                 lhs: _Floats, schedule: _Floats, trial: bool, offset_rate: float, table: _Table,
+                 fixed: _Bits, rng: _Rng, energies: _Floats, best_energies: _Floats,
+                 best_states: _Bits, offsets: _Floats) -> None:
     if cons[3].shape[0] > 0:
         for r in prange(states.shape[0]):
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_constrained(
@@ -526,7 +593,9 @@ anneal, anneal_serial = _compile(_anneal_impl, "anneal")
 
 
 # ---------------------------------------------------------------------------- exact energies
-def _exact_impl(dense, couplings, indptr, indices, data, linear, constant, states, fields, energies):
+def _exact_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                data: _Coefficients, linear: _Floats, constant: float, states: _Bits,
+                fields: _Coefficients, energies: _Floats) -> None:
     """From scratch, accumulated in float64: fields[r] = h + J x_r and energies[r] = E(x_r).
 
     Adds the coupling row of every set bit (J is symmetric), so the cost is n x (ones in x) and
@@ -558,7 +627,7 @@ exact_fields, exact_fields_serial = _compile(_exact_impl, "exact_fields")
 
 # ---------------------------------------------------------------------------- energy scales
 @njit(cache=True, nogil=True)
-def quantile(a, q):
+def quantile(a: _Floats, q: float) -> float:
     """np.quantile(a, q) (its default "linear" method) of a non-empty array by partial sorts:
     numpy's general quantile machinery costs more than the selection on a few thousand deltas."""
     position = q * (a.size - 1)
@@ -566,11 +635,15 @@ def quantile(a, q):
     part = np.partition(a, lo)
     low = part[lo]
     high = part[lo + 1:].min() if lo + 1 < a.size else low
-    return low + (position - lo) * (high - low)
+    value: float = low + (position - lo) * (high - low)
+    return value
 
 
-def _delta_scales_impl(dense, couplings, exact_couplings, indptr, indices, data, linear, states,
-                       fields, energies, fixed, rng, table, probes, max_sweeps):
+def _delta_scales_impl(dense: bool, couplings: _Coefficients, exact_couplings: _Floats,
+                       indptr: _Index, indices: _Index, data: _Coefficients, linear: _Floats,
+                       states: _Bits, fields: _Coefficients, energies: _Floats, fixed: _Bits,
+                       rng: _Rng, table: _Table, probes: int,
+                       max_sweeps: int) -> tuple[float, float]:
     """(large, small): the median |dE| over the free bits of ``states``, and the 5th percentile
     of the positive dE (above 1e-9 large) at the local minima that greedy sweeps reach from
     copies of the first ``probes`` replicas, dE recomputed exactly. (1, 1) when every |dE| is 0.
@@ -624,7 +697,8 @@ delta_scales, delta_scales_serial = _compile(_delta_scales_impl, "delta_scales")
 
 # ---------------------------------------------------------------------------- parallel tempering
 @njit(cache=True, nogil=True)
-def swap_replicas(ladder, order, energies, s, parity, accepted):
+def swap_replicas(ladder: _Floats, order: _Index, energies: _Floats, s: np.uint64, parity: int,
+                  accepted: _Index) -> np.uint64:
     """Exchanges between neighbouring temperature slots k, k+1 with k % 2 == parity.
 
     ``order[k]`` is the replica at slot k (``ladder`` ascending: hot -> cold). A pair swaps with
@@ -647,9 +721,13 @@ def swap_replicas(ladder, order, energies, s, parity, accepted):
 
 
 @njit(cache=True, nogil=True)
-def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, ladder, order, base,
-                     rounds, steps, trial, offset_rate, table, fixed, rng, swap_state, energies,
-                     best_energies, best_states, offsets, accepted, first_parity):
+def _temper_ensemble(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                     data: _Coefficients, states: _Bits, fields: _Coefficients, ladder: _Floats,
+                     order: _Index, base: int, rounds: int, steps: int, trial: bool,
+                     offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
+                     swap_state: np.uint64, energies: _Floats, best_energies: _Floats,
+                     best_states: _Bits, offsets: _Floats, accepted: _Index,
+                     first_parity: int) -> np.uint64:
     """One ensemble (replicas base .. base + R - 1) for ``rounds`` rounds on the calling thread."""
     n_rep = ladder.shape[0]
     schedule = np.empty(steps)
@@ -667,10 +745,14 @@ def _temper_ensemble(dense, couplings, indptr, indices, data, states, fields, la
 
 
 @njit(cache=True, nogil=True)
-def _temper_ensemble_constrained(dense, couplings, indptr, indices, data, cons, states, fields,
-                                 lhs, ladder, order, base, rounds, steps, trial, offset_rate,
-                                 table, fixed, rng, swap_state, energies, best_energies,
-                                 best_states, offsets, accepted, first_parity):
+def _temper_ensemble_constrained(dense: bool, couplings: _Coefficients, indptr: _Index,
+                                 indices: _Index, data: _Coefficients, cons: _Constraints,
+                                 states: _Bits, fields: _Coefficients, lhs: _Floats,
+                                 ladder: _Floats, order: _Index, base: int, rounds: int, steps: int,
+                                 trial: bool, offset_rate: float, table: _Table, fixed: _Bits,
+                                 rng: _Rng, swap_state: np.uint64, energies: _Floats,
+                                 best_energies: _Floats, best_states: _Bits, offsets: _Floats,
+                                 accepted: _Index, first_parity: int) -> np.uint64:
     """``_temper_ensemble`` with inequality constraints (apart: see ``_sweep_replica``)."""
     n_rep = ladder.shape[0]
     schedule = np.empty(steps)
@@ -692,9 +774,12 @@ def _temper_ensemble_constrained(dense, couplings, indptr, indices, data, cons, 
 # (0..R-1) at each slot, updated in place; ``swap_rng`` (E,) uint64; ``accepted`` (E, R - 1) swap
 # counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
 # ``steps`` moves per replica at its slot's temperature, then one exchange round.
-def _temper_impl(dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladders,
-                 orders, rounds, steps, trial, offset_rate, table, fixed, rng, swap_rng, energies,
-                 best_energies, best_states, offsets, accepted, first_parity):
+def _temper_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                 data: _Coefficients, cons: _Constraints, states: _Bits, fields: _Coefficients,
+                 lhs: _Floats, ladders: _Floats, orders: _Index, rounds: int, steps: int,
+                 trial: bool, offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
+                 swap_rng: _Rng, energies: _Floats, best_energies: _Floats, best_states: _Bits,
+                 offsets: _Floats, accepted: _Index, first_parity: int) -> None:
     n_rep = ladders.shape[1]
     if cons[3].shape[0] > 0:
         for e in prange(ladders.shape[0]):
@@ -717,9 +802,12 @@ temper, temper_serial = _compile(_temper_impl, "temper")
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def temper_replicas(dense, couplings, indptr, indices, data, cons, states, fields, lhs, ladders,
-                    orders, rounds, steps, trial, offset_rate, table, fixed, rng, swap_rng,
-                    energies, best_energies, best_states, offsets, accepted, first_parity):
+def temper_replicas(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                    data: _Coefficients, cons: _Constraints, states: _Bits, fields: _Coefficients,
+                    lhs: _Floats, ladders: _Floats, orders: _Index, rounds: int, steps: int,
+                    trial: bool, offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
+                    swap_rng: _Rng, energies: _Floats, best_energies: _Floats, best_states: _Bits,
+                    offsets: _Floats, accepted: _Index, first_parity: int) -> None:
     """One ensemble (E = 1) with its replicas in parallel: a barrier every round."""
     ladder = ladders[0]
     order = orders[0]
@@ -746,7 +834,7 @@ def temper_replicas(dense, couplings, indptr, indices, data, cons, states, field
 
 
 @njit(cache=True, nogil=True)
-def gather(values, source, out):
+def gather(values: _Coefficients, source: _Index, out: _Coefficients) -> None:
     """out[k] = values[source[k]], converted to out's dtype in the same pass: a coupling pattern's
     float32 values into float64 CSR order on the service (np.take over an int64 index, then a
     copy, took ~3x as long for the trainer's 176,800 slots), and the trainer's CSR data into

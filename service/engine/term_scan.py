@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from numba import njit
+from numpy.typing import NDArray
 
 __all__ = ["ScannedTerms", "scan_binary_polynomial"]
 
@@ -37,16 +38,20 @@ _C, _P = ord("c"), ord("p")
 #: Indices of more digits could overflow int64; the general path reports them.
 _MAX_INDEX_DIGITS = 18
 
+#: The request body as bytes (the kernels' input), and a column of term indices.
+_Bytes = NDArray[np.uint8]
+_Indices = NDArray[np.int64]
+
 
 @njit(cache=True, nogil=True, inline="always")
-def _skip_ws(raw, pos, end):
+def _skip_ws(raw: _Bytes, pos: int, end: int) -> int:
     while pos < end and (raw[pos] == 32 or raw[pos] == 10 or raw[pos] == 13 or raw[pos] == 9):
         pos += 1
     return pos
 
 
 @njit(cache=True, nogil=True)
-def _string_end(raw, pos, end):
+def _string_end(raw: _Bytes, pos: int, end: int) -> int:
     """Position after the string opening at ``pos`` (a quote), or -1 when it never closes."""
     pos += 1
     while pos < end:
@@ -61,7 +66,7 @@ def _string_end(raw, pos, end):
 
 
 @njit(cache=True, nogil=True)
-def _equals(raw, start, stop, key):
+def _equals(raw: _Bytes, start: int, stop: int, key: _Bytes) -> bool:
     if stop - start != key.shape[0]:
         return False
     for k in range(key.shape[0]):
@@ -71,7 +76,7 @@ def _equals(raw, start, stop, key):
 
 
 @njit(cache=True, nogil=True)
-def _locate_terms(raw):
+def _locate_terms(raw: _Bytes) -> tuple[int, int]:
     """(start, end) of the terms array's bytes, or (-1, -1) when the scan must step aside.
 
     Only positions matter here, not validity: orjson parses everything outside the span later.
@@ -124,7 +129,7 @@ def _locate_terms(raw):
 
 
 @njit(cache=True, nogil=True)
-def _digits_end(raw, pos, end):
+def _digits_end(raw: _Bytes, pos: int, end: int) -> int:
     """Position after the run of ASCII digits starting at ``pos``."""
     while pos < end and 48 <= raw[pos] <= 57:
         pos += 1
@@ -132,7 +137,7 @@ def _digits_end(raw, pos, end):
 
 
 @njit(cache=True, nogil=True)
-def _number_end(raw, pos, end):
+def _number_end(raw: _Bytes, pos: int, end: int) -> int:
     """End of the JSON number at ``pos`` (strict grammar), or -1."""
     if pos < end and raw[pos] == 45:  # -
         pos += 1
@@ -156,7 +161,7 @@ def _number_end(raw, pos, end):
 
 
 @njit(cache=True, nogil=True)
-def _key_kind(raw, start, stop):
+def _key_kind(raw: _Bytes, start: int, stop: int) -> int:
     """1 for a coefficient key (c, coefficient), 2 for an index key (p, polynomials), else 0."""
     if stop - start == 1:
         return 1 if raw[start] == _C else (2 if raw[start] == _P else 0)
@@ -168,7 +173,7 @@ def _key_kind(raw, start, stop):
 
 
 @njit(cache=True, nogil=True)
-def _after_item(raw, pos, end, close):
+def _after_item(raw: _Bytes, pos: int, end: int, close: int) -> tuple[int, bool]:
     """After an item of a list or object: (start of the next item, False) past a comma,
     (position after ``close``, True) at the end, (-1, False) otherwise."""
     pos = _skip_ws(raw, pos, end)
@@ -180,7 +185,7 @@ def _after_item(raw, pos, end, close):
 
 
 @njit(cache=True, nogil=True)
-def _index_list(raw, pos, end):
+def _index_list(raw: _Bytes, pos: int, end: int) -> tuple[int, int, int]:
     """(position after it, first, second) of the plain index list at ``pos`` ('[', up to two
     non-negative integers, ']'; -1 for an absent index); position -1 for anything else."""
     if pos >= end or raw[pos] != _LBRACKET:
@@ -213,7 +218,7 @@ def _index_list(raw, pos, end):
 
 
 @njit(cache=True, nogil=True)
-def _scan_terms(raw, start, end):
+def _scan_terms(raw: _Bytes, start: int, end: int) -> tuple[bool, _Indices, _Indices, _Bytes]:
     """(ok, first, second, coefficient tokens as one JSON array) of the terms array.
 
     ``first``/``second`` are -1 where a term has fewer indices. ``ok`` is False whenever the

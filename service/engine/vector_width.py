@@ -47,5 +47,5 @@ def prefer_wide_vectors(environ: MutableMapping[str, str] = os.environ) -> bool:
     config = sys.modules.get("numba.core.config")
     if config is not None and environ is os.environ:
         # numba read the environment when it was imported; its code generator reads this.
-        config.CPU_FEATURES = environ["NUMBA_CPU_FEATURES"]
+        setattr(config, "CPU_FEATURES", environ["NUMBA_CPU_FEATURES"])
     return True

@@ -37,8 +37,7 @@ def main() -> None:
     # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.
     source = np.zeros(2, dtype=np.int32)
     source.flags.writeable = False
-    for dtype in (np.float32, np.float64):
-        values = np.ones(3, dtype=dtype)
+    for values in (np.ones(3, dtype=np.float32), np.ones(3, dtype=np.float64)):
         values.flags.writeable = False
         kernels.gather(values, source, np.empty(2))
     kernels.gather(np.ones(3), np.zeros(2, dtype=np.int32), np.empty(2, dtype=np.float32))

@@ -76,9 +76,9 @@ class RegisteredPattern:
         slot_of_tag = np.empty(2 * m, dtype=np.int64)
         slot_of_tag[csr.data.astype(np.int64) - 1] = np.arange(csr.nnz)
         # Off-diagonal triplet k at (i, j) has pair p: (lo, hi) is tag p, (hi, lo) tag m + p.
-        entry_slot = np.concatenate([slot_of_tag[pair_of], slot_of_tag[pair_of + m]])
-        entry_owner = np.concatenate([off, off])
-        source = None
+        entry_slot: np.ndarray | None = np.concatenate([slot_of_tag[pair_of], slot_of_tag[pair_of + m]])
+        entry_owner: np.ndarray | None = np.concatenate([off, off])
+        source: np.ndarray | None = None
         if m == off.size:  # no repeated pair: every slot has exactly one owner
             source = np.empty(csr.nnz, dtype=np.int32)
             source[entry_slot] = entry_owner
@@ -113,12 +113,14 @@ class RegisteredPattern:
             h[: linear.size] += linear
         if self.has_diagonal:
             np.add.at(h, self.rows[self.diagonal], values[self.diagonal])
+        data: np.ndarray
         if self.source is not None:
             if values.dtype not in (np.float32, np.float64):  # the gather is compiled for these
                 values = values.astype(np.float64)
             data = np.empty(self.source.size, dtype=np.float64)
             kernels.gather(np.ascontiguousarray(values), self.source, data)
         else:
+            assert self.entry_slot is not None and self.entry_owner is not None  # set without source
             weights = np.asarray(values, dtype=np.float64)[self.entry_owner]
             data = np.bincount(self.entry_slot, weights=weights, minlength=self.indices.size)
         return BinaryQuadraticProblem.from_trusted_csr(h, data, self.indices, self.indptr, constant)

@@ -134,13 +134,15 @@ class RedisJobStore:
         return sorted(records, key=lambda r: r.created_at)
 
     def _move(self, job_id: str, expected: tuple[JobStatus, ...], mode: str, status: JobStatus,
-              **fields: Any) -> Any:
+              **fields: Any) -> bytes | None:
+        """b"OK" when moved; the job's status when it is not in ``expected``; None when gone."""
         pairs: list[Any] = ["status", JobStatus(status).value]
         for name, value in fields.items():
             if value is not None:
                 pairs += [name, value]
-        return self._transition(keys=[job_key(job_id), UNFINISHED_KEY],
-                                args=[_status_list(expected), mode, job_id, *pairs])
+        out: bytes | None = self._transition(keys=[job_key(job_id), UNFINISHED_KEY],
+                                             args=[_status_list(expected), mode, job_id, *pairs])
+        return out
 
     def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
         ok = self._move(job_id, (JobStatus.WAITING,), "claim", JobStatus.RUNNING, started_at=time.time())

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from client.wire.da import FINISHED_STATUSES, PENDING_STATUSES, JobStatus
 
@@ -38,8 +39,11 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
 _COLUMNS = "job_id, owner, status, version, created_at, started_at, finished_at, attempts, message, kind"
 
+#: A row as sqlite3 returns it: one SQL value (None, int, float, str or bytes) per column.
+_Row = tuple[Any, ...]
 
-def _record(row: tuple) -> JobRecord:
+
+def _record(row: _Row) -> JobRecord:
     job_id, owner, status, *rest = row
     return JobRecord(job_id, owner, JobStatus(status), *rest)
 
@@ -74,11 +78,12 @@ class SqliteJobStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
 
-    def _one(self, sql: str, args: tuple) -> tuple | None:
+    def _one(self, sql: str, args: tuple[object, ...]) -> _Row | None:
         with self._lock:
-            return self._conn.execute(sql, args).fetchone()
+            row: _Row | None = self._conn.execute(sql, args).fetchone()
+            return row
 
-    def _update(self, sql: str, args: tuple) -> int:
+    def _update(self, sql: str, args: tuple[object, ...]) -> int:
         with self._lock:
             return self._conn.execute(sql, args).rowcount
 

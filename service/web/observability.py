@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client.wire.da import JobStatus
 from client.wire.da import FINISHED_STATUSES, PENDING_STATUSES
@@ -85,11 +86,11 @@ class _StoreCollector:
 class RequestContextMiddleware:
     """Request id, access log line and HTTP metrics for every request."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -103,7 +104,7 @@ class RequestContextMiddleware:
         start = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

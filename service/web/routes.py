@@ -95,7 +95,7 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
         record = jobs.get(owner, job_id)
         if record.status in PENDING_STATUSES:
             return json_response({"status": record.status})
-        body = await _body(jobs, record, JobStatus.DELETED.value)
+        body = await _body(jobs, record, JobStatus.DELETED)
         _, removed = jobs.delete(owner, job_id)
         if not removed:  # finished a moment ago by another request: report what is there
             return json_response({"status": jobs.get(owner, job_id).status})
@@ -111,8 +111,9 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
     return router
 
 
-async def _body(manager: JobManager, record: JobRecord, status: str | None = None) -> dict[str, Any]:
-    if record.status == JobStatus.DONE.value:
+async def _body(manager: JobManager, record: JobRecord,
+                status: JobStatus | None = None) -> dict[str, Any]:
+    if record.status == JobStatus.DONE:
         return await run_in_threadpool(manager.result_body, record, status)
     return manager.result_body(record, status)
 
