@@ -71,7 +71,8 @@ class EncodedProblem:
         e = self.constant + x @ self.linear
         if self.values.size:
             e = e + (x[:, self.rows] * x[:, self.cols]) @ self.values
-        return e
+        energies: np.ndarray = e
+        return energies
 
     def da_terms_json(self) -> str:
         """``to_da_terms()`` rendered as a JSON array, ~4x faster than building the dicts and
@@ -174,19 +175,19 @@ def _index(value: Any, where: str) -> int:
             value = int(value)
         else:
             raise _fail(f"{where}: variable index {value!r} is not an integer")
-    value = int(value)
-    if value < 0:
-        raise _fail(f"{where}: variable index {value} is negative")
-    return value
+    index = int(value)
+    if index < 0:
+        raise _fail(f"{where}: variable index {index} is negative")
+    return index
 
 
 def _coefficient(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _fail(f"{where}: coefficient {value!r} is not a number")
-    value = float(value)
-    if not math.isfinite(value):
+    number = float(value)
+    if not math.isfinite(number):
         raise _fail(f"{where}: coefficient is not finite")
-    return value
+    return number
 
 
 def _assemble(linear: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -231,7 +231,7 @@ class BinaryQuadraticProblem:
         Accepts numpy arrays, nested lists and scipy sparse matrices.
         """
         if sp.issparse(matrix):
-            coo = sp.coo_array(matrix)
+            coo = sp.coo_array(cast(Any, matrix))  # issparse narrows to a type coo_array refuses
             if coo.shape[0] != coo.shape[1]:
                 raise ValueError(f"the QUBO matrix must be square, got {coo.shape}")
             return cls.from_arrays(coo.row, coo.col, coo.data, constant=constant,
@@ -360,11 +360,15 @@ class BinaryQuadraticProblem:
     # ------------------------------------------------------------------ conversions
     def to_ising(self) -> tuple[np.ndarray, sp.csr_array, float]:
         """The spin form (h, J, offset): J symmetric CSR with zero diagonal, x = (s + 1) / 2."""
-        jm = sp.csr_array(self.couplings, dtype=np.float64)
+        jm = self._csr64()
         row_sum = np.asarray(jm.sum(axis=1)).ravel()
         h = 0.5 * self.linear + 0.25 * row_sum
         offset = self.constant + 0.5 * self.linear.sum() + 0.125 * row_sum.sum()
-        return h, jm * 0.25, float(offset)
+        return h, sp.csr_array(jm.multiply(0.25)), float(offset)
+
+    def _csr64(self) -> sp.csr_array:
+        """The couplings as a float64 CSR array (a copy only when they are not one already)."""
+        return sp.csr_array(self.couplings).astype(np.float64, copy=False)
 
     def to_upper_matrix(self) -> np.ndarray:
         """Dense upper-triangular Q with x^T Q x + constant = E(x) (the DA ``qubo_matrix`` form)."""
@@ -401,9 +405,10 @@ class BinaryQuadraticProblem:
         free = np.flatnonzero(~is_fixed)
         if free.size == 0:
             raise ValueError("every variable is fixed; nothing is left to solve")
-        jm = sp.csr_array(self.couplings, dtype=np.float64)
-        const = self.constant + float(self.linear @ val) + 0.5 * float(val @ (jm @ val))
-        lin = self.linear[free] + (jm @ val)[free]
+        jm = self._csr64()
+        pulled = np.asarray(jm @ val, dtype=np.float64)
+        const = self.constant + float(self.linear @ val) + 0.5 * float(val @ pulled)
+        lin = self.linear[free] + pulled[free]
         sub = sp.csr_array(jm[free][:, free])
         reduced = self.from_parts(lin, sub, const, "auto", self.couplings.dtype)
         return reduced, free
@@ -452,4 +457,5 @@ class BinaryQuadraticProblem:
     def local_fields(self, state: Any) -> np.ndarray:
         """h_i + sum_j J_ij x_j: flipping x_i changes the energy by (1 - 2 x_i) * field_i."""
         x = np.asarray(state, dtype=np.float64)
-        return self.linear + (self.couplings @ x.T).T
+        fields: np.ndarray = self.linear + (self.couplings @ x.T).T
+        return fields

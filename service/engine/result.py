@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -36,7 +37,8 @@ class AnnealResult:
 
     @property
     def best_state(self) -> np.ndarray:
-        return self.states[0]
+        best: np.ndarray = self.states[0]
+        return best
 
     @property
     def best_energy(self) -> float:
@@ -64,7 +66,7 @@ FEW_ROWS = 64
 
 
 @njit(cache=True, nogil=True)
-def _distinct_few(states, counts):
+def _distinct_few(states: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of each distinct row's first occurrence, summed counts) in the order np.unique
     gives packed rows: lexicographic on the 0/1 rows is bytewise on their big-endian packing.
     A stable insertion sort, so the first of equal rows is its first occurrence."""
@@ -145,7 +147,7 @@ class DistinctPool:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._seen: dict[bytes, list] = {}  # key -> [energy, count, state]
+        self._seen: dict[bytes, list[Any]] = {}  # key -> [energy, count, state]
 
     def add(self, states: np.ndarray, energies: np.ndarray) -> None:
         for row, e in zip(states, energies):

@@ -129,23 +129,25 @@ class EmbeddedSampler:
                initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
                seed: int | None = None, constraints: LinearInequalities | None = None,
                stop: Stop = Stop(), energy_parts: EnergyParts | None = None) -> AnnealResult:
-        common = dict(seed=seed, fixed=fixed, cancel=stop.cancel, parallel=self.parallel,
-                      constraints=constraints, target_energy=stop.target_energy)
         if isinstance(schedule, TimeLimited):
             seconds = (schedule.seconds if stop.time_limit is None
                        else min(schedule.seconds, stop.time_limit))
             return solve_time_limited(problem, time_limit=seconds, num_runs=schedule.runs,
                                       num_groups=schedule.groups, num_outputs=schedule.outputs,
-                                      initial=initial, moves=schedule.moves,
+                                      initial=initial, fixed=fixed, seed=seed, cancel=stop.cancel,
+                                      parallel=self.parallel, moves=schedule.moves,
+                                      constraints=constraints, target_energy=stop.target_energy,
                                       energy_parts=energy_parts,
-                                      penalty_scale=schedule.penalty_scale, **common)
+                                      penalty_scale=schedule.penalty_scale)
         if isinstance(schedule, Tempering):
             return parallel_tempering(problem, num_replicas=schedule.replicas,
                                       num_sweeps=schedule.sweeps, beta_range=schedule.beta_range,
                                       moves=schedule.moves,
                                       offset_increase_rate=schedule.offset_increase_rate,
-                                      initial=initial, solution_mode=schedule.keep,
-                                      time_limit=stop.time_limit, **common)
+                                      initial=initial, fixed=fixed, solution_mode=schedule.keep,
+                                      seed=seed, time_limit=stop.time_limit,
+                                      target_energy=stop.target_energy, cancel=stop.cancel,
+                                      parallel=self.parallel, constraints=constraints)
         if (schedule.explicit and schedule.keep == "QUICK" and constraints is None
                 and stop == Stop() and schedule.noise == "METROPOLIS"):
             return self._cool(problem, schedule, initial, fixed, seed)
@@ -155,8 +157,9 @@ class EmbeddedSampler:
                          temperature_interval=schedule.temperature_interval,
                          temperature_mode=schedule.temperature_mode, noise_model=schedule.noise,
                          offset_increase_rate=schedule.offset_increase_rate, moves=schedule.moves,
-                         initial=initial, solution_mode=schedule.keep,
-                         time_limit=stop.time_limit, **common)
+                         initial=initial, fixed=fixed, solution_mode=schedule.keep, seed=seed,
+                         time_limit=stop.time_limit, target_energy=stop.target_energy,
+                         cancel=stop.cancel, parallel=self.parallel, constraints=constraints)
 
     def _cool(self, problem: BinaryQuadraticProblem, schedule: Annealing, initial: InitialState,
               fixed: Mapping[int, bool] | None, seed: int | None) -> AnnealResult:

@@ -117,4 +117,5 @@ def equalize_ladder(ladder: np.ndarray, acceptance: np.ndarray, floor: float = 0
     new = np.exp(np.interp(targets, cumulative, np.log(ladder)))
     new[0], new[-1] = ladder[0], ladder[-1]
     # Damped update: half-way, so noisy estimates do not make the ladder oscillate.
-    return np.sqrt(new * ladder)
+    damped: np.ndarray = np.sqrt(new * ladder)
+    return damped

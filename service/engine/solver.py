@@ -158,7 +158,8 @@ class Replicas:
     def num_replicas(self) -> int:
         return int(self.states.shape[0])
 
-    def _problem_args(self) -> tuple:
+    def _problem_args(self) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                     tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         return (self.dense, self.couplings, self.indptr, self.indices, self.data, self.cons)
 
     def exact(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +349,8 @@ class TemperingLadder:
     def swap_rates(self) -> np.ndarray:
         """Fraction of accepted exchanges per neighbour pair (each pair is tried every 2nd round)."""
         counts = self.accepted[:, : self.size - 1].mean(axis=0)
-        return counts / max(self._rounds_counted / 2, 1)
+        rates: np.ndarray = counts / max(self._rounds_counted / 2, 1)
+        return rates
 
     def ensemble_slice(self, e: int) -> slice:
         return slice(e * self.size, (e + 1) * self.size)

@@ -344,12 +344,14 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         problem = _qubo_matrix(body)
         n = problem.num_variables
     else:
+        read: tuple[np.ndarray, np.ndarray, np.ndarray] | None
         if scanned is not None:
             _check_coefficients(scanned.coefficients, "binary_polynomial")
-            terms = (scanned.coefficients, scanned.first, scanned.second)
+            read = (scanned.coefficients, scanned.first, scanned.second)
         else:
-            terms = _polynomial(body, "binary_polynomial", v3, higher)
-        assert terms is not None
+            read = _polynomial(body, "binary_polynomial", v3, higher)
+        assert read is not None
+        terms = read
         n = _size([*terms[1:], *(penalty_terms or ())[1:],
                    *(() if inequalities is None else (inequalities[1],))],
                   max((max(ix) for _, ix in higher), default=-1))
