@@ -90,7 +90,7 @@ class Reply:
         if self.is_compact:
             try:
                 return wire.decode_reply(self.content)
-            except wire.TransportError as exc:
+            except wire.CompactFormatError as exc:
                 raise errors.SpinOutError(f"the service sent a compact reply that cannot be read: {exc}") from exc
         return self.json()
 

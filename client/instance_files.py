@@ -1,8 +1,8 @@
 """Readers for the benchmark instance files: G-set Max-Cut graphs and Beasley's OR-Library BQPs.
 
 Both formats are described in ``shared/data/README.md``. Each reader returns the QUBO to MINIMISE
-as numpy arrays, so ``spinout solve`` sends a file without the engine installed and the engine
-(``service.engine.loaders``) builds its problem from the same arrays. Both families maximise:
+as the client's ``EncodedProblem``, so ``spinout solve`` sends a file without the engine installed
+and the engine (``service.engine.loaders``) builds its problem from the same arrays. Both families maximise:
 ``objective = -energy``.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .problems import EncodedProblem
 
 __all__ = ["InstanceFile", "InstanceInfo", "read_beasley", "read_gset", "read_instance"]
 
@@ -35,19 +37,9 @@ class InstanceInfo:
 
 @dataclass(frozen=True)
 class InstanceFile(InstanceInfo):
-    """``E(x) = linear . x + sum_k values[k] x[rows[k]] x[cols[k]]`` with rows < cols.
+    """The instance's QUBO as arrays, ready for ``SolverClient.solve``."""
 
-    Has the ``linear`` / ``constant`` / ``to_triplets`` shape ``client.encode_problem`` takes."""
-
-    num_variables: int
-    linear: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
-    values: np.ndarray
-    constant: float = 0.0
-
-    def to_triplets(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.rows, self.cols, self.values
+    problem: EncodedProblem
 
 
 def _read_numbers(path: Path) -> np.ndarray:
@@ -71,13 +63,18 @@ def _best_known(directory: Path, name: str) -> float | None:
     return None
 
 
-def _pairs(i: np.ndarray, j: np.ndarray, c: np.ndarray, n: int,
-           linear: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _check_indices(path: Path, where: str, i: np.ndarray, j: np.ndarray, n: int) -> None:
+    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
+        raise ValueError(f"{path}: {where} an index outside 1..{n}")
+
+
+def _problem(i: np.ndarray, j: np.ndarray, c: np.ndarray, n: int,
+             linear: np.ndarray) -> EncodedProblem:
     """Fold (i, i) entries into ``linear`` and orient the rest i < j."""
     diag = i == j
     linear = linear + np.bincount(i[diag], weights=c[diag], minlength=n)
     i, j, c = i[~diag], j[~diag], c[~diag]
-    return linear, np.minimum(i, j), np.maximum(i, j), c
+    return EncodedProblem(n, linear, np.minimum(i, j), np.maximum(i, j), c)
 
 
 def read_gset(path: str | Path) -> InstanceFile:
@@ -94,12 +91,10 @@ def read_gset(path: str | Path) -> InstanceFile:
     i = edges[:, 0].astype(np.int64) - 1
     j = edges[:, 1].astype(np.int64) - 1
     w = edges[:, 2]
-    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
-        raise ValueError(f"{path}: node index outside 1..{n}")
+    _check_indices(path, "has an edge with", i, j, n)
     linear = -(np.bincount(i, weights=w, minlength=n) + np.bincount(j, weights=w, minlength=n))
-    linear, rows, cols, values = _pairs(i, j, 2.0 * w, n, linear)
-    return InstanceFile(path.stem, "gset", _best_known(path.parent, path.stem), n, linear, rows,
-                        cols, values)
+    return InstanceFile(path.stem, "gset", _best_known(path.parent, path.stem),
+                        _problem(i, j, 2.0 * w, n, linear))
 
 
 def read_beasley(path: str | Path, instance: int = 1) -> InstanceFile:
@@ -122,13 +117,11 @@ def read_beasley(path: str | Path, instance: int = 1) -> InstanceFile:
     i = entries[:, 0].astype(np.int64) - 1
     j = entries[:, 1].astype(np.int64) - 1
     q = entries[:, 2]
-    if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
-        raise ValueError(f"{path}: instance {instance} has an index outside 1..{n}")
+    _check_indices(path, f"instance {instance} has", i, j, n)
     # Q is symmetric and only i <= j is listed: an off-diagonal entry counts twice in x^T Q x.
-    linear, rows, cols, values = _pairs(i, j, np.where(i == j, -q, -2.0 * q), n, np.zeros(n))
     name = f"{path.stem}.{instance}"
-    return InstanceFile(name, "beasley", _best_known(path.parent, name), n, linear, rows, cols,
-                        values)
+    return InstanceFile(name, "beasley", _best_known(path.parent, name),
+                        _problem(i, j, np.where(i == j, -q, -2.0 * q), n, np.zeros(n)))
 
 
 def read_instance(spec: str | Path) -> InstanceFile:

@@ -89,7 +89,7 @@ def _load(path: Path, spec: str) -> tuple[Any, str | None, dict[str, Any], dict[
             raise ValueError(f"{path}: not a numpy array file ({exc})") from None
     from .instance_files import read_instance
     instance = read_instance(spec)
-    return instance, None, {}, {}, instance
+    return instance.problem, None, {}, {}, instance
 
 
 def _progress_printer(quiet: bool, seen: dict[str, str]) -> Any:

@@ -34,7 +34,7 @@ Reply, a msgpack map::
      "progress": [[seconds, energy] or [seconds, energy, penalty_energy], ...],
      "stop_reason": "completed"}
 
-Public names: ``CONTENT_TYPE``, ``TransportError``, ``encode_array``, ``decode_array``,
+Public names: ``CONTENT_TYPE``, ``CompactFormatError``, ``encode_array``, ``decode_array``,
 ``pack_states``, ``unpack_states``, ``pattern_key``, ``CompactProblem``, ``CompactRequest``,
 ``CompactReply``, ``encode_request``, ``decode_request``, ``encode_reply``, ``decode_reply``.
 """
@@ -57,7 +57,7 @@ __all__ = [
     "CompactProblem",
     "CompactReply",
     "CompactRequest",
-    "TransportError",
+    "CompactFormatError",
     "decode_array",
     "decode_reply",
     "decode_request",
@@ -79,7 +79,7 @@ _DTYPES = {np.dtype(t).str: np.dtype(t) for t in
            (np.bool_, np.uint8, np.int32, np.int64, np.uint32, np.float32, np.float64)}
 
 
-class TransportError(ValueError):
+class CompactFormatError(ValueError):
     """A compact body that cannot be decoded (the service answers it with a 400)."""
 
 
@@ -94,22 +94,22 @@ def encode_array(array: Any) -> dict[str, Any]:
 
 
 def decode_array(obj: Any, name: str = "array") -> np.ndarray:
-    """The inverse of ``encode_array`` (read-only, zero-copy); TransportError on a bad map."""
+    """The inverse of ``encode_array`` (read-only, zero-copy); CompactFormatError on a bad map."""
     if not isinstance(obj, Mapping):
-        raise TransportError(f"{name}: expected an array map with dtype, shape and data")
+        raise CompactFormatError(f"{name}: expected an array map with dtype, shape and data")
     try:
         dtype = _DTYPES[obj["dtype"]]
         shape = tuple(int(s) for s in obj["shape"])
         data = obj["data"]
     except (KeyError, TypeError, ValueError) as exc:
-        raise TransportError(f"{name}: bad array map ({exc.__class__.__name__}: {exc})") from None
+        raise CompactFormatError(f"{name}: bad array map ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise TransportError(f"{name}: data must be bytes")
+        raise CompactFormatError(f"{name}: data must be bytes")
     if any(s < 0 for s in shape):
-        raise TransportError(f"{name}: negative dimension in shape {shape}")
+        raise CompactFormatError(f"{name}: negative dimension in shape {shape}")
     count = int(np.prod(shape)) if shape else 1
     if count * dtype.itemsize != len(data):
-        raise TransportError(f"{name}: {len(data)} bytes do not hold shape {shape} of {dtype}")
+        raise CompactFormatError(f"{name}: {len(data)} bytes do not hold shape {shape} of {dtype}")
     return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
 
 
@@ -125,7 +125,7 @@ def unpack_states(packed: np.ndarray, num_variables: int) -> np.ndarray:
     """The inverse of ``pack_states``: (k, n) uint8 of 0/1."""
     packed = np.asarray(packed, dtype=np.uint8)
     if packed.ndim != 2:
-        raise TransportError(f"packed states must be 2-D, got shape {packed.shape}")
+        raise CompactFormatError(f"packed states must be 2-D, got shape {packed.shape}")
     return np.unpackbits(packed, axis=1, count=num_variables)
 
 
@@ -200,34 +200,34 @@ class CompactProblem:
     @classmethod
     def from_wire(cls, obj: Any, name: str = "problem") -> CompactProblem:
         if not isinstance(obj, Mapping):
-            raise TransportError(f"{name} must be a map")
+            raise CompactFormatError(f"{name} must be a map")
         try:
             n = obj["num_variables"]
         except KeyError:
-            raise TransportError(f"{name}: num_variables is missing") from None
+            raise CompactFormatError(f"{name}: num_variables is missing") from None
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise TransportError(f"{name}: num_variables must be a positive integer")
+            raise CompactFormatError(f"{name}: num_variables must be a positive integer")
         constant = obj.get("constant", 0.0)
         if not isinstance(constant, int | float) or isinstance(constant, bool):
-            raise TransportError(f"{name}: constant must be a number")
+            raise CompactFormatError(f"{name}: constant must be a number")
         key = obj.get("pattern_key")
         if key is not None and not (isinstance(key, str) and 0 < len(key) <= 128):
-            raise TransportError(f"{name}: pattern_key must be a string of at most 128 characters")
+            raise CompactFormatError(f"{name}: pattern_key must be a string of at most 128 characters")
         values = decode_array(obj.get("values"), f"{name}.values")
         linear = None if obj.get("linear") is None else decode_array(obj["linear"], f"{name}.linear")
         if linear is not None and linear.ndim != 1:
-            raise TransportError(f"{name}.linear must be 1-D")
+            raise CompactFormatError(f"{name}.linear must be 1-D")
         if values.ndim != 1:
-            raise TransportError(f"{name}.values must be 1-D")
+            raise CompactFormatError(f"{name}.values must be 1-D")
         if key is not None and obj.get("rows") is None and obj.get("cols") is None:
             return cls(n, None, None, values, linear, float(constant), key)  # type: ignore[arg-type]
         rows = decode_array(obj.get("rows"), f"{name}.rows")
         cols = decode_array(obj.get("cols"), f"{name}.cols")
         for label, arr in (("rows", rows), ("cols", cols)):
             if arr.dtype.kind not in "iu":
-                raise TransportError(f"{name}.{label} must be an integer array, got {arr.dtype}")
+                raise CompactFormatError(f"{name}.{label} must be an integer array, got {arr.dtype}")
         if not (rows.ndim == cols.ndim == 1 and rows.size == cols.size == values.size):
-            raise TransportError(f"{name}: rows, cols and values must be 1-D of equal length")
+            raise CompactFormatError(f"{name}: rows, cols and values must be 1-D of equal length")
         return cls(n, rows, cols, values, linear, float(constant), key)
 
 
@@ -257,21 +257,21 @@ class CompactInequalities:
     def from_wire(cls, obj: Any, num_variables: int) -> CompactInequalities:
         """Decode and check the shapes and indices (numbers are checked by the service)."""
         if not isinstance(obj, Mapping):
-            raise TransportError("inequalities must be a map")
+            raise CompactFormatError("inequalities must be a map")
         arrays = {key: decode_array(obj.get(key), f"inequalities.{key}")
                   for key in ("constraint", "variable", "coefficient", "constant", "lambda")}
         if any(a.ndim != 1 for a in arrays.values()):
-            raise TransportError("inequalities: every array must be 1-D")
+            raise CompactFormatError("inequalities: every array must be 1-D")
         con, var = arrays["constraint"], arrays["variable"]
         count = arrays["constant"].size
         if not (con.size == var.size == arrays["coefficient"].size) or arrays["lambda"].size != count:
-            raise TransportError("inequalities: constraint, variable and coefficient must have equal "
+            raise CompactFormatError("inequalities: constraint, variable and coefficient must have equal "
                                  "lengths, constant and lambda one entry per constraint")
         for label, arr, bound in (("constraint", con, count), ("variable", var, num_variables)):
             if arr.dtype.kind not in "iu":
-                raise TransportError(f"inequalities.{label} must be an integer array")
+                raise CompactFormatError(f"inequalities.{label} must be an integer array")
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= bound):
-                raise TransportError(f"inequalities.{label}: indices must lie in 0..{bound - 1}")
+                raise CompactFormatError(f"inequalities.{label}: indices must lie in 0..{bound - 1}")
         return cls(con.astype(np.int64), var.astype(np.int64),
                    arrays["coefficient"].astype(np.float64), arrays["constant"].astype(np.float64),
                    arrays["lambda"].astype(np.float64))
@@ -323,18 +323,18 @@ def request_map(problem: CompactProblem, solver: str = "fujitsuDA2",
 
 
 def decode_request(body: bytes) -> CompactRequest:
-    """Parse a compact request; TransportError with a message on anything malformed."""
+    """Parse a compact request; CompactFormatError with a message on anything malformed."""
     return request_from_map(unpack_map(body))
 
 
 def request_from_map(obj: dict[str, Any]) -> CompactRequest:
     """A request from its unpacked msgpack map (keys it does not know are ignored)."""
     if obj.get("format", REQUEST_FORMAT) != REQUEST_FORMAT:
-        raise TransportError(f"unknown format {obj.get('format')!r}; expected {REQUEST_FORMAT!r}")
+        raise CompactFormatError(f"unknown format {obj.get('format')!r}; expected {REQUEST_FORMAT!r}")
     solver = obj.get("solver", "fujitsuDA2")
     params = obj.get("parameters") or {}
     if not isinstance(solver, str) or not isinstance(params, Mapping):
-        raise TransportError("solver must be a string and parameters a map")
+        raise CompactFormatError("solver must be a string and parameters a map")
     penalty = obj.get("penalty")
     version = obj.get("api_version")
     problem = CompactProblem.from_wire(obj)
@@ -343,7 +343,7 @@ def request_from_map(obj: dict[str, Any]) -> CompactRequest:
         guidance = decode_array(obj["guidance_state"], "guidance_state")
         if guidance.shape != (problem.num_variables,) or guidance.dtype.kind not in "biu" \
                 or not np.all((guidance == 0) | (guidance == 1)):
-            raise TransportError(f"guidance_state must be {problem.num_variables} values of 0/1")
+            raise CompactFormatError(f"guidance_state must be {problem.num_variables} values of 0/1")
         guidance = guidance.astype(np.uint8)
     inequalities = None
     if obj.get("inequalities") is not None:
@@ -398,7 +398,7 @@ def encode_reply(reply: CompactReply) -> bytes:
 def decode_reply(body: bytes) -> CompactReply:
     obj = unpack_map(body)
     if obj.get("format") != REPLY_FORMAT:
-        raise TransportError(f"not a {REPLY_FORMAT} reply")
+        raise CompactFormatError(f"not a {REPLY_FORMAT} reply")
     n = int(obj.get("num_variables") or 0)
     packed = decode_array(obj["states"], "states")
     penalty = obj.get("penalty_energies")
@@ -415,11 +415,11 @@ def decode_reply(body: bytes) -> CompactReply:
 
 
 def unpack_map(body: bytes) -> dict[str, Any]:
-    """A msgpack body that must be a map; TransportError otherwise."""
+    """A msgpack body that must be a map; CompactFormatError otherwise."""
     try:
         obj = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise TransportError(f"the body is not valid msgpack: {exc}") from None
+        raise CompactFormatError(f"the body is not valid msgpack: {exc}") from None
     if not isinstance(obj, dict):
-        raise TransportError("the body must be a msgpack map")
+        raise CompactFormatError("the body must be a msgpack map")
     return obj

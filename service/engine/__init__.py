@@ -16,7 +16,7 @@ prefer_wide_vectors()
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .result import AnnealResult
-from .schedule import TemperatureMode, TemperatureSchedule
+from .schedule import CoolingMode, TemperatureSchedule
 from .sampler import (Annealing, EmbeddedSampler, Sampler, Schedule, Stop, Tempering,
                       TimeLimited)
 from .solver import Replicas, anneal_da, parallel_tempering, solve_time_limited
@@ -32,7 +32,7 @@ __all__ = [
     "Schedule",
     "Stop",
     "Tempering",
-    "TemperatureMode",
+    "CoolingMode",
     "TemperatureSchedule",
     "TimeLimited",
     "anneal_da",

@@ -24,9 +24,10 @@ class Instance(InstanceInfo):
 
 
 def _built(source: InstanceFile) -> Instance:
-    problem = BinaryQuadraticProblem.from_arrays(source.rows, source.cols, source.values,
-                                                 linear=source.linear,
-                                                 num_variables=source.num_variables)
+    arrays = source.problem
+    problem = BinaryQuadraticProblem.from_arrays(arrays.rows, arrays.cols, arrays.values,
+                                                 linear=arrays.linear,
+                                                 num_variables=arrays.num_variables)
     return Instance(source.name, source.kind, source.best_known, problem)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .result import AnnealResult
-from .schedule import TemperatureMode, TemperatureSchedule
+from .schedule import CoolingMode, TemperatureSchedule
 from .solver import (Cancel, EnergyParts, InitialState, Replicas, anneal_da, parallel_tempering,
                      solve_time_limited)
 
@@ -47,7 +47,7 @@ class Annealing:
     temperature_start: float | None = None
     temperature_decay: float | None = None
     temperature_interval: int = 100
-    temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
+    temperature_mode: CoolingMode = CoolingMode.EXPONENTIAL
     noise: str = "METROPOLIS"
     offset_increase_rate: float | None = None
     moves: str = "trial"
@@ -63,7 +63,7 @@ class Annealing:
         """The inverse temperature of each step (an explicit schedule only)."""
         assert self.temperature_start is not None and self.temperature_decay is not None
         schedule = TemperatureSchedule(self.temperature_start, self.temperature_decay,
-                                       self.temperature_interval, TemperatureMode(self.temperature_mode))
+                                       self.temperature_interval, CoolingMode(self.temperature_mode))
         return schedule.betas(self.steps)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 
 
-class TemperatureMode(str, Enum):
+class CoolingMode(str, Enum):
     """How the DA lowers T every ``temperature_interval`` iterations."""
 
     EXPONENTIAL = "EXPONENTIAL"  # T *= 1 - decay
@@ -33,7 +33,7 @@ class TemperatureSchedule:
     start: float
     decay: float
     interval: int = 100
-    mode: TemperatureMode = TemperatureMode.EXPONENTIAL
+    mode: CoolingMode = CoolingMode.EXPONENTIAL
 
     def __post_init__(self) -> None:
         if not (self.start > 0 and math.isfinite(self.start)):
@@ -42,15 +42,15 @@ class TemperatureSchedule:
             raise ValueError(f"temperature_decay must be in [0, 1), got {self.decay}")
         if self.interval < 1:
             raise ValueError(f"temperature_interval must be >= 1, got {self.interval}")
-        self.mode = TemperatureMode(self.mode)
+        self.mode = CoolingMode(self.mode)
         self._t = float(self.start)
         self._step = 0
 
     def _lower(self) -> None:
         t = self._t
-        if self.mode is TemperatureMode.EXPONENTIAL:
+        if self.mode is CoolingMode.EXPONENTIAL:
             t *= 1.0 - self.decay
-        elif self.mode is TemperatureMode.INVERSE:
+        elif self.mode is CoolingMode.INVERSE:
             t *= 1.0 - self.decay * t
         else:
             t *= 1.0 - self.decay * t * t
@@ -71,7 +71,7 @@ class TemperatureSchedule:
 
     @classmethod
     def spanning(cls, beta_hot: float, beta_cold: float, num_steps: int, interval: int,
-                 mode: TemperatureMode = TemperatureMode.EXPONENTIAL) -> TemperatureSchedule:
+                 mode: CoolingMode = CoolingMode.EXPONENTIAL) -> TemperatureSchedule:
         """An exponential schedule from T = 1 / beta_hot to T = 1 / beta_cold over ``num_steps``."""
         drops = max(num_steps // max(interval, 1) - 1, 1)
         decay = 1.0 - (beta_hot / beta_cold) ** (1.0 / drops) if beta_cold > beta_hot else 0.0

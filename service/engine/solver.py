@@ -15,13 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import kernels
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, AnnealResult, build_result
-from .schedule import (TemperatureMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
+from .schedule import (CoolingMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
                        geometric_ladder)
 
 Cancel = Callable[[], bool] | threading.Event | None
@@ -445,7 +444,7 @@ def anneal_da(
     temperature_start: float | None = None,
     temperature_decay: float | None = None,
     temperature_interval: int = 100,
-    temperature_mode: str | TemperatureMode = TemperatureMode.EXPONENTIAL,
+    temperature_mode: str | CoolingMode = CoolingMode.EXPONENTIAL,
     noise_model: str = "METROPOLIS",
     offset_increase_rate: float | None = None,
     moves: str = "trial",
@@ -488,14 +487,14 @@ def anneal_da(
     beta_hot, beta_cold = beta_range_from_deltas(large, small)
     if temperature_start is None:
         schedule = TemperatureSchedule.spanning(beta_hot, beta_cold, num_iterations,
-                                                temperature_interval, TemperatureMode(temperature_mode))
+                                                temperature_interval, CoolingMode(temperature_mode))
     else:
         decay = temperature_decay
         if decay is None:
             decay = TemperatureSchedule.spanning(1.0 / temperature_start, beta_cold, num_iterations,
                                                  temperature_interval).decay
         schedule = TemperatureSchedule(temperature_start, decay, temperature_interval,
-                                       TemperatureMode(temperature_mode))
+                                       CoolingMode(temperature_mode))
     trial = _choose_moves(moves, reps, beta_cold)
     offset_rate = small if offset_increase_rate is None else float(offset_increase_rate)
     gibbs = noise_model == "GIBBS"
@@ -627,7 +626,7 @@ def solve_time_limited(
     the ladder's hot end then crosses it as it would the problem's typical uphill move, so that
     hot replicas move between feasible regions. With ``constraints`` their largest single-flip
     penalty (lambda_c |a_ci|) counts too. Measured on random problems with one-hot groups,
-    equalities and inequalities (tests/service/test_constrained_service.py): a ladder sized by
+    equalities and inequalities (tests/service/web/test_constrained_service.py): a ladder sized by
     the objective alone stayed inside one feasible region and missed the optimum in 17 of 24
     solves; sized this way, in none.
     """

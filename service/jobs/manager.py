@@ -1,6 +1,6 @@
 """The job lifecycle as the routes see it: submit, list, fetch, delete, cancel, per owner.
 
-Domain errors (``JobNotFoundError``, ``JobLimitError``, ``ProblemError``) are raised here and
+Domain errors (``JobNotFoundError``, ``JobLimitError``, ``InvalidRequestError``) are raised here and
 mapped to HTTP in one place (service.web.errors). A job of another key is reported as not found,
 never as forbidden, so ids cannot be probed.
 """
@@ -13,19 +13,19 @@ from typing import Any
 from client.wire.da import FINISHED_STATUSES, JobStatus
 from client.wire.compact import CompactReply, decode_reply
 
-from .parsing import ProblemError
+from .parsing import InvalidRequestError
 from .solve_job import SolveJob
 from .records import JobLimitError, JobRecord, JobStore
 from .solvers import SolveOptions, estimate_seconds, qubo_solution_dict, solve_request
 
-__all__ = ["JobManager", "JobNotFoundError", "JobLimitError", "SolveTimeoutError"]
+__all__ = ["JobManager", "JobNotFoundError", "JobLimitError", "SyncSolveTimeout"]
 
 
 class JobNotFoundError(LookupError):
     """No job with this id for this key (HTTP 404)."""
 
 
-class SolveTimeoutError(TimeoutError):
+class SyncSolveTimeout(TimeoutError):
     """A synchronous solve did not finish within the request timeout (HTTP 504)."""
 
 
@@ -64,10 +64,10 @@ class JobManager:
     def check_limits(self, request: SolveJob) -> None:
         p = request.parameters
         if int(p.get("number_iterations", 0)) > self.max_iterations:
-            raise ProblemError(f"{request.solver}.number_iterations: {p['number_iterations']} exceeds "
+            raise InvalidRequestError(f"{request.solver}.number_iterations: {p['number_iterations']} exceeds "
                                f"this server's cap of {self.max_iterations}")
         if float(p.get("time_limit_sec", 0)) > self.max_time_limit_sec:
-            raise ProblemError(f"{request.solver}.time_limit_sec: {p['time_limit_sec']} exceeds this "
+            raise InvalidRequestError(f"{request.solver}.time_limit_sec: {p['time_limit_sec']} exceeds this "
                                f"server's cap of {self.max_time_limit_sec:g} s")
 
     def check_sync(self, request: SolveJob, async_route: str) -> None:
@@ -75,7 +75,7 @@ class JobManager:
         self.check_limits(request)
         estimate = estimate_seconds(request)
         if estimate > self.sync_time_cap_sec:
-            raise ProblemError(
+            raise InvalidRequestError(
                 f"this solve would take about {estimate:.0f} s, over the synchronous cap of "
                 f"{self.sync_time_cap_sec:g} s; submit it to the asynchronous route {async_route} "
                 "(or lower number_iterations / number_runs)")
@@ -91,7 +91,7 @@ class JobManager:
                 reply = await self.runner.solve_now(request, self.sync_time_cap_sec,
                                                     self.request_timeout_sec)
         except TimeoutError:
-            raise SolveTimeoutError(self.request_timeout_sec) from None
+            raise SyncSolveTimeout(self.request_timeout_sec) from None
         reply.timing.setdefault("queue", 0.0)
         reply.timing["total"] = time.perf_counter() - start
         if self.metrics is not None:

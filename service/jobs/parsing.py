@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from client.wire.da import (BLOCK_GENERATION, SOLVER_BLOCKS, RequestEnvelope, generation_for_version,
                            solver_key)
 from client.wire.polynomial import split_terms
-from client.wire.compact import (CompactInequalities, CompactProblem, TransportError,
+from client.wire.compact import (CompactInequalities, CompactProblem, CompactFormatError,
                               decode_request)
 
 from .higher_order import reduce_degree
@@ -52,11 +52,11 @@ from service.engine.term_scan import scan_binary_polynomial
 if TYPE_CHECKING:
     from .patterns import PatternCache
 
-__all__ = ["ProblemError", "parse_da_request", "parse_compact_request", "terms_to_problem",
+__all__ = ["InvalidRequestError", "parse_da_request", "parse_compact_request", "terms_to_problem",
            "validate_parameters", "format_validation_error"]
 
 
-class ProblemError(ValueError):
+class InvalidRequestError(ValueError):
     """A request the service refuses with a 400; the message says what to fix."""
 
 
@@ -73,21 +73,21 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
 def validate_parameters(solver: str, block: Any, version: str | None) -> dict[str, Any]:
     """The solver block validated (defaults applied), checked against the path version."""
     if solver not in SOLVER_BLOCKS:
-        raise ProblemError(f"unknown solver {solver!r}; give one of {', '.join(SOLVER_BLOCKS)}")
+        raise InvalidRequestError(f"unknown solver {solver!r}; give one of {', '.join(SOLVER_BLOCKS)}")
     if version is not None:
         gen = generation_for_version(version)
         if solver not in gen.blocks:
-            raise ProblemError(f"{solver} does not belong to /{version}; that path accepts "
+            raise InvalidRequestError(f"{solver} does not belong to /{version}; that path accepts "
                                f"{', '.join(gen.blocks)} (use /{BLOCK_GENERATION[solver].versions[-1]} "
                                f"for {solver})")
     if block is None:
         block = {}
     if not isinstance(block, Mapping):
-        raise ProblemError(f"{solver} must be an object of parameters")
+        raise InvalidRequestError(f"{solver} must be an object of parameters")
     try:
         model = SOLVER_BLOCKS[solver].model_validate(block)
     except ValidationError as exc:
-        raise ProblemError(format_validation_error(exc, f"{solver}.")) from None
+        raise InvalidRequestError(format_validation_error(exc, f"{solver}.")) from None
     return model.model_dump(mode="json")
 
 
@@ -120,10 +120,10 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
     """(coefficients, first, second) with -1 for absent indices, all checks vectorised.
 
     Terms of degree > 2 go to ``collect`` (coefficient, distinct sorted indices) and are zeroed
-    in the arrays; without ``collect`` they are a ProblemError.
+    in the arrays; without ``collect`` they are a InvalidRequestError.
     """
     if not isinstance(terms, list):
-        raise ProblemError(f"{where}.terms must be a list")
+        raise InvalidRequestError(f"{where}.terms must be a list")
     if not terms:
         return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
     try:
@@ -137,21 +137,21 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
     except (TypeError, KeyError, AttributeError):
         bad = next(k for k, t in enumerate(terms)
                    if not isinstance(t, dict) or ("c" not in t and "coefficient" not in t))
-        raise ProblemError(f"{where}.terms[{bad}] must be an object with a coefficient "
+        raise InvalidRequestError(f"{where}.terms[{bad}] must be an object with a coefficient "
                            "('c' or 'coefficient')") from None
     try:
         c = np.array(coeffs, dtype=np.float64)
     except (TypeError, ValueError):
         bad = next(k for k, v in enumerate(coeffs)
                    if isinstance(v, bool) or not isinstance(v, int | float))
-        raise ProblemError(f"{where}.terms[{bad}]: the coefficient must be a number") from None
+        raise InvalidRequestError(f"{where}.terms[{bad}]: the coefficient must be a number") from None
     _check_coefficients(c, where)
     polys = [() if p is None else p for p in polys]
     try:
         lengths = np.fromiter(map(len, polys), dtype=np.int64, count=len(polys))
     except TypeError:
         bad = next(k for k, p in enumerate(polys) if not isinstance(p, list))
-        raise ProblemError(f"{where}.terms[{bad}]: the index list ('p' or 'polynomials') must "
+        raise InvalidRequestError(f"{where}.terms[{bad}]: the index list ('p' or 'polynomials') must "
                            "be a list") from None
     flat_list = list(chain.from_iterable(polys))
     try:
@@ -171,17 +171,17 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
                         or isinstance(v, float) and not abs(v) < 2**53),
                        0)
             term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
-            raise ProblemError(f"{where}.terms[{term}]: variable indices must be non-negative "
+            raise InvalidRequestError(f"{where}.terms[{term}]: variable indices must be non-negative "
                                f"integers, got {flat_list[pos]!r}")
     if flat.dtype.kind == "u" and flat.size and int(flat.max()) > np.iinfo(np.int64).max:
         pos = int(np.argmax(flat))  # orjson gives 2**63 .. 2**64-1 as uint64: would wrap negative
         term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
-        raise ProblemError(f"{where}.terms[{term}]: variable index {flat_list[pos]} is too large")
+        raise InvalidRequestError(f"{where}.terms[{term}]: variable index {flat_list[pos]} is too large")
     flat = flat.astype(np.int64, copy=False)
     if flat.size and flat.min() < 0:
         pos = int(np.flatnonzero(flat < 0)[0])
         term = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
-        raise ProblemError(f"{where}.terms[{term}]: variable indices must be non-negative, "
+        raise InvalidRequestError(f"{where}.terms[{term}]: variable indices must be non-negative, "
                            f"got {int(flat[pos])}")
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     first = np.full(len(polys), -1, dtype=np.int64)
@@ -206,7 +206,7 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
                 else:
                     msg = (f"{where}.terms[{k}] has degree {len(distinct)}; higher-order terms "
                            "(degree > 2) are accepted on v3, v3c and v4 only")
-                raise ProblemError(msg)
+                raise InvalidRequestError(msg)
             first[k] = distinct[0]
             second[k] = distinct[-1] if len(distinct) == 2 else -1
     return c, first, second
@@ -215,17 +215,17 @@ def _term_arrays(terms: Any, where: str, allow_higher: bool,
 def _check_coefficients(c: np.ndarray, where: str) -> None:
     if not np.all(np.isfinite(c)):
         bad = int(np.flatnonzero(~np.isfinite(c))[0])
-        raise ProblemError(f"{where}.terms[{bad}]: the coefficient is not finite (NaN or infinity)")
+        raise InvalidRequestError(f"{where}.terms[{bad}]: the coefficient is not finite (NaN or infinity)")
 
 
 def terms_to_problem(c: np.ndarray, first: np.ndarray, second: np.ndarray,
                      num_variables: int, where: str = "binary_polynomial") -> CompactProblem:
     """Polynomial terms (with -1 = absent) as a CompactProblem of linear + pair arrays;
-    ProblemError when finite coefficients add up beyond float64 (two 1e308 constants)."""
+    InvalidRequestError when finite coefficients add up beyond float64 (two 1e308 constants)."""
     with np.errstate(over="ignore"):
         linear, rows, cols, values, constant = split_terms(c, first, second, num_variables)
     if not (math.isfinite(constant) and np.all(np.isfinite(linear))):
-        raise ProblemError(f"{where}: the coefficients of one variable (or the constants) add "
+        raise InvalidRequestError(f"{where}: the coefficients of one variable (or the constants) add "
                            "up beyond the float64 range")
     return CompactProblem(num_variables, rows, cols, values, linear, constant)
 
@@ -237,7 +237,7 @@ def _polynomial(body: Mapping[str, Any], key: str, allow_higher: bool,
     if poly is None:
         return None
     if not isinstance(poly, Mapping):
-        raise ProblemError(f"{key} must be an object with 'terms'")
+        raise InvalidRequestError(f"{key} must be an object with 'terms'")
     return _term_arrays(poly.get("terms", []), key, allow_higher, collect)
 
 
@@ -245,19 +245,19 @@ def _qubo_matrix(body: Mapping[str, Any]) -> CompactProblem:
     qm = body["qubo_matrix"]
     rows = qm.get("qubo") if isinstance(qm, Mapping) else None
     if not isinstance(rows, list) or not rows:
-        raise ProblemError("qubo_matrix.qubo must be a non-empty list of {'qubo_row': [...]}")
+        raise InvalidRequestError("qubo_matrix.qubo must be a non-empty list of {'qubo_row': [...]}")
     try:
         lists = [r["qubo_row"] for r in rows]
         q = np.array(lists, dtype=np.float64)
     except (TypeError, KeyError):
-        raise ProblemError("each qubo_matrix.qubo entry must be {'qubo_row': [numbers]}") from None
+        raise InvalidRequestError("each qubo_matrix.qubo entry must be {'qubo_row': [numbers]}") from None
     except ValueError:
-        raise ProblemError("qubo_matrix rows must be numbers, all of the same length") from None
+        raise InvalidRequestError("qubo_matrix rows must be numbers, all of the same length") from None
     if q.ndim != 2 or q.shape[0] != q.shape[1]:
-        raise ProblemError(f"qubo_matrix must be square, got {q.shape[0]} rows of "
+        raise InvalidRequestError(f"qubo_matrix must be square, got {q.shape[0]} rows of "
                            f"{q.shape[1] if q.ndim == 2 else 'uneven'} entries")
     if not np.all(np.isfinite(q)):
-        raise ProblemError("qubo_matrix contains a non-finite value (NaN or infinity)")
+        raise InvalidRequestError("qubo_matrix contains a non-finite value (NaN or infinity)")
     n = q.shape[0]
     linear = np.diag(q).copy()
     i, j = np.nonzero(q)
@@ -267,7 +267,7 @@ def _qubo_matrix(body: Mapping[str, Any]) -> CompactProblem:
 
 def parse_da_request(raw: bytes | Mapping[str, Any], version: str,
                      max_terms: int | None = None, *, scan_terms: bool = True) -> SolveJob:
-    """A DA JSON solve body for path ``version`` -> SolveJob; ProblemError on bad input.
+    """A DA JSON solve body for path ``version`` -> SolveJob; InvalidRequestError on bad input.
 
     ``scan_terms=False`` parses every body the general way, without ``term_scan``: the same
     answers and errors, slower (kept for ruling the scanner out when its output is in doubt).
@@ -307,32 +307,32 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ProblemError(f"the body is not valid JSON: {exc}") from None
+            raise InvalidRequestError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise ProblemError("the body must be a JSON object")
+        raise InvalidRequestError("the body must be a JSON object")
     try:
         solver = solver_key(body)
     except ValueError as exc:
-        raise ProblemError(str(exc)) from None
+        raise InvalidRequestError(str(exc)) from None
     params = validate_parameters(solver, body.get(solver), version)
     try:  # the envelope (only the solver block: the rest was checked above or below)
         RequestEnvelope.model_validate({solver: body.get(solver) or {}})
     except ValidationError as exc:
-        raise ProblemError(format_validation_error(exc)) from None
+        raise InvalidRequestError(format_validation_error(exc)) from None
     gen = generation_for_version(version)
     v3 = gen.number >= 3
     _refuse_cloud_storage(body)
     if body.get("inequalities") and not v3:
-        raise ProblemError(f"inequalities are a v3+ feature, not available on /{version}")
+        raise InvalidRequestError(f"inequalities are a v3+ feature, not available on /{version}")
     penalty_given = _has_terms(body.get("penalty_binary_polynomial"))
     if penalty_given and not v3:
-        raise ProblemError(f"penalty_binary_polynomial is a v3+ feature, not available on /{version}")
+        raise InvalidRequestError(f"penalty_binary_polynomial is a v3+ feature, not available on /{version}")
     has_poly = body.get("binary_polynomial") is not None
     has_matrix = body.get("qubo_matrix") is not None
     if has_poly == has_matrix:
-        raise ProblemError("give exactly one of binary_polynomial and qubo_matrix")
+        raise InvalidRequestError("give exactly one of binary_polynomial and qubo_matrix")
     if has_matrix and v3:
-        raise ProblemError(f"qubo_matrix is a v1/v2 input; /{version} takes binary_polynomial")
+        raise InvalidRequestError(f"qubo_matrix is a v1/v2 input; /{version} takes binary_polynomial")
     if max_terms is not None:
         _check_terms(body, max_terms, 0 if scanned is None else scanned.first.size)
     # Empty or null penalty polynomials and inequality lists are no input (clients send them for
@@ -369,13 +369,13 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
         try:
             groups = one_hot_groups(params, n)
         except ValueError as exc:
-            raise ProblemError(str(exc)) from None
+            raise InvalidRequestError(str(exc)) from None
     aux_pairs = None
     if higher:
         try:  # the auxiliaries count against the generation's size limit too
             rows, cols, values, linear, aux_pairs, total = reduce_degree(higher, n, gen.max_bits)
         except ValueError as exc:
-            raise ProblemError(f"{exc}, the limit of /{version}") from None
+            raise InvalidRequestError(f"{exc}, the limit of /{version}") from None
         _grow(problem, total)
         assert problem.linear is not None
         problem.rows = np.concatenate([problem.rows, rows])
@@ -399,7 +399,7 @@ def _refuse_cloud_storage(body: Mapping[str, Any]) -> None:
     named = [key for key in body if (key in _CLOUD_STORAGE_KEYS or key.endswith("_object_name"))
              and body[key] not in (None, "")]
     if named:
-        raise ProblemError(f"{', '.join(named)}: cloud storage uploads are not supported by this "
+        raise InvalidRequestError(f"{', '.join(named)}: cloud storage uploads are not supported by this "
                            "server; send binary_polynomial, penalty_binary_polynomial and "
                            "inequalities inline in the body")
 
@@ -422,21 +422,21 @@ def _inequality_terms(raw: Any) -> tuple[np.ndarray, ...] | None:
     if raw is None or raw == []:
         return None
     if not isinstance(raw, list):
-        raise ProblemError("inequalities must be a list of {'terms': [...], 'lambda': number}")
+        raise InvalidRequestError("inequalities must be a list of {'terms': [...], 'lambda': number}")
     constraint, variable, coefficient = [], [], []
     constants = np.zeros(len(raw))
     weights = np.ones(len(raw))
     for k, entry in enumerate(raw):
         where = f"inequalities[{k}]"
         if not isinstance(entry, Mapping) or not isinstance(entry.get("terms"), list):
-            raise ProblemError(f"{where} must be an object with a 'terms' list (and an optional "
+            raise InvalidRequestError(f"{where} must be an object with a 'terms' list (and an optional "
                                "'lambda')")
         lam = entry.get("lambda", 1)
         if lam is None:
             lam = 1
         if isinstance(lam, bool) or not isinstance(lam, int | float) \
                 or not LAMBDA_RANGE[0] <= lam <= LAMBDA_RANGE[1]:
-            raise ProblemError(f"{where}.lambda: must be a number from 1 to 1e9, got {lam!r}")
+            raise InvalidRequestError(f"{where}.lambda: must be a number from 1 to 1e9, got {lam!r}")
         weights[k] = float(lam)
         higher: list[tuple[float, tuple[int, ...]]] = []
         c, first, second = _term_arrays(entry["terms"], where, True, higher)
@@ -444,7 +444,7 @@ def _inequality_terms(raw: Any) -> tuple[np.ndarray, ...] | None:
         if higher or np.any(quadratic):
             bad = next(i for i, t in enumerate(entry["terms"])
                        if len({int(v) for v in (t.get("p") if "p" in t else t.get("polynomials")) or ()}) > 1)
-            raise ProblemError(f"{where}.terms[{bad}] is not first-order; inequalities take linear "
+            raise InvalidRequestError(f"{where}.terms[{bad}] is not first-order; inequalities take linear "
                                "terms ([i]) and constants only (express a quadratic constraint in "
                                "penalty_binary_polynomial)")
         const = first < 0
@@ -488,7 +488,7 @@ def _precount_terms(raw: bytes | bytearray, max_terms: int) -> None:
     "coefficient" key, so the larger count is a lower bound on the terms: no false refusals."""
     count = max(raw.count(b'"c":'), raw.count(b'"coefficient":'))
     if count > max_terms:
-        raise ProblemError(f"the problem has at least {count:,} terms; this server accepts at most "
+        raise InvalidRequestError(f"the problem has at least {count:,} terms; this server accepts at most "
                            f"{max_terms:,}")
 
 
@@ -506,20 +506,20 @@ def _check_terms(body: Mapping[str, Any], max_terms: int, scanned: int = 0) -> N
     if isinstance(qm, Mapping) and isinstance(qm.get("qubo"), list):
         count += len(qm["qubo"]) ** 2
     if count > max_terms:
-        raise ProblemError(f"the problem has {count:,} terms; this server accepts at most {max_terms:,}")
+        raise InvalidRequestError(f"the problem has {count:,} terms; this server accepts at most {max_terms:,}")
 
 
 def _size(index_arrays: list[np.ndarray], extra: int = -1) -> int:
     """One more than the largest variable index in the arrays (-1 = no index)."""
     largest = max([extra, *(int(a.max(initial=-1)) for a in index_arrays)])
     if largest < 0:
-        raise ProblemError("the problem has no variables (only constant terms)")
+        raise InvalidRequestError("the problem has no variables (only constant terms)")
     return largest + 1
 
 
 def _check_size(n: int, max_bits: int, version: str) -> None:
     if n > max_bits:
-        raise ProblemError(f"the problem has {n} variables; /{version} accepts at most {max_bits:,}")
+        raise InvalidRequestError(f"the problem has {n} variables; /{version} accepts at most {max_bits:,}")
 
 
 def _check_configs(params: Mapping[str, Any], n: int) -> None:
@@ -527,7 +527,7 @@ def _check_configs(params: Mapping[str, Any], n: int) -> None:
         cfg = params.get(key) or {}
         bad = [k for k in cfg if int(k) >= n]
         if bad:
-            raise ProblemError(f"{key}: index {bad[0]} is outside the problem's {n} variables")
+            raise InvalidRequestError(f"{key}: index {bad[0]} is outside the problem's {n} variables")
 
 
 def parse_compact_request(body: bytes, max_bits: int = 100_000,
@@ -542,46 +542,46 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
     """
     try:
         req = SolveJob.from_wire(decode_request(body))
-    except TransportError as exc:
-        raise ProblemError(str(exc)) from None
+    except CompactFormatError as exc:
+        raise InvalidRequestError(str(exc)) from None
     version = req.api_version
     if version is not None and version not in ("v1", "v2", "v3", "v3c", "v4"):
-        raise ProblemError(f"unknown api_version {version!r}")
+        raise InvalidRequestError(f"unknown api_version {version!r}")
     req.parameters = validate_parameters(req.solver, req.parameters, version)
     p = req.problem
     n = p.num_variables
     if n > max_bits:
-        raise ProblemError(f"the problem has {n} variables; this route accepts at most {max_bits:,}")
+        raise InvalidRequestError(f"the problem has {n} variables; this route accepts at most {max_bits:,}")
     if req.penalty is not None and req.penalty.rows is None:
-        raise ProblemError("the penalty problem must carry its rows and cols")
+        raise InvalidRequestError("the penalty problem must carry its rows and cols")
     if p.rows is None:  # a pattern_key without rows and cols: checked when it was registered
         if patterns is None:
-            raise ProblemError("this route keeps no coupling patterns; send rows and cols")
+            raise InvalidRequestError("this route keeps no coupling patterns; send rows and cols")
         pattern = patterns.get(str(p.pattern_key))
         if pattern.num_variables != n or pattern.rows.size != p.values.size:
-            raise ProblemError(f"pattern {p.pattern_key} has {pattern.rows.size:,} couplings of "
+            raise InvalidRequestError(f"pattern {p.pattern_key} has {pattern.rows.size:,} couplings of "
                                f"{pattern.num_variables} variables; the request has "
                                f"{p.values.size:,} values for {n} variables")
         p.rows, p.cols, req.pattern = pattern.rows, pattern.cols, pattern
     else:
         for name, arr in (("rows", p.rows), ("cols", p.cols)):
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
-                raise ProblemError(f"{name}: indices must lie in 0..{n - 1}")
+                raise InvalidRequestError(f"{name}: indices must lie in 0..{n - 1}")
     if p.values.size and not np.all(np.isfinite(p.values)):
-        raise ProblemError("values contain a non-finite number (NaN or infinity)")
+        raise InvalidRequestError("values contain a non-finite number (NaN or infinity)")
     if p.linear is not None and (p.linear.size > n or not np.all(np.isfinite(p.linear))):
-        raise ProblemError(f"linear must hold at most {n} finite numbers")
+        raise InvalidRequestError(f"linear must hold at most {n} finite numbers")
     if not math.isfinite(p.constant):
-        raise ProblemError("the constant is not finite")
+        raise InvalidRequestError("the constant is not finite")
     if req.penalty is not None and req.penalty.num_variables != n:
-        raise ProblemError("the penalty problem must have the same num_variables as the problem")
+        raise InvalidRequestError("the penalty problem must have the same num_variables as the problem")
     ineq = req.inequalities
     if ineq is not None:
         if not (np.all(np.isfinite(ineq.coefficient)) and np.all(np.isfinite(ineq.constant))):
-            raise ProblemError("inequalities contain a non-finite number (NaN or infinity)")
+            raise InvalidRequestError("inequalities contain a non-finite number (NaN or infinity)")
         if ineq.weights.size and not (np.all(ineq.weights >= LAMBDA_RANGE[0])
                                       and np.all(ineq.weights <= LAMBDA_RANGE[1])):
-            raise ProblemError("inequalities.lambda: every weight must lie in 1..1e9")
+            raise InvalidRequestError("inequalities.lambda: every weight must lie in 1..1e9")
     _check_configs(req.parameters, n)
     groups = _one_hot_groups(req)  # a bad group is refused before anything is registered or solved
     if expand_one_hot:
@@ -595,7 +595,7 @@ def _one_hot_groups(request: SolveJob) -> list[np.ndarray]:
     try:
         return one_hot_groups(request.parameters, request.problem.num_variables)
     except ValueError as exc:
-        raise ProblemError(str(exc)) from None
+        raise InvalidRequestError(str(exc)) from None
 
 
 def expand_one_hot_groups(request: SolveJob) -> None:
@@ -615,11 +615,11 @@ def _add_one_hot(request: SolveJob, groups: list[np.ndarray]) -> None:
 
 def register_pattern(request: SolveJob, patterns: PatternCache) -> None:
     """Keep the coupling pattern of a request that carries a ``pattern_key`` with its rows and
-    cols (ProblemError if the key does not match them); attaches it to the problem."""
+    cols (InvalidRequestError if the key does not match them); attaches it to the problem."""
     p = request.problem
     if p.pattern_key is None or request.pattern is not None:
         return
     try:
         request.pattern = patterns.register(p.pattern_key, p.num_variables, p.rows, p.cols)
     except ValueError as exc:
-        raise ProblemError(str(exc)) from None
+        raise InvalidRequestError(str(exc)) from None

@@ -9,16 +9,15 @@ msgpack map with the auxiliaries added, so a stored job decodes with the same ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import msgpack
 import numpy as np
 from pydantic import ValidationError
 
-from client.wire.compact import (CompactInequalities, CompactProblem, CompactRequest,
-                                 TransportError, decode_array, encode_array, request_from_map,
-                                 request_map, unpack_map)
+from client.wire.compact import (CompactFormatError, CompactRequest, decode_array, encode_array,
+                                 request_from_map, request_map, unpack_map)
 from client.wire.da import SOLVER_BLOCKS
 
 if TYPE_CHECKING:
@@ -28,18 +27,10 @@ __all__ = ["SolveJob"]
 
 
 @dataclass
-class SolveJob:
-    """A problem, the DA solver key, its parameter block and the service's bookkeeping."""
+class SolveJob(CompactRequest):
+    """A wire request (problem, solver, parameter block, penalty, guidance, inequalities) and
+    the service's bookkeeping."""
 
-    problem: CompactProblem
-    solver: str = "fujitsuDA2"
-    parameters: dict[str, Any] = field(default_factory=dict)
-    penalty: CompactProblem | None = None
-    api_version: str | None = None
-    #: The starting state (n,) of 0/1 (the compact form of ``guidance_config``).
-    guidance_state: np.ndarray | None = None
-    #: DA3 linear inequality constraints (solved natively by the engine).
-    inequalities: CompactInequalities | None = None
     #: Auxiliary variables of a reduced higher-order problem: row k is the (a, b) pair that
     #: variable ``num_output_variables + k`` stands for.
     aux_pairs: np.ndarray | None = None
@@ -50,8 +41,7 @@ class SolveJob:
 
     @classmethod
     def from_wire(cls, request: CompactRequest) -> SolveJob:
-        return cls(request.problem, request.solver, dict(request.parameters), request.penalty,
-                   request.api_version, request.guidance_state, request.inequalities)
+        return cls(**{f.name: getattr(request, f.name) for f in fields(CompactRequest)})
 
     def to_payload(self) -> bytes:
         """The job as stored: the compact request map plus the auxiliaries."""
@@ -67,16 +57,16 @@ class SolveJob:
     @classmethod
     def from_payload(cls, payload: bytes) -> SolveJob:
         """A stored job, its parameter block read through the block's model again (defaults
-        filled in, e.g. for a field a later release added); TransportError if it is malformed."""
+        filled in, e.g. for a field a later release added); CompactFormatError if it is malformed."""
         obj = unpack_map(payload)
         job = cls.from_wire(request_from_map(obj))
         block = SOLVER_BLOCKS.get(job.solver)
         if block is None:
-            raise TransportError(f"the stored job names an unknown solver {job.solver!r}")
+            raise CompactFormatError(f"the stored job names an unknown solver {job.solver!r}")
         try:
             job.parameters = block.model_validate(job.parameters).model_dump(mode="json")
         except ValidationError as exc:
-            raise TransportError(f"the stored job's {job.solver} block is invalid: {exc}") from None
+            raise CompactFormatError(f"the stored job's {job.solver} block is invalid: {exc}") from None
         if obj.get("aux_pairs") is not None:
             aux = decode_array(obj["aux_pairs"], "aux_pairs")
             n_out = obj.get("num_output_variables")
@@ -85,7 +75,7 @@ class SolveJob:
                     or aux.dtype.kind not in "iu" or n_out + len(aux) != n \
                     or (aux.size and (aux.min() < 0 or np.any(
                         aux.max(axis=1) >= n_out + np.arange(len(aux))))):
-                raise TransportError("aux_pairs must be (m, 2) earlier-variable indices and "
+                raise CompactFormatError("aux_pairs must be (m, 2) earlier-variable indices and "
                                      "num_output_variables + m must equal num_variables")
             job.aux_pairs, job.num_output_variables = aux.astype(np.int64), n_out
         return job

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from client.wire.da import BLOCK_GENERATION, SOLVER_BLOCKS
 from client.wire.compact import CONTENT_TYPE
-from service.jobs.parsing import (ProblemError, expand_one_hot_groups, parse_compact_request,
+from service.jobs.parsing import (InvalidRequestError, expand_one_hot_groups, parse_compact_request,
                                   parse_da_request, register_pattern)
 from service.jobs.patterns import PatternCache
 from service.jobs.solve_job import SolveJob
@@ -55,10 +55,10 @@ class BodyParsers:
         self._slots = asyncio.Semaphore(max_parallel)
 
     async def da(self, request: Request, body: bytes, version: str) -> SolveJob:
-        """A DA JSON solve body for path ``version``; ProblemError / 415 on bad input."""
+        """A DA JSON solve body for path ``version``; InvalidRequestError / 415 on bad input."""
         check_content_type(request, ("application/json",))
         if not body:
-            raise ProblemError("the request body is empty; send a DA solve request as JSON")
+            raise InvalidRequestError("the request body is empty; send a DA solve request as JSON")
         if len(body) > INLINE_DA_BYTES:
             async with self._slots:
                 return await run_in_threadpool(parse_da_request, body, version, self.max_terms,
@@ -70,7 +70,7 @@ class BodyParsers:
         expanded and its size checked against its solver's generation."""
         check_content_type(request, COMPACT_TYPES)
         if not body:
-            raise ProblemError("the request body is empty")
+            raise InvalidRequestError("the request body is empty")
         if len(body) > INLINE_COMPACT_BYTES:
             async with self._slots:
                 req = await run_in_threadpool(parse_compact_request, body, patterns=self.patterns,
@@ -81,14 +81,14 @@ class BodyParsers:
             await run_in_threadpool(register_pattern, req, self.patterns)  # once per pattern
         expand_one_hot_groups(req)  # after registering: the penalties take it off its pattern
         if req.solver not in SOLVER_BLOCKS:
-            raise ProblemError(f"unknown solver {req.solver!r}")
+            raise InvalidRequestError(f"unknown solver {req.solver!r}")
         gen = BLOCK_GENERATION[req.solver]
         if req.problem.num_variables > gen.max_bits:
-            raise ProblemError(f"the problem has {req.problem.num_variables} variables; "
+            raise InvalidRequestError(f"the problem has {req.problem.num_variables} variables; "
                                f"{req.solver} accepts at most {gen.max_bits:,}")
         terms = req.problem.rows.size
         if terms > self.max_terms:
-            raise ProblemError(f"the problem has {terms:,} couplings; the limit is "
+            raise InvalidRequestError(f"the problem has {terms:,} couplings; the limit is "
                                f"{self.max_terms:,}")
         if req.api_version is None:
             req.api_version = gen.versions[0]

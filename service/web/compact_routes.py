@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from client.wire.da import ErrorEnvelope, JobStatus, JobSubmitted
 from client.wire.compact import CONTENT_TYPE, CompactReply, encode_reply
-from service.jobs.parsing import ProblemError
+from service.jobs.parsing import InvalidRequestError
 
 from .dependencies import CompactSolveRequest, Jobs, Owner
 from .routes import json_response
@@ -54,7 +54,7 @@ def add_compact_routes(router: APIRouter) -> APIRouter:
         try:
             reply = await jobs.solve_now(req)
         except ValueError as exc:
-            raise ProblemError(str(exc)) from None
+            raise InvalidRequestError(str(exc)) from None
         return _msgpack(reply)
 
     @router.post(prefix + "/async/solve", tags=_TAGS, summary="Submit a job, msgpack in",

@@ -18,9 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from client.wire.da import error_title
-from client.wire.compact import TransportError
-from service.jobs.manager import JobNotFoundError, SolveTimeoutError
-from service.jobs.parsing import ProblemError
+from client.wire.compact import CompactFormatError
+from service.jobs.manager import JobNotFoundError, SyncSolveTimeout
+from service.jobs.parsing import InvalidRequestError
 from service.jobs.patterns import UnknownPatternError
 from service.jobs.records import JobLimitError
 
@@ -47,12 +47,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api(request: Request, exc: ApiError) -> Response:
         return error_response(exc.code, exc.message, exc.headers)
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> Response:
+    @app.exception_handler(InvalidRequestError)
+    async def _problem(request: Request, exc: InvalidRequestError) -> Response:
         return error_response(400, str(exc))
 
-    @app.exception_handler(TransportError)
-    async def _transport(request: Request, exc: TransportError) -> Response:
+    @app.exception_handler(CompactFormatError)
+    async def _transport(request: Request, exc: CompactFormatError) -> Response:
         return error_response(400, str(exc))
 
     @app.exception_handler(UnknownPatternError)
@@ -63,8 +63,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _missing(request: Request, exc: JobNotFoundError) -> Response:
         return error_response(404, f"job {exc.args[0]} was not found")
 
-    @app.exception_handler(SolveTimeoutError)
-    async def _timeout(request: Request, exc: SolveTimeoutError) -> Response:
+    @app.exception_handler(SyncSolveTimeout)
+    async def _timeout(request: Request, exc: SyncSolveTimeout) -> Response:
         return error_response(504, f"the solve did not finish within the request timeout of "
                                    f"{exc.args[0]:g} s; use the asynchronous routes for long solves")
 

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from client.wire.da import (PENDING_STATUSES, CancelRequest, ErrorEnvelope, JobResult, JobStatus,
                             JobStatusList, JobSubmitted, SyncSolveResponse)
 from service.jobs.manager import JobManager
-from service.jobs.parsing import ProblemError
+from service.jobs.parsing import InvalidRequestError
 from service.jobs.records import JobRecord
 from service.jobs.solvers import qubo_solution_dict
 
@@ -56,7 +56,7 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
         try:
             reply = await jobs.solve_now(parsed)
         except ValueError as exc:
-            raise ProblemError(str(exc)) from None
+            raise InvalidRequestError(str(exc)) from None
         solution = qubo_solution_dict(reply, version, total_seconds=reply.timing.get("total"))
         return json_response({"qubo_solution": solution, "status": JobStatus.DONE.value})
 

@@ -1,6 +1,6 @@
 """Hypothesis against the DA request parser: random term lists (spellings, duplicates, [i, i],
 constants), indices, coefficients and nesting. Whatever the parser accepts has exactly the
-polynomial's energy; whatever it refuses is a ProblemError (a 400); the same bodies on a real
+polynomial's energy; whatever it refuses is a InvalidRequestError (a 400); the same bodies on a real
 server answer 200 or 4xx in the envelope."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.jobs.parsing import ProblemError, parse_da_request
+from service.jobs.parsing import InvalidRequestError, parse_da_request
 from tests.reliability.conftest import check_answer, client_for
 from tests.service.conftest import ServerProcess
 
@@ -53,7 +53,7 @@ def test_accepted_terms_keep_their_energy(terms: list[dict[str, Any]], seed: int
     raw = orjson.dumps({"binary_polynomial": {"terms": terms}, "fujitsuDA2": {}})
     try:
         req = parse_da_request(raw, "v2", max_terms=1000)
-    except ProblemError as exc:
+    except InvalidRequestError as exc:
         assert "no variables" in str(exc)  # only constants: refused with a message
         return
     p = req.problem
@@ -90,7 +90,7 @@ def test_hostile_structures_only_raise_problem_error(body: dict[str, Any], versi
         return  # an integer beyond 64 bits: not sendable by orjson; the HTTP test covers text
     try:
         parse_da_request(raw, version, max_terms=10_000)
-    except ProblemError as exc:
+    except InvalidRequestError as exc:
         assert str(exc)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from trainer.dropout import registry
 from trainer.dropout.base import HarnessContext, VariantSpec
-from trainer.dropout.mutual_information import (MutualInformationMLP, UnitMask, histogram_mutual_information,
+from trainer.dropout.mutual_information import (MutualInformationMLP, FilledUnitMask, histogram_mutual_information,
                                                 knn_mutual_information, mutual_information)
 
 N = 6000
@@ -123,13 +123,13 @@ def test_variant_options():
                                          options={"estimator": "knn", "k": "5", "retrain_epochs": "2"}))
     assert isinstance(net, MutualInformationMLP)
     assert net.estimator == "knn" and net.k == 5 and net.retrain_epochs == 2
-    assert isinstance(net.unit_modules[0], UnitMask) and isinstance(net.unit_modules[1], UnitMask)
+    assert isinstance(net.unit_modules[0], FilledUnitMask) and isinstance(net.unit_modules[1], FilledUnitMask)
     with pytest.raises(ValueError, match="estimator"):
         registry.get("mi")(VariantSpec([784, 20, 10], options={"estimator": "kde"}))
 
 
 def test_a_dropped_unit_outputs_its_constant_fill():
-    layer = UnitMask(3)
+    layer = FilledUnitMask(3)
     layer.mask.copy_(torch.tensor([1.0, 0.0, 1.0]))
     layer.fill.copy_(torch.tensor([9.0, 0.7, 9.0]))
     h = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])

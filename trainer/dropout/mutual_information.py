@@ -190,7 +190,7 @@ def apply_unit_mask(h: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | No
     return h * mask + fill * (1.0 - mask)
 
 
-class UnitMask(nn.Module):
+class FilledUnitMask(nn.Module):
     """A fixed per-unit mask with a fill value for dropped units (buffers, saved with the state
     dict), active in train and eval."""
 
@@ -212,7 +212,7 @@ class UnitMask(nn.Module):
 
 
 class MutualInformationMLP(MLP):
-    """An MLP with a :class:`UnitMask` on every candidate layer, set by MI after training.
+    """An MLP with a :class:`FilledUnitMask` on every candidate layer, set by MI after training.
 
     Args:
         sizes, activation, include_input: as :class:`trainer.models.MLP`.
@@ -246,17 +246,17 @@ class MutualInformationMLP(MLP):
         if retrain_epochs is not None and retrain_epochs < 0:
             raise ValueError(f"retrain_epochs must be >= 0, got {retrain_epochs}")
         super().__init__(sizes, activation, include_input=include_input,
-                         unit_dropout=lambda layer, n: UnitMask(n))
+                         unit_dropout=lambda layer, n: FilledUnitMask(n))
         self.estimator, self.bins, self.binning = estimator, int(bins), binning
         self.k, self.samples = int(k), int(samples)
         self.tolerance, self.retrain_epochs, self.seed = float(tolerance), retrain_epochs, int(seed)
         self.fill = fill
 
-    def unit_mask(self, layer: int) -> UnitMask:
-        return cast(UnitMask, self.unit_modules[layer])
+    def unit_mask(self, layer: int) -> FilledUnitMask:
+        return cast(FilledUnitMask, self.unit_modules[layer])
 
     def candidate_layers(self) -> list[int]:
-        return [layer for layer, m in enumerate(self.unit_modules) if isinstance(m, UnitMask)]
+        return [layer for layer, m in enumerate(self.unit_modules) if isinstance(m, FilledUnitMask)]
 
     @torch.no_grad()
     def masked_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -347,7 +347,7 @@ class MutualInformationMLP(MLP):
         }
 
     def unit_keep_masks(self) -> list[torch.Tensor]:
-        return [m.mask.detach().clone() if isinstance(m, UnitMask) else torch.ones(n)
+        return [m.mask.detach().clone() if isinstance(m, FilledUnitMask) else torch.ones(n)
                 for m, n in zip(self.unit_modules, self.sizes)]
 
     def extra_repr(self) -> str:

@@ -179,7 +179,7 @@ def check(raw: bytes, counts: dict[str, int]) -> str | None:
     import orjson
 
     from service.engine.term_scan import scan_binary_polynomial
-    from service.jobs.parsing import ProblemError, parse_da_request
+    from service.jobs.parsing import InvalidRequestError, parse_da_request
 
     try:
         scanned = scan_binary_polynomial(raw)
@@ -220,8 +220,8 @@ def check(raw: bytes, counts: dict[str, int]) -> str | None:
     def parsed(scan_terms: bool) -> Any:
         try:
             req = parse_da_request(raw, "v3", 10_000, scan_terms=scan_terms)
-        except ProblemError as exc:
-            return f"ProblemError: {exc}"
+        except InvalidRequestError as exc:
+            return f"InvalidRequestError: {exc}"
         except Exception as exc:  # the general path's own bug, reported if the two differ
             return f"{type(exc).__name__}: {exc}"
         p = req.problem

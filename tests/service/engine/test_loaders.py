@@ -10,7 +10,7 @@ import pytest
 from service.engine import solve_time_limited
 from service.engine.loaders import load_beasley, load_gset, load_instance
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 
 
 def test_gset_energy_is_minus_the_cut() -> None:

@@ -1,4 +1,4 @@
-"""Malformed input never crashes the parser: it is accepted or refused with a ProblemError (400)."""
+"""Malformed input never crashes the parser: it is accepted or refused with a InvalidRequestError (400)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.jobs.parsing import ProblemError, parse_compact_request, parse_da_request
+from service.jobs.parsing import InvalidRequestError, parse_compact_request, parse_da_request
 from service.jobs.solvers import build_problem
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**70), st.floats(allow_nan=False),
@@ -41,7 +41,7 @@ def test_da_parser_only_refuses_with_problem_error(body: dict[str, Any], version
         return  # not JSON at all (e.g. an int beyond 64 bits): the HTTP layer sees garbage bytes
     try:
         req = parse_da_request(raw, version)
-    except ProblemError:
+    except InvalidRequestError:
         return
     build_problem(req.problem)  # what the parser accepts, the engine accepts
 
@@ -51,5 +51,5 @@ def test_da_parser_only_refuses_with_problem_error(body: dict[str, Any], version
 def test_compact_parser_only_refuses_with_problem_error(raw: bytes) -> None:
     try:
         parse_compact_request(raw)
-    except ProblemError:
+    except InvalidRequestError:
         pass

@@ -11,10 +11,10 @@ import pytest
 
 from client.wire.da import (BLOCK_GENERATION, SOLVER_BLOCKS, FujitsuDA3, JobStatus, RequestEnvelope,
                            SolveRequest, generation_for_version)
-from client.wire.compact import (CompactProblem, CompactReply, TransportError, decode_array, decode_reply,
+from client.wire.compact import (CompactProblem, CompactReply, CompactFormatError, decode_array, decode_reply,
                               decode_request, encode_array, encode_reply, encode_request, pack_states,
                               unpack_states)
-from service.jobs.parsing import ProblemError, parse_compact_request, parse_da_request
+from service.jobs.parsing import InvalidRequestError, parse_compact_request, parse_da_request
 from service.jobs.solve_job import SolveJob
 from service.jobs.solvers import build_problem
 
@@ -46,9 +46,9 @@ def test_array_and_state_round_trip() -> None:
         assert back.dtype == arr.dtype
     states = np.random.default_rng(0).integers(0, 2, size=(4, 13), dtype=np.uint8)
     np.testing.assert_array_equal(unpack_states(pack_states(states), 13), states)
-    with pytest.raises(TransportError):
+    with pytest.raises(CompactFormatError):
         decode_array({"dtype": "<f8", "shape": [3], "data": b"\x00" * 8})
-    with pytest.raises(TransportError):
+    with pytest.raises(CompactFormatError):
         decode_array({"dtype": "|O", "shape": [1], "data": b"x"})
 
 
@@ -66,17 +66,17 @@ def test_request_and_reply_round_trip() -> None:
     np.testing.assert_array_equal(back.states, reply.states)
     assert back.job_id == "j" and back.progress == [(0.1, -1.0)] and back.timing == {"solve": 0.5}
     for garbage in (b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"format": "other"})):
-        with pytest.raises(TransportError):
+        with pytest.raises(CompactFormatError):
             decode_request(garbage)
 
 
 def test_compact_parser_validates() -> None:
     good = encode_request(CompactProblem.from_arrays([0], [1], [1.0]), "fujitsuDA2", {"number_runs": 16})
     assert parse_compact_request(good).parameters["number_iterations"] == 10_000
-    with pytest.raises(ProblemError, match="number_runs"):
+    with pytest.raises(InvalidRequestError, match="number_runs"):
         parse_compact_request(encode_request(CompactProblem.from_arrays([0], [1], [1.0]), "fujitsuDA2",
                                              {"number_runs": 3}))
-    with pytest.raises(ProblemError, match="unknown solver"):
+    with pytest.raises(InvalidRequestError, match="unknown solver"):
         parse_compact_request(encode_request(CompactProblem.from_arrays([0], [1], [1.0]), "nope"))
 
 
@@ -145,7 +145,7 @@ def test_aux_pairs_survive_the_job_payload() -> None:
     # The payload is a compact request: a client decoding it sees no service-only field.
     assert not hasattr(decode_request(job.to_payload()), "aux_pairs")
     job.aux_pairs = np.array([[0, 3]])  # variable 3 cannot stand for a pair that includes itself
-    with pytest.raises(TransportError, match="aux_pairs"):
+    with pytest.raises(CompactFormatError, match="aux_pairs"):
         SolveJob.from_payload(job.to_payload())
 
 
@@ -156,5 +156,5 @@ def test_aux_pairs_survive_the_job_payload() -> None:
 @pytest.mark.parametrize("scan_terms", [True, False])
 def test_finite_coefficients_that_add_up_beyond_float64_are_refused(terms: list, scan_terms: bool) -> None:
     raw = orjson.dumps({"binary_polynomial": {"terms": terms}, "fujitsuDA3": {"time_limit_sec": 1}})
-    with pytest.raises(ProblemError, match="binary_polynomial: .* beyond the float64 range"):
+    with pytest.raises(InvalidRequestError, match="binary_polynomial: .* beyond the float64 range"):
         parse_da_request(raw, "v3", scan_terms=scan_terms)

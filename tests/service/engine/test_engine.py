@@ -10,7 +10,7 @@ import numba
 import numpy as np
 import pytest
 
-from service.engine import (BinaryQuadraticProblem, TemperatureMode, TemperatureSchedule,
+from service.engine import (BinaryQuadraticProblem, CoolingMode, TemperatureSchedule,
                             anneal_da, parallel_tempering, solve_time_limited)
 from service.engine.kernels import quantile
 from service.engine.precision import BIAS_MAX, COUPLER_MAX, to_hardware_precision
@@ -140,7 +140,7 @@ def test_guidance_sets_the_initial_state() -> None:
 
 
 def test_temperature_schedule_modes() -> None:
-    exp = TemperatureSchedule(10.0, 0.1, interval=2, mode=TemperatureMode.EXPONENTIAL)
+    exp = TemperatureSchedule(10.0, 0.1, interval=2, mode=CoolingMode.EXPONENTIAL)
     np.testing.assert_allclose(1 / exp.betas(5), [10, 10, 9, 9, 8.1])
     inv = TemperatureSchedule(10.0, 0.01, interval=1, mode="INVERSE")
     np.testing.assert_allclose(1 / inv.betas(2), [10, 10 * (1 - 0.1)])

@@ -7,7 +7,7 @@ import pytest
 
 from client.wire.compact import CompactProblem, encode_request, pattern_key
 from service.engine import BinaryQuadraticProblem
-from service.jobs.parsing import ProblemError, parse_compact_request, register_pattern
+from service.jobs.parsing import InvalidRequestError, parse_compact_request, register_pattern
 from service.jobs.patterns import RegisteredPattern, PatternCache, UnknownPatternError
 
 
@@ -79,10 +79,10 @@ def test_parser_resolves_registers_and_refuses() -> None:
     np.testing.assert_array_equal(lean.problem.rows, rows)
     assert lean.pattern is registered.pattern
     short = CompactProblem(n, rows, cols, values[:-1], None, 0.0, key)
-    with pytest.raises(ProblemError, match="values"):
+    with pytest.raises(InvalidRequestError, match="values"):
         parse_compact_request(encode_request(short, "fujitsuDA2", with_pattern=False), patterns=cache)
-    with pytest.raises(ProblemError, match="keeps no coupling patterns"):
+    with pytest.raises(InvalidRequestError, match="keeps no coupling patterns"):
         parse_compact_request(encode_request(full, "fujitsuDA2", with_pattern=False))
     liar = CompactProblem(n, rows, cols, values, None, 0.0, pattern_key(n, cols, rows))
-    with pytest.raises(ProblemError, match="does not match"):
+    with pytest.raises(InvalidRequestError, match="does not match"):
         register_pattern(parse_compact_request(encode_request(liar, "fujitsuDA2"), patterns=cache), cache)

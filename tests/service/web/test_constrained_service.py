@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import KEY_A, ServerProcess
+from tests.service.conftest import KEY_A, ServerProcess
 from .test_conformance import _evaluate, _terms, reference_optimum
 
 VERSIONS = ("v3", "v3c", "v4")

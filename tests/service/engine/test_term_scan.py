@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.jobs.parsing import ProblemError, parse_da_request
+from service.jobs.parsing import InvalidRequestError, parse_da_request
 from service.engine.term_scan import scan_binary_polynomial
 from tests.service.conftest import KEY_A, ServerProcess, free_port, serve_args
 
@@ -28,7 +28,7 @@ def both_ways(raw: bytes, version: str = "v2") -> tuple[object, object]:
     def attempt(source: object) -> object:
         try:
             return parse_da_request(source, version)  # type: ignore[arg-type]
-        except ProblemError as exc:
+        except InvalidRequestError as exc:
             return f"error: {exc}"
     try:
         decoded = orjson.loads(raw)
@@ -176,11 +176,11 @@ def test_errors_after_a_scan_name_the_term() -> None:
     """A scanned body still gets the general checks: size limit and the terms cap."""
     raw = b'{"binary_polynomial": {"terms": [{"c": 1, "p": [0, 1024]}]}, "fujitsuDA": {}}'
     assert scan_binary_polynomial(raw) is not None
-    with pytest.raises(ProblemError, match="1025 variables; /v1 accepts at most 1,024"):
+    with pytest.raises(InvalidRequestError, match="1025 variables; /v1 accepts at most 1,024"):
         parse_da_request(raw, "v1")
     raw = b'{"binary_polynomial": {"terms": [' + b", ".join([b'{"c": 1, "p": [0, 1]}'] * 5) + b"]}, " \
           b'"fujitsuDA2": {}}'
-    with pytest.raises(ProblemError, match="5 terms; this server accepts at most 4"):
+    with pytest.raises(InvalidRequestError, match="5 terms; this server accepts at most 4"):
         parse_da_request(raw, "v2", max_terms=4)
     assert parse_da_request(raw, "v2", max_terms=5).problem.values.sum() == 5.0
 
@@ -220,9 +220,9 @@ def test_scan_terms_off_never_calls_the_scanner(scanner_calls: list[int]) -> Non
     assert scanner_calls == [1]
     assert_same_request(on, off)
     for raw, version in zip(REFUSED, ["v1", "v2", "v2", "v2"]):
-        with pytest.raises(ProblemError) as without:
+        with pytest.raises(InvalidRequestError) as without:
             parse_da_request(raw, version, scan_terms=False)
-        with pytest.raises(ProblemError) as with_scan:
+        with pytest.raises(InvalidRequestError) as with_scan:
             parse_da_request(raw, version)
         assert str(without.value) == str(with_scan.value)
     assert len(scanner_calls) == 1 + len(REFUSED)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
 
 from client.wire.da import JobResult, SyncSolveResponse
 
-from .conftest import KEY_A, ServerProcess
+from tests.service.conftest import KEY_A, ServerProcess
 
 CORPUS = Path(__file__).parent / "conformance"
 VALID = json.loads((CORPUS / "valid.json").read_text())["cases"]
