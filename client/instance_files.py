@@ -63,6 +63,12 @@ def _best_known(directory: Path, name: str) -> float | None:
     return None
 
 
+def _triplets(numbers: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` lines of "i j value" with 1-based indices -> 0-based (i, j) and the values."""
+    table = numbers.reshape(count, 3)
+    return table[:, 0].astype(np.int64) - 1, table[:, 1].astype(np.int64) - 1, table[:, 2]
+
+
 def _check_indices(path: Path, where: str, i: np.ndarray, j: np.ndarray, n: int) -> None:
     if i.size and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n):
         raise ValueError(f"{path}: {where} an index outside 1..{n}")
@@ -87,10 +93,7 @@ def read_gset(path: str | Path) -> InstanceFile:
     body = nums[2:]
     if body.size != 3 * m:
         raise ValueError(f"{path}: header promises {m} edges but the file holds {body.size / 3:g}")
-    edges = body.reshape(m, 3)
-    i = edges[:, 0].astype(np.int64) - 1
-    j = edges[:, 1].astype(np.int64) - 1
-    w = edges[:, 2]
+    i, j, w = _triplets(body, m)
     _check_indices(path, "has an edge with", i, j, n)
     linear = -(np.bincount(i, weights=w, minlength=n) + np.bincount(j, weights=w, minlength=n))
     return InstanceFile(path.stem, "gset", _best_known(path.parent, path.stem),
@@ -113,10 +116,7 @@ def read_beasley(path: str | Path, instance: int = 1) -> InstanceFile:
             break
     if block.size != 3 * nnz:
         raise ValueError(f"{path}: instance {instance} is truncated")
-    entries = block.reshape(nnz, 3)
-    i = entries[:, 0].astype(np.int64) - 1
-    j = entries[:, 1].astype(np.int64) - 1
-    q = entries[:, 2]
+    i, j, q = _triplets(block, nnz)
     _check_indices(path, f"instance {instance} has", i, j, n)
     # Q is symmetric and only i <= j is listed: an off-diagonal entry counts twice in x^T Q x.
     name = f"{path.stem}.{instance}"

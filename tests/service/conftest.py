@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,16 +23,20 @@ def serve_args(port: int, *extra: str) -> list[str]:
     return ["serve", "--host", "127.0.0.1", "--port", str(port), *extra]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The shared embedded server: two keys, 2 solver threads, small caps to test the limits."""
-    tmp = tmp_path_factory.mktemp("server")
+def limited_server(tmp: Path, *flags: str) -> ServerProcess:
+    """An embedded server with 2 solver threads and small caps to test the limits (started)."""
     port = free_port()
     env = {"SPINOUT_MAX_BODY_BYTES": str(2 * 1024 * 1024), "SPINOUT_SYNC_TIME_CAP_SEC": "20",
            "SPINOUT_LOG_LEVEL": "WARNING", "SPINOUT_MAX_TERMS": "1000000"}
-    proc = ServerProcess(serve_args(port, "--api-key", KEY_A, "--api-key", KEY_B, "--workers", "2",
-                                    "--database", str(tmp / "jobs.sqlite3")), env, tmp / "server.log", port)
-    proc.start()
+    proc = ServerProcess(serve_args(port, "--workers", "2", "--database", str(tmp / "jobs.sqlite3"),
+                                    *flags), env, tmp / "server.log", port)
+    return proc.start()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The shared embedded server: two keys and the limits of ``limited_server``."""
+    proc = limited_server(tmp_path_factory.mktemp("server"), "--api-key", KEY_A, "--api-key", KEY_B)
     yield proc
     proc.stop()
 

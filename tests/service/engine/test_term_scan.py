@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from service.jobs.parsing import InvalidRequestError, parse_da_request
 from service.engine.term_scan import scan_binary_polynomial
-from tests.service.conftest import KEY_A, ServerProcess, free_port, serve_args
+from tests.service.conftest import KEY_A, ServerProcess, limited_server
 
 
 def both_ways(raw: bytes, version: str = "v2") -> tuple[object, object]:
@@ -253,13 +253,8 @@ def test_body_parsers_follow_the_setting(scanner_calls: list[int], tmp_path: Pat
 @pytest.fixture(scope="module")
 def unscanned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The shared server's limits, started with ``--no-term-scan``."""
-    tmp = tmp_path_factory.mktemp("unscanned")
-    port = free_port()
-    env = {"SPINOUT_MAX_BODY_BYTES": str(2 * 1024 * 1024), "SPINOUT_SYNC_TIME_CAP_SEC": "20",
-           "SPINOUT_LOG_LEVEL": "WARNING", "SPINOUT_MAX_TERMS": "1000000"}
-    proc = ServerProcess(serve_args(port, "--api-key", KEY_A, "--workers", "2", "--no-term-scan",
-                                    "--database", str(tmp / "jobs.sqlite3")), env, tmp / "server.log", port)
-    proc.start()
+    proc = limited_server(tmp_path_factory.mktemp("unscanned"), "--api-key", KEY_A,
+                          "--no-term-scan")
     yield proc
     proc.stop()
 
