@@ -291,7 +291,8 @@ def _gc_paused() -> Iterator[None]:
 
 def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: int | None,
                       scan_terms: bool) -> SolveJob:
-    if isinstance(raw, bytes | bytearray) and max_terms is not None:
+    if isinstance(raw, bytes | bytearray) and max_terms is not None \
+            and len(raw) // SHORTEST_TERM_BYTES > max_terms:
         _precount_terms(raw, max_terms)
     # The usual binary_polynomial terms are read from the bytes without the GIL (term_scan);
     # the rest of the body, that array cut out, goes the general way.
@@ -482,14 +483,18 @@ def _grow(problem: CompactProblem, n: int) -> None:
 
 
 
+#: ``{"c":0}``: a body shorter than this many bytes a term cannot exceed the term cap.
+SHORTEST_TERM_BYTES = 7
+
+
 def _precount_terms(raw: bytes | bytearray, max_terms: int) -> None:
     """Refuse a body holding more terms than the cap before it is turned into Python objects
     (64 MiB of ``{"c":0}`` is 8 million dicts, gigabytes). Every term has a "c" or a
     "coefficient" key, so the larger count is a lower bound on the terms: no false refusals."""
     count = max(raw.count(b'"c":'), raw.count(b'"coefficient":'))
     if count > max_terms:
-        raise InvalidRequestError(f"the problem has at least {count:,} terms; this server accepts at most "
-                           f"{max_terms:,}")
+        raise InvalidRequestError(f"the problem has at least {count:,} terms; this server "
+                                  f"accepts at most {max_terms:,}")
 
 
 def _check_terms(body: Mapping[str, Any], max_terms: int, scanned: int = 0) -> None:

@@ -8,6 +8,7 @@ user's cancel never both win. Owners are stored as a SHA-256 digest of the API k
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -28,8 +29,10 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+@functools.lru_cache(maxsize=1024)
 def owner_of(api_key: str | None) -> str:
-    """The stored owner of a key: a digest, so the store never holds a usable key."""
+    """The stored owner of a key: a digest, so the store never holds a usable key (cached: a
+    service has a few keys and every request asks)."""
     if api_key is None:
         return "anonymous"
     return hashlib.sha256(api_key.encode()).hexdigest()

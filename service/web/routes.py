@@ -23,7 +23,7 @@ from service.jobs.records import JobRecord
 from service.jobs.solvers import qubo_solution_dict
 
 from .dependencies import (ASYNC_VERSIONS, AsyncVersionPath, JobSolveRequest, Jobs, Owner,
-                           SyncSolveRequest, SyncVersionPath, checked_version)
+                           SyncSolveRequest, checked_version)
 
 __all__ = ["add_da_routes", "json_response"]
 
@@ -49,8 +49,8 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
     @router.post(prefix + "/{version}/qubo/solve", tags=["synchronous"], name="solve",
                  summary="Solve synchronously (v1, v2)", openapi_extra=_SOLVE_BODY,
                  responses={200: {"model": SyncSolveResponse}, **_ERRORS})
-    async def solve_sync(version: SyncVersionPath, owner: Owner, parsed: SyncSolveRequest,
-                         jobs: Jobs) -> Response:
+    async def solve_sync(owner: Owner, parsed: SyncSolveRequest, jobs: Jobs) -> Response:
+        version = str(parsed.api_version)  # the path's, checked by the body's dependency
         async_route = "/v2/async/qubo/solve" + (" with a fujitsuDA2 block" if version == "v1" else "")
         jobs.check_sync(parsed, async_route)
         try:
@@ -65,8 +65,8 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
     @router.post(prefix + "/{version}/async/qubo/solve", tags=[tag], name="submit",
                  summary="Submit a job (v2, v3, v3c, v4)", openapi_extra=_SOLVE_BODY,
                  responses={200: {"model": JobSubmitted}, **_ERRORS})
-    async def submit(version: AsyncVersionPath, owner: Owner, parsed: JobSolveRequest,
-                     jobs: Jobs) -> Response:
+    async def submit(owner: Owner, parsed: JobSolveRequest, jobs: Jobs) -> Response:
+        version = str(parsed.api_version)  # the path's, checked by the body's dependency
         return json_response({"job_id": jobs.submit(owner, parsed, version)})
 
     @router.get(prefix + "/{version}/async/jobs", tags=[tag], name="jobs", summary="This key's jobs",
