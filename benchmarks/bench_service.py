@@ -148,14 +148,15 @@ async def run_clients(url: str, body: bytes, clients: int, seconds: float, *, le
 def time_layered(url: str, problem: CompactProblem, iterations: int, repeats: int) -> dict[str, Any]:
     """Median end-to-end times of one layered solve: in-process, compact HTTP (full, and values
     only on a registered coupling pattern), DA JSON HTTP."""
-    from client.wire.compact import CompactRequest, pattern_key
+    from client.wire.compact import pattern_key
+    from service.jobs.solve_job import SolveJob
 
     params = {"number_iterations": iterations, "number_runs": 16, "random_seed": SEED}
     compact = encode_request(problem, "fujitsuDA2", params)
     da_json = orjson.dumps({"binary_polynomial": {"terms": [
         {"c": float(c), "p": [int(a), int(b)]} for a, b, c in zip(problem.rows, problem.cols, problem.values)]
         + [{"c": float(c), "p": [k]} for k, c in enumerate(problem.linear)]}, "fujitsuDA2": params})
-    in_req = CompactRequest(problem, "fujitsuDA2", parse_da_request(da_json, "v2").parameters)
+    in_req = SolveJob(problem, "fujitsuDA2", parse_da_request(da_json, "v2").parameters)
     solve_request(in_req)
     on_pattern = CompactProblem(problem.num_variables, problem.rows, problem.cols,
                                 problem.values.astype(np.float32), problem.linear, problem.constant,
