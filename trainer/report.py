@@ -1,7 +1,7 @@
 """The reproduction report: our numbers beside the paper's, accuracy-vs-compression and training curves.
 
-Reads what ``spinout reproduce`` left in its output folder (``runs/<run-id>/result.json``, the
-run's ``stdout.log`` for the per-epoch lines, ``failed.json`` for failures) and writes one
+Reads what ``spinout reproduce`` left in its output folder (``runs/<run-id>/result.json`` with
+its per-epoch ``history``, ``failed.json`` for failures) and writes one
 Markdown file with one table per dataset and network, plus PNG plots (matplotlib, Agg backend)
 in a folder beside it named like the report without its suffix, embedded by relative path so the
 report and its plots can be committed together (``docs/results.md`` + ``docs/results/``).
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import Any
 from .experiments import DATASETS, DROPNEURON_EPOCHS, NETWORKS, SPARSEVD_EPOCHS, Run
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-_EPOCH_LINE = re.compile(r"^epoch\s+(\d+)\s+loss\s+(\S+)\s+train\s+(\S+)%\s+val\s+(\S+)%")
 
 
 @dataclass
@@ -43,19 +41,14 @@ def run_dir(out: Path, run: Run) -> Path:
     return out / "runs" / run.run_id
 
 
-def read_curve(stdout_log: Path) -> list[tuple[int, float, float, float]]:
-    """``(epoch, loss, train %, val %)`` from the per-epoch lines ``spinout train`` prints."""
-    if not stdout_log.is_file():
-        return []
-    curve = []
-    for line in stdout_log.read_text(errors="replace").splitlines():
-        match = _EPOCH_LINE.match(line)
-        if match:
-            try:
-                curve.append((int(match[1]), float(match[2]), float(match[3]), float(match[4])))
-            except ValueError:
-                continue
-    return curve
+def read_curve(result: dict[str, Any]) -> list[tuple[int, float, float, float]]:
+    """``(epoch, loss, train %, val %)`` from the per-epoch ``history`` of a run's result.json
+    (NaN where a value was not finite)."""
+    def number(value: Any) -> float:
+        return math.nan if value is None else float(value)
+
+    return [(int(h["epoch"]), number(h["loss"]), number(h["train_accuracy"]),
+             number(h["val_accuracy"])) for h in result.get("history") or []]
 
 
 def collect(out: Path, runs: Sequence[Run]) -> list[RunRecord]:
@@ -67,7 +60,7 @@ def collect(out: Path, runs: Sequence[Run]) -> list[RunRecord]:
         result_file, failed_file = folder / "result.json", folder / "failed.json"
         if result_file.is_file():
             record.result = json.loads(result_file.read_text())
-            record.curve = read_curve(folder / "stdout.log")
+            record.curve = read_curve(record.result)
         elif failed_file.is_file():
             record.failure = json.loads(failed_file.read_text())
         records.append(record)

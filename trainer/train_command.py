@@ -223,6 +223,10 @@ def result_json(args: argparse.Namespace, sizes: list[int], activation: str, opt
         "options": {k: str(v) for k, v in options.items()},
         "limit_train": args.limit_train,
         "log": result.log,
+        "history": [{"epoch": h.epoch, "loss": _finite(h.loss), "train_accuracy": _finite(h.train_accuracy),
+                     "val_accuracy": _finite(h.val_accuracy), "seconds": round(h.seconds, 3),
+                     "drop_rate_per_layer": [round(r, 4) for r in h.drop_rate_per_layer]}
+                    for h in result.history],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

@@ -132,6 +132,10 @@ def test_report_shows_ours_beside_the_papers_and_embeds_existing_plots(tiny_out:
     assert "## Goals (issue 6)" in text and "baselines at least as accurate as the paper's" in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
     assert len(images) == 2  # the scatter plot and the network's training curves
+    # The curves come from each run's per-epoch history in result.json, not from printed text.
+    assert len(ours["history"]) == ours["epochs"] >= 1
+    first = ours["history"][0]
+    assert first["epoch"] == 1 and 0.0 <= first["val_accuracy"] <= 100.0
     for rel in images:
         assert (report.parent / rel).read_bytes()[:8] == PNG_MAGIC
 
