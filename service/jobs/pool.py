@@ -83,7 +83,8 @@ class EmbeddedRunner:
                                cancel=lambda: self.stop.is_set() or abandoned.is_set())
         future: Future[CompactReply] = self.sync.submit(solve_request, request, options)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for on 3.11
+                return await asyncio.wrap_future(future)
         except (TimeoutError, asyncio.CancelledError):
             abandoned.set()
             future.cancel()
