@@ -78,7 +78,7 @@ def test_remote_solver_follows_a_change_of_structure(service_url: str) -> None:
             local, _ = EmbeddedSolver(budget).solve(problem, np.ones(problem.num_variables, np.uint8), seed=3)
             assert state.shape == (problem.num_variables,)
             assert problem.energy(state) == pytest.approx(problem.energy(local), rel=0.05, abs=1e-6)
-            sent = remote._pattern
+            sent = remote.sampler._pattern
             assert sent is not None and sent.pattern.num_variables == problem.num_variables
     finally:
         remote.close()
@@ -114,3 +114,26 @@ def test_upper_triplets_carry_the_same_energies(storage: str) -> None:
     mine = (encoded.constant + x @ encoded.linear
             + (encoded.values * x[:, encoded.rows] * x[:, encoded.cols]).sum(axis=1))
     np.testing.assert_allclose(mine, problem.energies(x), rtol=1e-6, atol=1e-6)  # float32 couplings
+
+
+def test_both_solvers_run_one_schedule_through_a_sampler(service_url: str) -> None:
+    """The same Annealing schedule object through the embedded and the remote sampler; a remote
+    DA service runs annealing schedules only."""
+    from service.engine import Annealing, EmbeddedSampler, Tempering
+    from trainer.dropout.ising_solver import RemoteSampler
+
+    _, problem = _layered_problem([30, 12, 8, 3], 4)
+    schedule = AnnealBudget(num_runs=4, num_sweeps=300, moves="trial", temperature=None,
+                            warm_start=False).schedule(problem, np.ones(problem.num_variables), True)
+    assert isinstance(schedule, Annealing) and schedule.steps == 200  # the full anneal's sweeps
+    ones = np.ones(problem.num_variables, dtype=np.uint8)
+    remote = RemoteSampler(service_url, api_key=KEY)
+    try:
+        far = remote.sample(problem, schedule, initial=ones, seed=5)
+        near = EmbeddedSampler(parallel=False).sample(problem, schedule, initial=ones, seed=5)
+        assert far.best_energy == pytest.approx(near.best_energy, rel=0.05, abs=1e-6)
+        assert far.timing["total"] >= far.timing["solve"] > 0
+        with pytest.raises(TypeError, match="Annealing"):
+            remote.sample(problem, Tempering(replicas=4, sweeps=10))
+    finally:
+        remote.close()

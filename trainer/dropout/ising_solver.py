@@ -1,8 +1,9 @@
 """Where Ising-Dropout's QUBOs get solved: the embedded engine (default) or a remote service.
 
-Both run the one schedule ``AnnealBudget.schedule`` defines (an engine ``Annealing``): the
-embedded solver through ``EmbeddedSampler``, the remote one as the ``fujitsuDA`` block
-``service.jobs.presets.block_for`` makes of it. Both answer ``solve(problem, initial) ->
+Both run the one schedule ``AnnealBudget.schedule`` defines (an engine ``Annealing``) through an
+engine ``Sampler``: the embedded solver through ``EmbeddedSampler``, the remote one through
+``RemoteSampler`` (the schedule as the ``fujitsuDA`` block ``service.jobs.presets.block_for``
+makes of it). Both answer ``solve(problem, initial) ->
 (state, timings)``; the timings split the wall time into ``solve`` (the annealer's own time) and
 ``transport`` (encoding, HTTP and decoding; 0 in-process), so the trainer can report where a
 step's time goes.
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 
-from service.engine import Annealing, BinaryQuadraticProblem, EmbeddedSampler, kernels
+from service.engine import (AnnealResult, Annealing, BinaryQuadraticProblem, EmbeddedSampler,
+                            LinearInequalities, Schedule, Stop, kernels)
+from service.engine.solver import EnergyParts, InitialState
 from service.jobs.presets import block_for
 
 
@@ -122,54 +126,51 @@ class EmbeddedSolver:
         pass
 
 
-class RemoteSolver:
-    """A SpinOut (or DA-compatible) service reached with ``client.SolverClient``.
+class RemoteSampler:
+    """A SpinOut (or DA-compatible) service as an engine ``Sampler`` of ``Annealing`` schedules,
+    reached with ``client.SolverClient``.
 
-    The problem goes out in the client's compact encoding as the upper half of its symmetric CSR,
-    on a ``CouplingPattern``: the trainer's couplings always sit at the same positions, so the
-    service receives rows and cols once and then only the float32 values (the pattern is rebuilt
-    if the structure ever changes). The schedule is the embedded solver's, sent as the
-    ``fujitsuDA`` expert block ``block_for`` makes of it, started from ``initial`` through
-    ``guidance_config`` (an array on the wire); the service runs parallel trials (at most one
-    flip a step, whatever ``moves`` says). A warm-started schedule is explicit, so the service
-    skips the quench it would otherwise run to measure the problem. ``solve`` is the service's
-    reported ``solve_time`` (its set-up and anneal);
-    ``transport`` is the rest of the round trip (encoding, HTTP, parsing, decoding).
-
-    Args:
-        url: the service's base URL, e.g. ``http://127.0.0.1:8000``.
-        budget: annealing per solve.
-        api_key: sent as the DA's ``X-Api-Key`` when given.
+    The schedule goes out as the ``fujitsuDA`` expert block ``block_for`` makes of it (the
+    service runs parallel trials, at most one flip a step, whatever ``moves`` says), ``initial``
+    as ``guidance_config`` (an array on the wire). The problem goes in the client's compact
+    encoding as the upper half of its symmetric CSR, on a ``CouplingPattern``: the trainer's
+    couplings always sit at the same positions, so the service receives rows and cols once and
+    then only the float32 values (the pattern is rebuilt if the structure ever changes;
+    ``structure`` names it, see ``MaskSolver``). The result's ``timing``: ``solve`` is the
+    service's reported solve time (its set-up and anneal), ``total`` the round trip.
     """
 
-    name = "remote"
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        from client import SolverClient
 
-    def __init__(self, url: str, budget: AnnealBudget | None = None, api_key: str | None = None) -> None:
-        try:
-            from client import SolverClient
-        except ImportError as exc:  # pragma: no cover - the client ships with the project
-            raise RuntimeError("the remote solver needs the SpinOut client package") from exc
         self.url = url
-        self.budget = budget or AnnealBudget()
-        kwargs: dict[str, Any] = {}
-        if api_key:
-            kwargs["api_key"] = api_key
-        self.client = SolverClient(url, **kwargs)
+        self.client = SolverClient(url, **({"api_key": api_key} if api_key else {}))
         self._pattern: _SentPattern | None = None
 
-    def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+    def sample(self, problem: BinaryQuadraticProblem, schedule: Schedule, *,
+               initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
+               seed: int | None = None, constraints: LinearInequalities | None = None,
+               stop: Stop = Stop(), energy_parts: EnergyParts | None = None,
+               structure: Any = None) -> AnnealResult:
+        if not isinstance(schedule, Annealing):
+            raise TypeError(f"a remote DA service runs Annealing schedules, not {type(schedule).__name__}")
+        if fixed or constraints is not None or stop != Stop() or energy_parts is not None:
+            raise ValueError("the remote sampler takes no fixed bits, constraints, stop or "
+                             "energy parts")
         t0 = time.perf_counter()
         n = problem.num_variables
-        solver, params = block_for(self.budget.schedule(problem, initial, full))
-        params["random_seed"] = int(seed) % (1 << 31)
-        params["guidance_config"] = np.asarray(initial, dtype=np.uint8)  # sent as an array
+        solver, params = block_for(schedule)
+        if seed is not None:
+            params["random_seed"] = int(seed) % (1 << 31)
+        if initial is not None:
+            params["guidance_config"] = np.asarray(initial, dtype=np.uint8)  # sent as an array
         result = self.client.solve(self._encode(problem, structure), solver, num_variables=n,
                                    transport="compact", **params)
-        total = time.perf_counter() - t0
-        state = np.asarray(result.best.state, dtype=np.uint8).reshape(-1)[:n]
+        states = np.asarray(result.states, dtype=np.uint8)[:, :n]
         solve_seconds = float(result.timing.get("solve_time", result.timing.get("anneal_time", 0.0)))
-        return state, {"solve": solve_seconds, "transport": max(total - solve_seconds, 0.0)}
+        return AnnealResult(states, np.asarray(result.energies, dtype=np.float64),
+                            np.asarray(result.frequencies, dtype=np.int64),
+                            timing={"solve": solve_seconds, "total": time.perf_counter() - t0})
 
     def _encode(self, problem: BinaryQuadraticProblem, structure: Any = None) -> Any:
         """The problem on its cached coupling pattern (sparse problems), else plain triplets."""
@@ -197,6 +198,36 @@ class RemoteSolver:
 
     def close(self) -> None:
         self.client.close()
+
+
+class RemoteSolver:
+    """Masks from a remote service: the embedded solver's schedule through ``RemoteSampler``.
+    ``solve`` is the service's reported solve time; ``transport`` the rest of the round trip
+    (encoding, HTTP, parsing, decoding).
+
+    Args:
+        url: the service's base URL, e.g. ``http://127.0.0.1:8000``.
+        budget: annealing per solve.
+        api_key: sent as the DA's ``X-Api-Key`` when given.
+    """
+
+    name = "remote"
+
+    def __init__(self, url: str, budget: AnnealBudget | None = None, api_key: str | None = None) -> None:
+        self.url = url
+        self.budget = budget or AnnealBudget()
+        self.sampler = RemoteSampler(url, api_key)
+
+    def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
+              structure: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+        result = self.sampler.sample(problem, self.budget.schedule(problem, initial, full),
+                                     initial=initial, seed=seed, structure=structure)
+        solve, total = result.timing["solve"], result.timing["total"]
+        return (np.asarray(result.best_state, dtype=np.uint8).copy(),
+                {"solve": solve, "transport": max(total - solve, 0.0)})
+
+    def close(self) -> None:
+        self.sampler.close()
 
 
 @dataclass(frozen=True)
