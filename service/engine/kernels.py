@@ -544,19 +544,22 @@ def _anneal_replica_constrained(dense: bool, couplings: _Coefficients, indptr: _
 
 
 # ---------------------------------------------------------------------------- annealing
-def _compile(impl: _F, name: str) -> tuple[Dispatcher[_F], Dispatcher[_F]]:
+def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher[_F], Dispatcher[_F]]:
     """Compile ``impl`` twice: threaded over replicas (``prange``) and on the calling thread only.
 
     The serial twin serves pools of worker threads (each job on one core); numba's default
     threading layer must not be entered from several threads at once. The copy gets its own
-    qualified name so the two on-disk caches do not collide.
+    qualified name so the two on-disk caches do not collide. ``serial_nogil=False`` keeps the
+    GIL through a short serial call: taking the GIL back after a call waits for the event loop's
+    switch interval (0.5 ms), far longer than the ~10-50 us such a call runs (small sync jobs at
+    32 connections: 1.02x the jobs/s with p99 0.99x of releasing it, A/B in docs/service.md).
     """
     parallel = njit(cache=True, nogil=True, parallel=True)(impl)
     twin = types.FunctionType(impl.__code__, impl.__globals__, name + "_serial", impl.__defaults__,
                               impl.__closure__)
     twin.__qualname__ = name + "_serial"
     # The twin runs impl's own code, so it has impl's signature.
-    return parallel, njit(cache=True, nogil=True)(cast(_F, twin))
+    return parallel, njit(cache=True, nogil=serial_nogil)(cast(_F, twin))
 
 
 # Arguments shared by the public kernels:
@@ -622,7 +625,7 @@ def _exact_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: 
         energies[r] = constant + 0.5 * total
 
 
-exact_fields, exact_fields_serial = _compile(_exact_impl, "exact_fields")
+exact_fields, exact_fields_serial = _compile(_exact_impl, "exact_fields", serial_nogil=False)
 
 
 # ---------------------------------------------------------------------------- energy scales
@@ -692,7 +695,7 @@ def _delta_scales_impl(dense: bool, couplings: _Coefficients, exact_couplings: _
 
 
 #: The energy scales of a problem at its replicas' states (the replicas are left untouched).
-delta_scales, delta_scales_serial = _compile(_delta_scales_impl, "delta_scales")
+delta_scales, delta_scales_serial = _compile(_delta_scales_impl, "delta_scales", serial_nogil=False)
 
 
 # ---------------------------------------------------------------------------- parallel tempering

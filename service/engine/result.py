@@ -65,7 +65,7 @@ class AnnealResult:
 FEW_ROWS = 64
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)  # keeps the GIL: a ~5 us call (see kernels._compile's serial_nogil)
 def _distinct_few(states: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of each distinct row's first occurrence, summed counts) in the order np.unique
     gives packed rows: lexicographic on the 0/1 rows is bytewise on their big-endian packing.
