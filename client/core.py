@@ -86,7 +86,7 @@ class Reply:
         return str(self.headers.get("content-type", "")).startswith(wire.CONTENT_TYPE)
 
     def decoded(self) -> Any:
-        """The body: a ``transport.CompactReply`` for a compact reply, else the parsed JSON."""
+        """The body: a ``wire.compact.CompactReply`` for a compact reply, else the parsed JSON."""
         if self.is_compact:
             try:
                 return wire.decode_reply(self.content)

@@ -161,7 +161,7 @@ def parse_solution(qubo_solution: Mapping[str, Any], *, num_variables: int | Non
 
 def parse_compact(reply: Any, *, num_variables: int | None = None, job_id: str | None = None,
                   labels: Sequence[Hashable] | None = None) -> SolveResult:
-    """A ``transport.CompactReply`` (arrays already) as a ``SolveResult``.
+    """A ``wire.compact.CompactReply`` (arrays already) as a ``SolveResult``.
 
     Compact timings are seconds under their own names; the DA names are added for consistency.
     """

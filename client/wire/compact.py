@@ -171,14 +171,6 @@ class CompactProblem:
             num_variables = max(largest + 1, 0 if h is None else h.size)
         return cls(int(num_variables), r, c, v, h, float(constant))
 
-    @classmethod
-    def from_problem(cls, problem: Any) -> CompactProblem:
-        """From anything with ``num_variables``, ``linear``, ``constant`` and ``to_triplets()``
-        (the engine's BinaryQuadraticProblem) without importing it."""
-        i, j, values = problem.to_triplets()
-        return cls(int(problem.num_variables), np.asarray(i), np.asarray(j), np.asarray(values),
-                   np.asarray(problem.linear, dtype=np.float64), float(problem.constant))
-
     def to_wire(self, with_pattern: bool = True) -> dict[str, Any]:
         """The problem's msgpack map; ``with_pattern=False`` leaves rows and cols out (the
         problem must have a ``pattern_key`` the service holds)."""

@@ -55,9 +55,10 @@ class Annealing:
 
     @property
     def explicit(self) -> bool:
-        """The whole schedule is given (no tuning quench, no dynamic offset)."""
+        """The whole schedule is given: start and decay, and a dynamic offset of 0 (None lets the
+        engine derive one from the problem)."""
         return (self.temperature_start is not None and self.temperature_decay is not None
-                and not self.offset_increase_rate)
+                and self.offset_increase_rate == 0.0)
 
     def betas(self) -> np.ndarray:
         """The inverse temperature of each step (an explicit schedule only)."""

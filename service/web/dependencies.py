@@ -28,7 +28,8 @@ from .settings import Settings
 
 __all__ = ["ASYNC_VERSIONS", "SYNC_VERSIONS", "AppSettings", "AsyncVersionPath",
            "CompactSolveRequest", "JobSolveRequest", "Jobs", "Owner", "ServiceState",
-           "SyncSolveRequest", "SyncVersionPath", "checked_version", "read_body"]
+           "SyncSolveRequest", "SyncVersionPath", "async_version", "checked_version", "read_body",
+           "sync_version"]
 
 #: Path versions of the DA API: synchronous solves (v1, v2) and the asynchronous job routes.
 SYNC_VERSIONS = ("v1", "v2")
@@ -82,18 +83,29 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def sync_version(version: SyncVersionPath) -> str:
+    """The ``{version}`` of a synchronous route; a route-level dependency, so an unknown version
+    is a 404 before authentication, as for any unknown path."""
+    return checked_version(version, SYNC_VERSIONS)
+
+
+async def async_version(version: AsyncVersionPath) -> str:
+    """The ``{version}`` of a job route (see ``sync_version``)."""
+    return checked_version(version, ASYNC_VERSIONS)
+
+
 async def sync_solve_request(request: Request, version: SyncVersionPath) -> SolveJob:
-    """The body of ``POST /{version}/qubo/solve``, read under the body cap and parsed."""
+    """The body of ``POST /{version}/qubo/solve`` (the version checked by ``sync_version``),
+    read under the body cap and parsed."""
     state = _state(request)
-    checked_version(version, SYNC_VERSIONS)
     body = await read_body(request, state.settings.max_body_bytes)
     return await state.parsers.da(request, body, version)
 
 
 async def job_solve_request(request: Request, version: AsyncVersionPath) -> SolveJob:
-    """The body of ``POST /{version}/async/qubo/solve``, read under the body cap and parsed."""
+    """The body of ``POST /{version}/async/qubo/solve`` (the version checked by
+    ``async_version``), read under the body cap and parsed."""
     state = _state(request)
-    checked_version(version, ASYNC_VERSIONS)
     body = await read_body(request, state.settings.max_body_bytes)
     return await state.parsers.da(request, body, version)
 
@@ -106,8 +118,7 @@ async def compact_solve_request(request: Request) -> SolveJob:
 
 
 def checked_version(version: str, accepted: tuple[str, ...]) -> str:
-    """One of ``accepted``, else 404 as for any unknown path (a route serves all its versions).
-    A check in the endpoint rather than a dependency: it runs on every request."""
+    """One of ``accepted``, else 404 as for any unknown path (a route serves all its versions)."""
     if version not in accepted:
         raise HTTPException(404)
     return version

@@ -2,8 +2,8 @@
 
 Each route is registered once for all its path versions (``/{version}/...``: v1 and v2 for the
 synchronous solve, v2 ... v4 for the job routes; the OpenAPI document lists every version's
-path) and the app includes the router twice: under the configured prefix (default /da) and
-without it.
+path); the app registers the routes on its own router twice: under the configured prefix
+(default /da) and without it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -22,8 +22,8 @@ from service.jobs.parsing import InvalidRequestError
 from service.jobs.records import JobRecord
 from service.jobs.solvers import qubo_solution_dict
 
-from .dependencies import (ASYNC_VERSIONS, AsyncVersionPath, JobSolveRequest, Jobs, Owner,
-                           SyncSolveRequest, checked_version)
+from .dependencies import (JobSolveRequest, Jobs, Owner, SyncSolveRequest, async_version,
+                           sync_version)
 
 __all__ = ["add_da_routes", "json_response"]
 
@@ -47,6 +47,7 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
         return json_response({})
 
     @router.post(prefix + "/{version}/qubo/solve", tags=["synchronous"], name="solve",
+                 dependencies=[Depends(sync_version)],
                  summary="Solve synchronously (v1, v2)", openapi_extra=_SOLVE_BODY,
                  responses={200: {"model": SyncSolveResponse}, **_ERRORS})
     async def solve_sync(owner: Owner, parsed: SyncSolveRequest, jobs: Jobs) -> Response:
@@ -61,37 +62,36 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
         return json_response({"qubo_solution": solution, "status": JobStatus.DONE.value})
 
     tag = "asynchronous"
+    known = [Depends(async_version)]  # first: an unknown version is a 404 before the key
 
-    @router.post(prefix + "/{version}/async/qubo/solve", tags=[tag], name="submit",
+    @router.post(prefix + "/{version}/async/qubo/solve", tags=[tag], name="submit", dependencies=known,
                  summary="Submit a job (v2, v3, v3c, v4)", openapi_extra=_SOLVE_BODY,
                  responses={200: {"model": JobSubmitted}, **_ERRORS})
     async def submit(owner: Owner, parsed: JobSolveRequest, jobs: Jobs) -> Response:
         version = str(parsed.api_version)  # the path's, checked by the body's dependency
         return json_response({"job_id": jobs.submit(owner, parsed, version)})
 
-    @router.get(prefix + "/{version}/async/jobs", tags=[tag], name="jobs", summary="This key's jobs",
+    @router.get(prefix + "/{version}/async/jobs", tags=[tag], name="jobs", dependencies=known,
+                summary="This key's jobs",
                 responses={200: {"model": JobStatusList}, **_ERRORS})
-    async def list_jobs(version: AsyncVersionPath, owner: Owner, jobs: Jobs) -> Response:
-        checked_version(version, ASYNC_VERSIONS)
+    async def list_jobs(owner: Owner, jobs: Jobs) -> Response:
         return json_response({"job_status_list": [
             {"job_id": r.job_id, "job_status": r.status, "start_time": _iso(r.created_at)}
             for r in jobs.list(owner)]})
 
     @router.get(prefix + "/{version}/async/jobs/result/{job_id}", tags=[tag], name="result",
+                dependencies=known,
                 summary="A job's status, or its result when done",
                 responses={200: {"model": JobResult}, **_ERRORS})
-    async def get_result(version: AsyncVersionPath, job_id: str, owner: Owner,
-                         jobs: Jobs) -> Response:
-        checked_version(version, ASYNC_VERSIONS)
+    async def get_result(job_id: str, owner: Owner, jobs: Jobs) -> Response:
         return json_response(await _body(jobs, jobs.get(owner, job_id)))
 
     @router.delete(prefix + "/{version}/async/jobs/result/{job_id}", tags=[tag], name="delete",
+                   dependencies=known,
                    summary="Remove a finished job (returns it with status Deleted); an "
                            "unfinished job is left alone and its status returned",
                    responses={200: {"model": JobResult}, **_ERRORS})
-    async def delete_result(version: AsyncVersionPath, job_id: str, owner: Owner,
-                            jobs: Jobs) -> Response:
-        checked_version(version, ASYNC_VERSIONS)
+    async def delete_result(job_id: str, owner: Owner, jobs: Jobs) -> Response:
         record = jobs.get(owner, job_id)
         if record.status in PENDING_STATUSES:
             return json_response({"status": record.status})
@@ -102,10 +102,9 @@ def add_da_routes(router: APIRouter, prefix: str = "") -> APIRouter:
         return json_response(body)
 
     @router.post(prefix + "/{version}/async/jobs/cancel", tags=[tag], name="cancel",
+                 dependencies=known,
                  summary="Cancel a Waiting job", responses={200: {"model": JobResult}, **_ERRORS})
-    async def cancel(version: AsyncVersionPath, payload: CancelRequest, owner: Owner,
-                     jobs: Jobs) -> Response:
-        checked_version(version, ASYNC_VERSIONS)
+    async def cancel(payload: CancelRequest, owner: Owner, jobs: Jobs) -> Response:
         return json_response({"status": jobs.cancel(owner, payload.job_id)})
 
     return router

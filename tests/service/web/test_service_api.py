@@ -187,6 +187,14 @@ def test_body_over_limit_is_413(client: httpx.Client) -> None:
     assert_envelope(client.post("/v2/async/qubo/solve", content=big), 413, "limit")
 
 
+def test_a_version_a_route_does_not_serve_is_404_before_authentication(server: ServerProcess) -> None:
+    """One route serves an operation's versions; any other version is an unknown path."""
+    for method, path in (("GET", "/v1/async/jobs"), ("POST", "/v3/qubo/solve"),
+                         ("POST", "/da/v9/async/qubo/solve"), ("DELETE", "/v1/async/jobs/result/x"),
+                         ("POST", "/v4/qubo/solve")):
+        assert_envelope(httpx.request(method, f"{server.url}{path}", content=b"{}"), 404, "no route")
+
+
 def test_unknown_route_and_job(client: httpx.Client) -> None:
     assert_envelope(client.get("/v2/async/jobs/result/does-not-exist"), 404, "does-not-exist")
     assert_envelope(client.delete("/v3/async/jobs/result/does-not-exist"), 404)
