@@ -192,9 +192,17 @@ def _sweep_replica(dense: bool, couplings: _Coefficients, indptr: _Index, indice
                    data: _Coefficients, x: _Bits, f: _Coefficients, beta: float, table: _Table,
                    fixed: _Bits, s: np.uint64, e: float, best_e: float,
                    best_x: _Bits) -> tuple[np.uint64, float, float]:
-    """One sequential sweep over the free bits at inverse temperature beta."""
+    """One sequential sweep over the free bits at inverse temperature beta.
+
+    The best state seen is kept in ``best_x`` at O(1) a flip: the first new best of the sweep
+    copies the state, later ones replay the flips made since the last best (a journal; a bit
+    flips at most once a sweep). Copied at every improvement, a descent from a random state
+    cost O(n) a flip: a 100,000-bit problem's first tempering round took 19 s."""
     bits = _U64(0)
     left = 0
+    journal = np.empty(x.shape[0], dtype=np.int64)
+    count = 0
+    synced = False  # best_x equals x up to the journal's flips
     for i in range(x.shape[0]):
         if fixed[i]:
             continue
@@ -202,9 +210,18 @@ def _sweep_replica(dense: bool, couplings: _Coefficients, indptr: _Index, indice
         k, s, bits, left = _next_index(s, bits, left)
         if table[k] > beta * d:
             e += _flip(dense, couplings, indptr, indices, data, x, f, i)
+            if synced:
+                journal[count] = i
+                count += 1
             if e < best_e:
                 best_e = e
-                best_x[:] = x
+                if synced:
+                    for j in range(count):
+                        best_x[journal[j]] ^= 1
+                else:
+                    best_x[:] = x
+                    synced = True
+                count = 0
     return s, e, best_e
 
 
