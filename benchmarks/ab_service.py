@@ -53,11 +53,12 @@ end
 
 
 def start(tree: Path, workdir: Path) -> ServerProcess:
-    args = ["serve", "--host", "127.0.0.1", "--port", str(free_port()), "--api-key", KEY,
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
             "--database", str(workdir / "jobs.sqlite3")]
     # PYTHONPATH first: the tree's own packages, whatever the editable install points at.
     env = {"PYTHONPATH": str(tree), "SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None}
-    proc = ServerProcess(args, env, workdir / "server.log", int(args[4]), cwd=tree)
+    proc = ServerProcess(args, env, workdir / "server.log", port, cwd=tree)
     return proc.start(timeout=300)
 
 

@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, *,
     parsers = BodyParsers(settings.max_terms, settings.max_parallel_parses,
                           PatternCache(int(settings.pattern_cache_mb * 1024 * 1024)),
                           scan_terms=settings.term_scan)
-    state = ServiceState(settings, metrics, parsers, [k.encode() for k in settings.keys])
+    state = ServiceState(settings, parsers, [k.encode() for k in settings.keys])
     app = FastAPI(title="SpinOut solver service",
                   description="A Digital Annealer Web API compatible QUBO solver, plus a compact "
                               "msgpack transport for large problems.",

@@ -1,8 +1,8 @@
 """What the routes need, as FastAPI dependencies with ``Annotated`` aliases.
 
 The app keeps one ``ServiceState`` (built by ``create_app``; the job manager set when the lifespan
-starts). Routes never read ``request.app.state`` themselves: they declare ``Owner``, ``Jobs``,
-``AppSettings`` and the parsed body (``SyncSolveRequest``, ``JobSolveRequest``,
+starts). Routes never read ``request.app.state`` themselves: they declare ``Owner``, ``Jobs``
+and the parsed body (``SyncSolveRequest``, ``JobSolveRequest``,
 ``CompactSolveRequest``: read under the body cap, then parsed), so a test or a deployment
 replaces any of them with ``app.dependency_overrides``. Each is flat (no sub-dependencies) and
 ``async``: FastAPI resolves every dependency of every request anew (~15 us each here), and runs a
@@ -23,10 +23,9 @@ from service.jobs.manager import JobManager
 from .auth import authenticate
 from .body_parsing import BodyParsers
 from .errors import ApiError
-from .observability import Metrics
 from .settings import Settings
 
-__all__ = ["ASYNC_VERSIONS", "SYNC_VERSIONS", "AppSettings", "AsyncVersionPath",
+__all__ = ["ASYNC_VERSIONS", "SYNC_VERSIONS", "AsyncVersionPath",
            "CompactSolveRequest", "JobSolveRequest", "Jobs", "Owner", "ServiceState",
            "SyncSolveRequest", "SyncVersionPath", "async_version", "checked_version", "read_body",
            "sync_version"]
@@ -41,7 +40,6 @@ class ServiceState:
     """Everything the routes share, built once per app (``app.state.service``)."""
 
     settings: Settings
-    metrics: Metrics
     parsers: BodyParsers
     #: The accepted API keys, encoded once for the constant-time comparison.
     api_keys: list[bytes]
@@ -52,10 +50,6 @@ class ServiceState:
 def _state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
-
-
-async def app_settings(request: Request) -> Settings:
-    return _state(request).settings
 
 
 async def job_manager(request: Request) -> JobManager:
@@ -126,7 +120,6 @@ def checked_version(version: str, accepted: tuple[str, ...]) -> str:
 
 SyncVersionPath = Annotated[str, Path(json_schema_extra={"enum": list(SYNC_VERSIONS)})]
 AsyncVersionPath = Annotated[str, Path(json_schema_extra={"enum": list(ASYNC_VERSIONS)})]
-AppSettings = Annotated[Settings, Depends(app_settings)]
 Jobs = Annotated[JobManager, Depends(job_manager)]
 Owner = Annotated[str, Depends(authenticate)]
 # Declare these after ``Owner``: dependencies resolve in order, so a stranger's body is never read.

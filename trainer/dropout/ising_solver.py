@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from service.engine import (AnnealResult, Annealing, BinaryQuadraticProblem, EmbeddedSampler,
-                            LinearInequalities, Schedule, Stop, kernels)
+                            LinearInequalities, Schedule, Stop, TemperatureSchedule, kernels)
 from service.engine.solver import EnergyParts, InitialState
 from service.jobs.presets import block_for
 
@@ -72,7 +72,8 @@ class AnnealBudget:
             return Annealing(runs=self.num_runs, steps=sweeps, temperature_interval=1,
                              moves=self.moves, keep="QUICK")
         return Annealing(runs=self.num_runs, steps=sweeps, temperature_start=start,
-                         temperature_decay=cooling_decay(sweeps), temperature_interval=1,
+                         temperature_decay=TemperatureSchedule.spanning(
+                             1.0 / start, COOLING / start, sweeps, 1).decay, temperature_interval=1,
                          offset_increase_rate=0.0, moves=self.moves, keep="QUICK")
 
     def start_temperature(self, problem: BinaryQuadraticProblem, initial: np.ndarray) -> float | None:
@@ -243,12 +244,6 @@ class _SentPattern:
 
 def _same(cached: np.ndarray, a: np.ndarray) -> bool:
     return cached.shape == a.shape and bool(np.array_equal(cached, a))
-
-
-def cooling_decay(sweeps: int) -> float:
-    """The DA ``temperature_decay`` (T *= 1 - decay each step) that takes T0 to T0 / COOLING
-    over ``sweeps`` steps."""
-    return float(1.0 - (1.0 / COOLING) ** (1.0 / max(sweeps - 1, 1)))
 
 
 def upper_triplets(problem: BinaryQuadraticProblem) -> Any:
