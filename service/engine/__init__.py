@@ -14,6 +14,7 @@ from .vector_width import prefer_wide_vectors
 prefer_wide_vectors()
 
 from .constraints import LinearInequalities
+from .groups import KHotGroups
 from .problem import BinaryQuadraticProblem
 from .result import AnnealResult
 from .schedule import CoolingMode, TemperatureSchedule
@@ -26,6 +27,7 @@ __all__ = [
     "Annealing",
     "BinaryQuadraticProblem",
     "EmbeddedSampler",
+    "KHotGroups",
     "LinearInequalities",
     "Replicas",
     "Sampler",
