@@ -9,6 +9,7 @@ work apart from the hooks, and adds the method's own breakdown (``timing_breakdo
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -78,6 +79,18 @@ class RunResult:
 def _hook(model: nn.Module, name: str) -> Callable[..., Any] | None:
     fn = getattr(model, name, None)
     return fn if callable(fn) else None
+
+
+def _takes_labels(hook: Callable[..., Any]) -> bool:
+    """Whether a ``before_step`` hook accepts the labels as a third argument (the contract's
+    optional ``batch_y``); hooks written for ``(batch_x, step)`` keep working."""
+    try:
+        inspect.signature(hook).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect (a builtin): call it the old way
+        return False
+    return True
 
 
 @torch.no_grad()
@@ -152,6 +165,7 @@ class Trainer:
         self.log: dict[str, Any] = {}
         self._regularizer = _hook(model, "regularization_loss")
         self._before = _hook(model, "before_step")
+        self._before_takes_labels = self._before is not None and _takes_labels(self._before)
         self._after = _hook(model, "after_step")
 
     # ------------------------------------------------------------------ one epoch
@@ -173,7 +187,10 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             if self._before is not None:
-                self._before(bx, self.steps)
+                if self._before_takes_labels:
+                    self._before(bx, self.steps, by)
+                else:
+                    self._before(bx, self.steps)
             t1 = time.perf_counter()
             logits = model(bx)
             loss = self.loss_fn(logits, by)

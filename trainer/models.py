@@ -121,6 +121,26 @@ class MLP(nn.Module):
                 acts.append(h)
         return acts
 
+    def forward_gated(self, x: torch.Tensor, gates: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """Logits with multiplicative gates on the units in place of the dropout modules.
+
+        ``gates[l]`` multiplies the units of layer l (0 = input .. N = last hidden), shape
+        (batch, n_l) or (n_l,); None leaves the layer ungated. Gates of ones that require grad
+        give each sample's derivative of its loss with respect to each unit's gate
+        (``trainer.dropout.network_stats.per_sample_gate_gradients``).
+        """
+        if len(gates) != len(self.sizes) - 1:
+            raise ValueError(f"need one gate (or None) per layer 0..{len(self.sizes) - 2}, got {len(gates)}")
+        h = x.flatten(1)
+        for layer, linear in enumerate(self.linears):
+            gate = gates[layer]
+            if gate is not None:
+                h = h * gate
+            h = linear(h)
+            if layer < len(self.activations):
+                h = self.activations[layer](h)
+        return h
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)
         for layer, linear in enumerate(self.linears):

@@ -324,7 +324,7 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
         "accounting; \"pruned net\" counts every weight and bias a removed unit takes with it "
         "(\"exp.\": the expected value for random masks, which prune nothing); drop rates per layer, "
         "h0 = input. `*`: derived or from the text, not a table cell (the dropout rows' rates follow "
-        "from p = 0.5 and their Total from eq. 6). Ising rows use the default `importance` energy "
+        "from p = 0.5 and their Total from eq. 6). Ising rows use the default `saliency` energy "
         "unless they say \"literal\" (the paper's eq. 5, `--ising-energy paper`, run for "
         "at most 3 epochs since it collapses in the first one). Rows with a `key` are not in the paper's "
         "tables; for the literal-energy and imposed-rates rows the paper's columns repeat its Ising row of "

@@ -84,8 +84,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-in", type=float, default=None, help="DropNeuron incoming-group weight")
     parser.add_argument("--lambda-out", type=float, default=None, help="DropNeuron outgoing-group weight")
     parser.add_argument("--solver", default=None, help="Ising: 'embedded' (default) or a service URL")
-    parser.add_argument("--ising-energy", default=None, choices=("importance", "paper"),
-                        help="Ising: the default sound formulation, or the paper's eq. 5 literally")
+    parser.add_argument("--ising-energy", default=None,
+                        choices=("saliency", "paper", "relevance-redundancy", "paper-repaired",
+                                 "loss-aware"),  # ising_energy.ENERGIES (not imported: CLI start-up)
+                        help="Ising: the energy (docs/ising-dropout.md); default saliency, 'paper' is "
+                             "eq. 5 literally")
     parser.add_argument("--solve-every", type=int, default=None, help="Ising: re-solve every k mini-batches")
     parser.add_argument("--num-sweeps", type=int, default=None, help="Ising: annealing sweeps per solve")
     parser.add_argument("--keep-ratio", default=None,

@@ -8,9 +8,11 @@ by name: it calls ``forward`` for the loss and then looks for these OPTIONAL hoo
 ``regularization_loss() -> Tensor``
     a non-negative scalar added to the cross-entropy each step (SparseVD's KL, DropNeuron's
     group norms).
-``before_step(batch_x, step) -> None``
+``before_step(batch_x, step[, batch_y]) -> None``
     called before the forward pass of every training mini-batch (Ising-Dropout solves its
-    masks here, never inside ``forward``).
+    masks here, never inside ``forward``). A hook that takes a third argument also receives
+    the mini-batch's labels (the loss-aware Ising energy needs them for per-sample gate
+    gradients); one written as ``(batch_x, step)`` is called without them.
 ``after_step(batch_x, step) -> None``
     called after ``optimizer.step()`` (Ising-Dropout restores the weights of dropped units: the
     paper's W* bookkeeping).

@@ -8,28 +8,35 @@ state becomes the masks of the input (optional) and hidden layers. After the opt
 paper's W* bookkeeping (Adam's momentum would otherwise keep moving them although their gradient
 is zero).
 
-Options (``--option key=value`` or the dedicated flags; the defaults depend on the energy):
+Options (``--option key=value`` or the dedicated flags; the defaults depend on the energy, see
+``PRESETS``: "saliency" below, the literal "paper" in the next column; the exact-K energies
+"relevance-redundancy", "paper-repaired" and "loss-aware" take saliency's solver settings):
 
-============== ===================== =================== ==========================================
-option          default (importance)  paper preset        meaning
-============== ===================== =================== ==========================================
-ising_energy    importance            paper               the formulation (see ``ising_energy``)
-solve_every     8                     1                   re-solve every k mini-batches
-num_sweeps      10                    100                 annealing steps (sweeps or trials) per solve
-num_runs        1                     1                   annealing runs per solve
-moves           sweep                 sweep               "sweep" or "trial" (DA dynamics)
-temperature     0.1                   auto                start T / median |field|; auto = hot-to-cold
-warm_start      true                  false               start from the previous state (else all 1)
-full_sweeps     200                   -                   first solve (warm start on): full anneal
-activation_ema  0.9                   0                   average abar over solves (0 = this batch)
-async_solve     false                 false               solve on a worker thread, masks one period late
-cost            0.5                   -                   per-unit keeping cost (x mean field)
-keep_ratio      none                  -                   cardinality target per layer, e.g. 0.6
-stickiness      0.05                  -                   bonus for the previous state (x mean field)
-bias_weight     0                     1                   weight of the -b_u s_u term
-solver          embedded              embedded            "embedded" or a service URL
-api_key         $SPINOUT_API_KEY      $SPINOUT_API_KEY    key for a remote service
-============== ===================== =================== ==========================================
+================== ===================== =================== ==========================================
+option              default (saliency)    paper preset        meaning
+================== ===================== =================== ==========================================
+ising_energy        saliency              paper               the formulation (see ``ising_energy``)
+solve_every         8                     1                   re-solve every k mini-batches
+num_sweeps          10                    100                 annealing steps (sweeps or trials) per solve
+num_runs            1                     1                   annealing runs per solve
+moves               sweep                 sweep               "sweep" or "trial" (DA dynamics)
+temperature         0.1                   auto                start T / median |field|; auto = hot-to-cold
+warm_start          true                  false               start from the previous state (else all 1)
+full_sweeps         200                   -                   first solve (warm start on): full anneal
+activation_ema      0.9                   0                   average the energy's statistics over solves
+async_solve         false                 false               solve on a worker thread, masks one period late
+cost                0.5                   -                   saliency: per-unit keeping cost (x mean field)
+keep_ratio          none (0.7 exact-K)    -                   kept fraction per layer, e.g. 0.6 or 0.6,0.7,0.75
+exact_k             false (true exact-K)  false               exactly round(keep_ratio x n_l) kept per layer
+cardinality_strength 10                   -                   penalty weight when keep_ratio without exact_k
+stickiness          0.05                  -                   bonus for the previous state (x mean field)
+bias_weight         0 (1 paper-repaired)  1                   weight of the bias field
+alpha               0.5                   -                   relevance-redundancy: weight of redundancy
+saturation_weight   0.25                  -                   loss-aware: non-saturation field weight
+diagnostics_every   10                    10                  log hardness/frustration/drop rate every k solves
+solver              embedded              embedded            "embedded" or a service URL
+api_key             $SPINOUT_API_KEY      $SPINOUT_API_KEY    key for a remote service
+================== ===================== =================== ==========================================
 """
 
 from __future__ import annotations
@@ -46,17 +53,24 @@ from service.engine import BinaryQuadraticProblem
 
 from ..models import MLP
 from .base import VariantSpec
-from .ising_energy import EnergyOptions, IsingLayout, QuboBuilder
+from .ising_diagnostics import solve_diagnostics, summarize_diagnostics
+from .ising_energy import ENERGIES, EnergyOptions, IsingLayout, IsingProblem, QuboBuilder
 from .ising_solver import AnnealBudget, MaskSolver, make_solver
+from .network_stats import mlp_network_stats
 from .registry import register
 
 #: Per-energy defaults of the options the paper leaves open.
+_WARM = {"solve_every": 8, "num_sweeps": 10, "num_runs": 1, "temperature": 0.1, "warm_start": True,
+         "activation_ema": 0.9}
 PRESETS: dict[str, dict[str, Any]] = {
-    "importance": {"solve_every": 8, "num_sweeps": 10, "num_runs": 1, "temperature": 0.1,
-                   "warm_start": True, "activation_ema": 0.9},
+    "saliency": dict(_WARM),
     "paper": {"solve_every": 1, "num_sweeps": 100, "num_runs": 1, "temperature": None,
               "warm_start": False, "activation_ema": 0.0},
+    "relevance-redundancy": dict(_WARM),
+    "paper-repaired": dict(_WARM),
+    "loss-aware": dict(_WARM),
 }
+assert set(PRESETS) == set(ENERGIES)
 
 
 class UnitMask(nn.Module):
@@ -84,8 +98,9 @@ class UnitMask(nn.Module):
 #: Every option this variant reads; anything else in ``spec.options`` is a mistake.
 KNOWN_OPTIONS = frozenset({
     "ising_energy", "solve_every", "num_sweeps", "num_runs", "moves", "temperature", "warm_start",
-    "full_sweeps", "activation_ema", "async_solve", "cost", "keep_ratio", "cardinality_strength",
-    "stickiness", "bias_weight", "mu", "sigma2", "solver", "api_key",
+    "full_sweeps", "activation_ema", "async_solve", "cost", "keep_ratio", "exact_k",
+    "cardinality_strength", "stickiness", "bias_weight", "alpha", "saturation_weight", "mu", "sigma2",
+    "diagnostics_every", "solver", "api_key",
 })
 
 
@@ -126,17 +141,21 @@ class IsingDropoutMLP(MLP):
         apply_in_eval = spec.mode == "train+infer"
         super().__init__(spec.sizes, spec.activation, include_input=spec.include_input,
                          unit_dropout=lambda layer, n: UnitMask(n, apply_in_eval))
-        energy = str(spec.option("ising_energy", "importance", str))
+        energy = str(spec.option("ising_energy", "saliency", str))
         if energy not in PRESETS:
-            raise ValueError(f"ising_energy must be one of {sorted(PRESETS)}, got {energy!r}")
+            raise ValueError(f"ising_energy must be one of {list(ENERGIES)}, got {energy!r}")
         preset = PRESETS[energy]
         self.energy_options = EnergyOptions(
             energy=energy,
             cost=spec.option("cost", 0.5, float),
             keep_ratio=_parse_keep_ratio(spec.options.get("keep_ratio")),
+            exact_k=spec.option("exact_k", None, bool),
             cardinality_strength=spec.option("cardinality_strength", 10.0, float),
             stickiness=spec.option("stickiness", 0.05, float),
-            bias_weight=spec.option("bias_weight", 0.0, float),
+            bias_weight=spec.option("bias_weight", None, float),
+            alpha=spec.option("alpha", 0.5, float),
+            saturation_weight=spec.option("saturation_weight", 0.25, float),
+            activation_ema=spec.option("activation_ema", preset["activation_ema"], float),
             mu=spec.option("mu", 0.5, float),
             sigma2=spec.option("sigma2", 0.01, float),
         )
@@ -149,15 +168,16 @@ class IsingDropoutMLP(MLP):
             full_sweeps=spec.option("full_sweeps", 200, int),
         )
         self.solve_every = spec.option("solve_every", preset["solve_every"], int)
-        self.activation_ema = spec.option("activation_ema", preset["activation_ema"], float)
-        if not 0.0 <= self.activation_ema < 1.0:
-            raise ValueError(f"activation_ema must be in [0, 1), got {self.activation_ema}")
-        self._abar_ema: list[torch.Tensor] | None = None
         self.async_solve = spec.option("async_solve", False, bool)
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future[tuple[np.ndarray, dict[str, float]]] | None = None
+        self._pending_problem: BinaryQuadraticProblem | None = None
         if self.solve_every < 1:
             raise ValueError(f"solve_every must be >= 1, got {self.solve_every}")
+        self.diagnostics_every = spec.option("diagnostics_every", 10, int)
+        if self.diagnostics_every < 0:
+            raise ValueError(f"diagnostics_every must be >= 0 (0 = never), got {self.diagnostics_every}")
+        self.diagnostics: list[dict[str, Any]] = []
         self.mode = spec.mode
         self.seed = int(spec.seed)
         self.layout = IsingLayout(self.sizes, self.include_input)
@@ -168,7 +188,7 @@ class IsingDropoutMLP(MLP):
         self.state = np.ones(self.layout.num_variables, dtype=np.uint8)
         self.num_solves = 0
         self._timings = {"ising_build": 0.0, "transport": 0.0, "solve": 0.0, "solve_wait": 0.0,
-                         "mask_bookkeeping": 0.0}
+                         "mask_bookkeeping": 0.0, "ising_diagnostics": 0.0}
         self._snapshot: dict[int, tuple[torch.Tensor, torch.Tensor | None]] | None = None
         self._restore: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
@@ -216,22 +236,16 @@ class IsingDropoutMLP(MLP):
                 for l, n in enumerate(self.sizes[:-1])]
 
     # ------------------------------------------------------------------ the Ising step
-    def build_problem(self, batch_x: torch.Tensor) -> BinaryQuadraticProblem:
-        """The QUBO for this mini-batch from the current weights (W*) and batch-mean activations."""
-        acts = self.layer_activations(batch_x.flatten(1))
-        abars = [a.mean(0) for a in acts]
-        if self.activation_ema > 0:
-            if self._abar_ema is None:
-                self._abar_ema = abars
-            else:
-                m = self.activation_ema
-                self._abar_ema = [m * e + (1 - m) * a for e, a in zip(self._abar_ema, abars)]
-            abars = self._abar_ema
-        weights = [lin.weight.detach() for lin in self.linears]
-        biases: list[torch.Tensor | None] = [None] + [lin.bias.detach() for lin in self.linears[:-1]]
-        return self.builder.build(abars, weights, biases, previous=self.state)
+    def build_problem(self, batch_x: torch.Tensor, batch_y: torch.Tensor | None = None) -> IsingProblem:
+        """This mini-batch's energy from the current weights (W*) and the network's statistics
+        (with the per-sample gate gradients when the energy reads them, which needs the labels),
+        and the exact-K groups its solver must hold."""
+        if self.builder.needs_gate_gradients and batch_y is None:
+            raise ValueError(f"the {self.energy_options.energy} energy needs the mini-batch's labels")
+        stats = mlp_network_stats(self, batch_x, batch_y, gate_gradients=self.builder.needs_gate_gradients)
+        return self.builder.build(stats, previous=self.state)
 
-    def solve_masks(self, batch_x: torch.Tensor, step: int) -> None:
+    def solve_masks(self, batch_x: torch.Tensor, step: int, batch_y: torch.Tensor | None = None) -> None:
         """Build this mini-batch's QUBO and adopt the solver's state as the masks.
 
         With ``async_solve`` the solve runs on a worker thread while training goes on: the state
@@ -243,9 +257,10 @@ class IsingDropoutMLP(MLP):
             state, timing = self._pending.result()
             self._pending = None
             self._timings["solve_wait"] += time.perf_counter() - t0
-            self._adopt(state, timing)
+            assert self._pending_problem is not None
+            self._adopt(state, timing, self._pending_problem)
         t0 = time.perf_counter()
-        problem = self.build_problem(batch_x)
+        problem, groups = self.build_problem(batch_x, batch_y)
         self._timings["ising_build"] += time.perf_counter() - t0
         initial = (self.state if self.budget.warm_start else np.ones_like(self.state)).copy()
         full = self.num_solves == 0 and self.budget.warm_start
@@ -254,23 +269,33 @@ class IsingDropoutMLP(MLP):
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ising-solve")
             self._pending = self._executor.submit(self.solver.solve, problem, initial, seed, full,
-                                                  self.builder)
+                                                  self.builder, groups)
+            self._pending_problem = problem
             return
         # The builder's CSR structure is fixed: it names it (a remote solver then need not compare).
-        state, timing = self.solver.solve(problem, initial, seed=seed, full=full, structure=self.builder)
-        self._adopt(state, timing)
+        state, timing = self.solver.solve(problem, initial, seed=seed, full=full, structure=self.builder,
+                                          groups=groups)
+        self._adopt(state, timing, problem)
 
-    def _adopt(self, state: np.ndarray, timing: dict[str, float]) -> None:
+    def _adopt(self, state: np.ndarray, timing: dict[str, float], problem: BinaryQuadraticProblem) -> None:
         self._timings["solve"] += timing.get("solve", 0.0)
         self._timings["transport"] += timing.get("transport", 0.0)
         self.set_state(state)
         self.num_solves += 1
+        if self.diagnostics_every and (self.num_solves - 1) % self.diagnostics_every == 0:
+            t0 = time.perf_counter()
+            rng = np.random.default_rng(self.seed * 1_000_003 + self.num_solves)
+            record = solve_diagnostics(problem, self.layout, self.state, rng)
+            record["solve"] = self.num_solves
+            self.diagnostics.append(record)
+            self._timings["ising_diagnostics"] += time.perf_counter() - t0
 
-    def before_step(self, batch_x: torch.Tensor, step: int) -> None:
+    def before_step(self, batch_x: torch.Tensor, step: int, batch_y: torch.Tensor | None = None) -> None:
         """Algorithm 1: the first mini-batch trains with all ones; then every ``solve_every``
-        mini-batches the masks are re-solved. Snapshots the weights W* the step must not move."""
+        mini-batches the masks are re-solved. Snapshots the weights W* the step must not move.
+        ``batch_y``: the labels (the loss-aware energy needs them)."""
         if step > 0 and step % self.solve_every == 0:
-            self.solve_masks(batch_x, step)
+            self.solve_masks(batch_x, step, batch_y)
         t0 = time.perf_counter()
         if self._restore:
             self._snapshot = {i: (self.linears[i].weight.detach().clone(),
@@ -302,10 +327,14 @@ class IsingDropoutMLP(MLP):
 
     def finish_training(self, context: Any) -> None:
         self.close()
-        context.log["ising"] = {"energy": self.energy_options.energy, "solves": self.num_solves,
+        o = self.energy_options
+        context.log["ising"] = {"energy": o.energy, "solves": self.num_solves,
                                 "solve_every": self.solve_every, "num_sweeps": self.budget.num_sweeps,
                                 "warm_start": self.budget.warm_start, "async_solve": self.async_solve,
-                                "solver": self.solver_spec}
+                                "solver": self.solver_spec, "exact_k": o.exact_k,
+                                "keep_counts": self.builder.counts,
+                                "diagnostics": summarize_diagnostics(self.diagnostics),
+                                "diagnostics_per_solve": list(self.diagnostics)}
 
     def close(self) -> None:
         """Drop an in-flight solve (its masks would come too late) and release the solver."""

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from service.engine import (AnnealResult, Annealing, BinaryQuadraticProblem, EmbeddedSampler,
+from service.engine import (AnnealResult, Annealing, BinaryQuadraticProblem, EmbeddedSampler, KHotGroups,
                             LinearInequalities, Schedule, Stop, TemperatureSchedule, kernels)
 from service.engine.solver import EnergyParts, InitialState
 from service.jobs.presets import block_for
@@ -89,10 +89,12 @@ class MaskSolver(Protocol):
     """``solve`` anneals from ``initial``; ``structure`` names the problem's CSR structure: problems
     passed with the same (non-None) token have identical ``indptr`` and ``indices`` (the caller
     guarantees it, e.g. the energy builder whose layout is fixed), so a solver may skip comparing
-    them."""
+    them. ``groups``: k-hot groups the returned state must satisfy (each candidate layer keeps
+    exactly its K units); None = every bit free."""
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None) -> tuple[np.ndarray, dict[str, float]]: ...
+              structure: Any = None, groups: KHotGroups | None = None
+              ) -> tuple[np.ndarray, dict[str, float]]: ...
 
     def close(self) -> None: ...
 
@@ -114,13 +116,15 @@ class EmbeddedSolver:
         self.sampler = EmbeddedSampler(parallel=parallel)
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+              structure: Any = None, groups: KHotGroups | None = None
+              ) -> tuple[np.ndarray, dict[str, float]]:
         """Anneal from ``initial``; ``full`` asks for a complete hot-to-cold anneal with
         ``budget.full_sweeps`` sweeps (the first solve, when there is no state worth keeping)."""
         t0 = time.perf_counter()
+        initial = _feasible_start(problem, initial, groups)
         result = self.sampler.sample(problem, self.budget.schedule(problem, initial, full),
                                      initial=initial, seed=seed)
-        state = np.asarray(result.best_state, dtype=np.uint8).copy()
+        state = _held_to_counts(problem, np.asarray(result.best_state, dtype=np.uint8), groups)
         return state, {"solve": time.perf_counter() - t0, "transport": 0.0}
 
     def close(self) -> None:
@@ -220,15 +224,66 @@ class RemoteSolver:
         self.sampler = RemoteSampler(url, api_key)
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+              structure: Any = None, groups: KHotGroups | None = None
+              ) -> tuple[np.ndarray, dict[str, float]]:
+        initial = _feasible_start(problem, initial, groups)
         result = self.sampler.sample(problem, self.budget.schedule(problem, initial, full),
                                      initial=initial, seed=seed, structure=structure)
         solve, total = result.timing["solve"], result.timing["total"]
-        return (np.asarray(result.best_state, dtype=np.uint8).copy(),
-                {"solve": solve, "transport": max(total - solve, 0.0)})
+        state = _held_to_counts(problem, np.asarray(result.best_state, dtype=np.uint8), groups)
+        return state, {"solve": solve, "transport": max(total - solve, 0.0)}
 
     def close(self) -> None:
         self.sampler.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Stop-gap until the samplers take k-hot groups as a native move (the engine's swap moves): the
+# solvers anneal the free problem and these two functions put the start and the answer at the
+# groups' counts. Used only because the samplers cannot take ``groups`` yet.
+
+def enforce_counts(problem: BinaryQuadraticProblem, state: np.ndarray, groups: KHotGroups) -> np.ndarray:
+    """A copy of ``state`` with every group at its count, changed greedily by marginal energy.
+
+    A group holding too many ones switches off, one at a time, the set member whose removal
+    lowers the energy most (largest local field); one holding too few switches on the unset
+    member that raises it least (smallest local field); fields are updated after each flip.
+    Groups already at their count and free variables are untouched.
+    """
+    x = np.array(state, dtype=np.uint8).reshape(-1)
+    fields = np.asarray(problem.local_fields(x), dtype=np.float64).copy()
+    couplings = problem.couplings
+    for g in range(groups.num_groups):
+        members = groups.members[groups.indptr[g]:groups.indptr[g + 1]]
+        while True:
+            on = members[x[members] == 1]
+            surplus = on.size - int(groups.counts[g])
+            if surplus == 0:
+                break
+            if surplus > 0:
+                u = int(on[np.argmax(fields[on])])
+            else:
+                off = members[x[members] == 0]
+                u = int(off[np.argmin(fields[off])])
+            delta = -1.0 if x[u] else 1.0
+            x[u] = 1 - x[u]
+            row = couplings[[u], :].toarray().reshape(-1) if problem.is_sparse else couplings[u]
+            fields += delta * np.asarray(row, dtype=np.float64)
+    return x
+
+
+def _feasible_start(problem: BinaryQuadraticProblem, initial: np.ndarray,
+                    groups: KHotGroups | None) -> np.ndarray:
+    if groups is None or groups.satisfied(initial):
+        return initial
+    return enforce_counts(problem, initial, groups)
+
+
+def _held_to_counts(problem: BinaryQuadraticProblem, state: np.ndarray,
+                    groups: KHotGroups | None) -> np.ndarray:
+    if groups is None or groups.satisfied(state):
+        return state.copy()
+    return enforce_counts(problem, state, groups)
 
 
 @dataclass(frozen=True)
