@@ -10,6 +10,7 @@ from service.engine import anneal_da
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
 from trainer.dropout.ising_energy import EnergyOptions, IsingLayout, QuboBuilder
+from trainer.dropout.network_stats import mlp_network_stats
 from trainer.harness import train
 
 
@@ -18,14 +19,12 @@ def test_literal_energy_drops_the_hidden_layer_and_the_default_keeps_it(mnist_sm
     net = registry.get("none")(VariantSpec(sizes=[784, 100, 100, 10]))
     train(net, mnist_small, epochs=1, seed=0)
     batch = mnist_small.train_x[:32]
-    abars = [a.mean(0) for a in net.layer_activations(batch)]
-    weights = [lin.weight.detach() for lin in net.linears]
-    biases = [None] + [lin.bias.detach() for lin in net.linears[:-1]]
+    stats = mlp_network_stats(net, batch)
     layout = IsingLayout(net.sizes, include_input=True)
     ones = np.ones(layout.num_variables, dtype=np.uint8)
     kept = {}
-    for energy in ("paper", "importance"):
-        problem = QuboBuilder(layout, EnergyOptions(energy=energy)).build(abars, weights, biases)
+    for energy in ("paper", "saliency"):
+        problem = QuboBuilder(layout, EnergyOptions(energy=energy)).build(stats).problem
         state = anneal_da(problem, num_runs=4, num_iterations=200, moves="sweep", seed=0,
                           initial=ones, parallel=False).best_state
         assert problem.energy(state) <= problem.energy(ones)
@@ -34,4 +33,4 @@ def test_literal_energy_drops_the_hidden_layer_and_the_default_keeps_it(mnist_sm
             # at all ones, dropping is favoured for most h1 units (positive local field)
             assert float((problem.local_fields(ones)[layout.slice(1)] > 0).mean()) > 0.6
     assert kept["paper"] < 0.6
-    assert kept["importance"] > 0.85
+    assert kept["saliency"] > 0.85

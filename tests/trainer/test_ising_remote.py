@@ -15,6 +15,7 @@ from trainer.dropout.ising_solver import AnnealBudget, EmbeddedSolver, RemoteSol
 from trainer.harness import train
 
 from tests.servers import ServerProcess, free_port
+from tests.trainer.ising_stats import random_stats, stats_from_means
 
 KEY = "trainer-test-key"
 
@@ -40,7 +41,8 @@ def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None
     abars = [torch.rand(n, generator=gen) for n in sizes[:-1]]
     abars[0][:10] = 0.0
     biases = [None] + [torch.randn(n, generator=gen) for n in sizes[1:-1]]
-    problem = QuboBuilder(IsingLayout(sizes, True), EnergyOptions()).build(abars, weights, biases)
+    problem = QuboBuilder(IsingLayout(sizes, True), EnergyOptions()).build(
+        stats_from_means(abars, weights, biases)).problem
     budget = AnnealBudget(num_runs=4, num_sweeps=300, moves="trial", temperature=None, warm_start=False)
     ones = np.ones(problem.num_variables, dtype=np.uint8)
     remote = RemoteSolver(service_url, budget, api_key=KEY)
@@ -55,13 +57,30 @@ def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None
     assert not state[:10].any()   # silent inputs dropped by both
 
 
+def test_remote_solver_returns_the_exact_counts(service_url: str) -> None:
+    sizes = [20, 10, 8, 3]
+    builder = QuboBuilder(IsingLayout(sizes, True), EnergyOptions(energy="relevance-redundancy",
+                                                                 keep_ratio=0.5))
+    problem, groups = builder.build(random_stats(sizes, seed=4))
+    assert groups is not None
+    budget = AnnealBudget(num_runs=2, num_sweeps=50, moves="trial", temperature=None, warm_start=False)
+    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    try:
+        state, _ = remote.solve(problem, np.ones(problem.num_variables, dtype=np.uint8), seed=5,
+                                groups=groups)
+    finally:
+        remote.close()
+    assert groups.satisfied(state)
+    assert [int(state[:20].sum()), int(state[20:30].sum()), int(state[30:].sum())] == [10, 5, 4]
+
+
 def _layered_problem(sizes: list[int], seed: int):  # type: ignore[no-untyped-def]
     gen = torch.Generator().manual_seed(seed)
     weights = [torch.randn(b, a, generator=gen) for a, b in zip(sizes[:-1], sizes[1:])]
     abars = [torch.rand(n, generator=gen) for n in sizes[:-1]]
     biases = [None] + [torch.randn(n, generator=gen) for n in sizes[1:-1]]
     builder = QuboBuilder(IsingLayout(sizes, True), EnergyOptions())
-    return builder, builder.build(abars, weights, biases)
+    return builder, builder.build(stats_from_means(abars, weights, biases)).problem
 
 
 def test_remote_solver_follows_a_change_of_structure(service_url: str) -> None:

@@ -106,9 +106,10 @@ class EnergyOptions:
         exact_k: hold K_l = round(keep_ratio x n_l) units per layer as k-hot groups (the solver's
             constraint, no penalty). None: on for ``EXACT_K_ENERGIES``, off for the others.
         cardinality_strength: penalty lambda_l (sum_l s - K_l)^2 when ``exact_k`` is off and a
-            keep ratio is given; lambda_l = strength x (a bound on a unit's field) / n_l.
-        stickiness: bonus for keeping the previous state, as a fraction of the layer's mean
-            field (all energies but ``paper``).
+            keep ratio is given; lambda_l = strength x (the layer's field scale) / n_l.
+        stickiness: bonus for keeping the previous state, as a fraction of the layer's field
+            scale (all energies but ``paper``). The field scale is saliency's mean all-ones
+            field, and for the new energies mean_u (|h_u| + sum_v |J_uv|).
         bias_weight: weight of the unit-bias field; None = the energy's own (0 for saliency,
             the literal 1 for paper, 1 for paper-repaired's centred field).
         alpha: relevance-redundancy: the weight of redundancy, 1 - alpha that of relevance.
@@ -408,7 +409,7 @@ class QuboBuilder:
 
     # ------------------------------------------------------------------ the energies
     def _abars(self, stats: NetworkStats) -> list[torch.Tensor]:
-        return [self._smoothed(("abar", l), a.double()) for l, a in enumerate(stats.mean_activations())]
+        return [self._smoothed(("abar", l), a.double().mean(0)) for l, a in enumerate(stats.activations)]
 
     def _paper(self, stats: NetworkStats, h: np.ndarray, blocks: list[np.ndarray]) -> None:
         """eq. 5 literally: couplings -sgn(w) G, field -b_u (bias_weight scales it)."""
@@ -489,7 +490,7 @@ class QuboBuilder:
         for src, _dst in self.pairs:
             w = stats.weights[src].double()
             signed = signed_couplings(abars[src], w, o.mu, o.sigma2)
-            centred = signed - signed.median()
+            centred = signed - float(np.median(signed.cpu().numpy()))  # torch's median is the lower one
             block = w.t().abs() * centred
             norm = float(block.abs().mean())
             blocks.append((block / norm if norm > 0 else block).cpu().numpy())
@@ -536,7 +537,8 @@ class QuboBuilder:
     def _penalty_and_stickiness(self, h: np.ndarray, couplings: Any, within: dict[int, Any],
                                 previous: np.ndarray | None) -> float:
         """The cardinality penalty (only without exact K) and the stickiness bonus of the new
-        energies, both on each layer's own scale; returns the constant the penalty adds.
+        energies, both on each layer's own scale, ``mean_u (|h_u| + sum_v |J_uv|)`` before
+        either is added; returns the constant the penalty adds.
         ``couplings``: the pair blocks (sparse energies) or the dense matrix."""
         layout, o = self.layout, self.options
         if isinstance(couplings, np.ndarray):
@@ -548,10 +550,11 @@ class QuboBuilder:
         constant = 0.0
         for index, layer in enumerate(layout.layers):
             sl = layout.slice(layer)
-            scale = float(np.abs(h[sl]).mean()) or 1.0
+            # A unit's typical field magnitude: what a kept unit's decision weighs.
+            scale = float((np.abs(h[sl]) + reach[sl]).mean()) or 1.0
             if self.cardinality:
                 n_l = sl.stop - sl.start
-                lam = o.cardinality_strength * float((np.abs(h[sl]) + reach[sl]).mean()) / n_l
+                lam = o.cardinality_strength * scale / n_l
                 constant += _add_cardinality(h, within, sl, layer, lam, o.keep_ratio_for(index) * n_l)
             if previous is not None and o.stickiness > 0:
                 h[sl] -= o.stickiness * scale * (2.0 * previous[sl].astype(np.float64) - 1.0)
