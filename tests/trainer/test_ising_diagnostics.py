@@ -62,7 +62,9 @@ def test_drop_rates_and_a_json_ready_record() -> None:
     assert record["hardness"] == {"h0": 4.0, "h1": None}
     assert record["frustrated_across"] is None
     json.dumps(record, allow_nan=False)
-    summary = summarize_diagnostics([record, record])
+    record["solve"] = 1
+    summary = summarize_diagnostics([record, dict(record, solve=2)])
+    assert "solve" not in summary
     assert summary["solves"] == 2 and summary["drop_rate"]["h0"] == pytest.approx(2 / 3) and summary["hardness"]["h1"] is None
 
 

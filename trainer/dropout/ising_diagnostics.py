@@ -144,6 +144,8 @@ def summarize_diagnostics(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"solves": len(records)}
     for key, first in records[0].items():
+        if key == "solve":  # the record's index, not a measurement
+            continue
         if isinstance(first, dict):
             out[key] = {k: mean([r[key][k] for r in records]) for k in first}
         else:
