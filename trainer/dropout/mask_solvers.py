@@ -11,10 +11,11 @@ name          what it returns
 ``random``    K_l units of each group uniformly at random; free variables kept with p = 1/2
 ``topk``      the K_l units of lowest linear coefficient h_i (the energy's own field alone);
               free variables kept when h_i < 0
-``greedy``    best-improvement local search on the full energy: inside a group the best swap
-              (one kept unit out, one dropped unit in), for free variables the best flip, until
-              no move lowers the energy; started from top-K and from the empty state filled
-              greedily, the lower of the two kept
+``greedy``    local descent on the full energy: inside a group each kept unit swapped with its
+              best dropped partner, free variables flipped, until no swap or flip lowers the
+              energy; started from top-K and from the previous state (the solver's
+              ``initial``; the empty state when that misses the counts), both brought to the
+              counts by best marginal moves, the lower of the two kept
 ``qpbo``      roof duality: the persistent labels of the QPBO max-flow on the 2n-node graph,
               unlabelled variables and the counts filled greedily, then ``greedy``'s descent
 ``anneal10``  the embedded engine's own hot-to-cold schedule over 10 sweeps from top-K
@@ -117,27 +118,30 @@ def fill_counts(state: np.ndarray, h: np.ndarray, indptr: np.ndarray, indices: n
 @njit(cache=True, nogil=True)
 def descend(state: np.ndarray, h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
             data: np.ndarray, group_of: np.ndarray, gptr: np.ndarray, members: np.ndarray,
-            tolerance: float, max_moves: int) -> int:
-    """Best-improvement descent in place: each move is the single best swap inside a group or flip
-    of a free variable; stops when no move lowers the energy by more than ``tolerance``. Returns
+            tolerance: float, max_passes: int) -> int:
+    """Local descent in place, in passes: every free variable flips if that lowers the energy;
+    every kept unit i of a group is swapped with its best dropped partner j if that lowers the
+    energy by more than ``tolerance``. Stops after a pass without a move, which is therefore an
+    exact check: the state is a local minimum under swaps inside groups and free flips. Returns
     the number of moves made.
 
-    Per move O(n log n + nnz): for each kept unit i of a group, the best partner is the lower of
-    (a) its dropped neighbours j, exactly f_j - J_ij, and (b) the dropped unit of lowest f_j that
-    is not its neighbour (found by walking the group's dropped units in field order past the
-    marked neighbours: at most deg(i) + 1 steps).
+    A pass is O(n log n + nnz): for unit i, the best partner is the lower of (a) its dropped
+    neighbours j, exactly f_j - f_i - J_ij, and (b) the dropped unit of lowest f_j that is not
+    its neighbour, found by walking the group's dropped units in field order (sorted once per
+    pass) past the marked neighbours and the units swapped in since.
     """
     n = h.size
     f = fields_at(h, indptr, indices, data, state)
     mark = np.full(n, -1, np.int64)
-    coupling = np.zeros(n)
-    for move in range(max_moves):
-        best_delta, best_i, best_j = -tolerance, -1, -1
+    moves = 0
+    for _ in range(max_passes):
+        moved = 0
         for i in range(n):
             if group_of[i] < 0:
                 delta = -f[i] if state[i] else f[i]
-                if delta < best_delta:
-                    best_delta, best_i, best_j = delta, i, -1
+                if delta < -tolerance:
+                    _flip(i, state, f, indptr, indices, data)
+                    moved += 1
         for g in range(gptr.size - 1):
             size = gptr[g + 1] - gptr[g]
             zeros = np.empty(size, np.int64)
@@ -154,31 +158,31 @@ def descend(state: np.ndarray, h: np.ndarray, indptr: np.ndarray, indices: np.nd
                 i = members[p]
                 if state[i] == 0:
                     continue
+                best_delta, best_j = -tolerance, -1
                 for q in range(indptr[i], indptr[i + 1]):
                     j = indices[q]
                     mark[j] = i
-                    coupling[j] = data[q]
-                for q in range(indptr[i], indptr[i + 1]):
-                    j = indices[q]
                     if group_of[j] == g and state[j] == 0:
-                        delta = f[j] - f[i] - coupling[j]
+                        delta = f[j] - f[i] - data[q]
                         if delta < best_delta:
-                            best_delta, best_i, best_j = delta, i, j
+                            best_delta, best_j = delta, j
                 for k in range(nz):
                     j = zeros[k]
-                    if mark[j] != i:
+                    if state[j] == 0 and mark[j] != i:
                         delta = f[j] - f[i]
                         if delta < best_delta:
-                            best_delta, best_i, best_j = delta, i, j
+                            best_delta, best_j = delta, j
                         break
                 for q in range(indptr[i], indptr[i + 1]):
                     mark[indices[q]] = -1
-        if best_i < 0:
-            return move
-        _flip(best_i, state, f, indptr, indices, data)
-        if best_j >= 0:
-            _flip(best_j, state, f, indptr, indices, data)
-    return max_moves
+                if best_j >= 0:
+                    _flip(i, state, f, indptr, indices, data)
+                    _flip(best_j, state, f, indptr, indices, data)
+                    moved += 1
+        moves += moved
+        if moved == 0:
+            break
+    return moves
 
 
 # ---------------------------------------------------------------------------------- the pieces
@@ -213,8 +217,8 @@ def _tolerance(problem: BinaryQuadraticProblem, data: np.ndarray) -> float:
 
 
 def greedy_descent(problem: BinaryQuadraticProblem, start: np.ndarray, groups: KHotGroups | None,
-                   max_moves: int | None = None) -> np.ndarray:
-    """``start`` brought to the groups' counts (best marginal moves), then best-improvement
+                   max_passes: int | None = None) -> np.ndarray:
+    """``start`` brought to the groups' counts (best marginal moves), then :func:`descend`'s
     swaps/flips until none lowers the energy: a local minimum under swaps inside groups and
     flips of free variables."""
     n = problem.num_variables
@@ -224,7 +228,7 @@ def greedy_descent(problem: BinaryQuadraticProblem, start: np.ndarray, groups: K
     h = np.asarray(problem.linear, dtype=np.float64)
     fill_counts(state, h, indptr, indices, data, gptr, members, counts)
     descend(state, h, indptr, indices, data, group_of, gptr, members, _tolerance(problem, data),
-            max_moves if max_moves is not None else 10 * n + 100)
+            max_passes if max_passes is not None else 10 * n + 100)
     return state
 
 
@@ -331,13 +335,15 @@ class TopKSolver(_CheapSolver):
 
 
 class GreedySolver(_CheapSolver):
-    """Best-improvement swaps on the full energy from top-K and from empty (the lower kept)."""
+    """Local descent on the full energy from top-K and from the previous state (the lower kept):
+    the same warm start the annealer gets."""
 
     name = "greedy"
 
     def _solve(self, problem, initial, seed, groups):  # type: ignore[no-untyped-def]
         n = problem.num_variables
-        starts = [topk_state(problem, groups), np.zeros(n, np.uint8)]
+        warm = initial if groups is None or groups.satisfied(initial) else np.zeros(n, np.uint8)
+        starts = [topk_state(problem, groups), warm]
         states = [greedy_descent(problem, s, groups) for s in starts]
         energies = problem.energies(np.stack(states))
         return states[int(np.argmin(energies))]
