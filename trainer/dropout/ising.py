@@ -24,10 +24,16 @@ full_sweeps     200                   -                   first solve (warm star
 activation_ema  0.9                   0                   average abar over solves (0 = this batch)
 async_solve     false                 false               solve on a worker thread, masks one period late
 cost            0.5                   -                   per-unit keeping cost (x mean field)
-keep_ratio      none                  -                   cardinality target per layer, e.g. 0.6
+keep_ratio      none                  -                   kept fraction per layer, e.g. 0.6: exact K_l
+                                                          per layer (k-hot groups) for every solver
 stickiness      0.05                  -                   bonus for the previous state (x mean field)
 bias_weight     0                     1                   weight of the -b_u s_u term
-solver          embedded              embedded            "embedded" or a service URL
+solver          embedded              embedded            "embedded", a service URL, or a cheap solver:
+                                                          random, topk, greedy, qpbo, anneal10
+control         none                  none                shuffled-couplings, shuffled-mask or
+                                                          other-batch (``ising_controls``)
+audit_every     0                     0                   every m-th solve, all cheap solvers on the
+                                                          same problem (``solve_audit``); 0 = off
 api_key         $SPINOUT_API_KEY      $SPINOUT_API_KEY    key for a remote service
 ============== ===================== =================== ==========================================
 """
@@ -47,7 +53,10 @@ from service.engine import BinaryQuadraticProblem
 from ..models import MLP
 from .base import VariantSpec
 from .ising_energy import EnergyOptions, IsingLayout, QuboBuilder
+from .ising_controls import CONTROLS, shuffle_couplings, shuffle_mask
 from .ising_solver import AnnealBudget, MaskSolver, make_solver
+from .mask_solvers import layer_groups, solve_in_groups
+from .solve_audit import SolveAuditor
 from .registry import register
 
 #: Per-energy defaults of the options the paper leaves open.
@@ -85,7 +94,7 @@ class UnitMask(nn.Module):
 KNOWN_OPTIONS = frozenset({
     "ising_energy", "solve_every", "num_sweeps", "num_runs", "moves", "temperature", "warm_start",
     "full_sweeps", "activation_ema", "async_solve", "cost", "keep_ratio", "cardinality_strength",
-    "stickiness", "bias_weight", "mu", "sigma2", "solver", "api_key",
+    "stickiness", "bias_weight", "mu", "sigma2", "solver", "api_key", "control", "audit_every",
 })
 
 
@@ -166,6 +175,25 @@ class IsingDropoutMLP(MLP):
         self.solver: MaskSolver = make_solver(self.solver_spec, self.budget,
                                              spec.option("api_key", None, str))
         self.state = np.ones(self.layout.num_variables, dtype=np.uint8)
+        # Exact K_l per candidate layer when keep_ratio is given (every solver holds the counts).
+        ratios = self.energy_options.keep_ratio
+        self.groups = None if ratios is None else layer_groups(
+            [self.sizes[l] for l in self.layout.layers],
+            [float(ratios)] * len(self.layout.layers) if isinstance(ratios, (int, float))
+            else [float(ratios[min(i, len(ratios) - 1)]) for i in range(len(self.layout.layers))])
+        self.control = str(spec.option("control", "none", str))
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {self.control!r}")
+        self._control_rng = np.random.default_rng([self.seed, 0x5EED])
+        self._layer_of = np.concatenate([np.full(self.sizes[l], l) for l in self.layout.layers])
+        self._previous_batch: torch.Tensor | None = None  # other-batch: the last solve point's
+        self.auditor = SolveAuditor(spec.option("audit_every", 0, int),
+                                    [self.layout.slice(l) for l in self.layout.layers])
+        if self.auditor.every and self.async_solve:
+            raise ValueError("audit_every needs synchronous solves (async_solve=false)")
+        # The solver's own last answer: the warm start and the stickiness reference, also when a
+        # control changes the mask that is applied.
+        self.solver_state = self.state.copy()
         self.num_solves = 0
         self._timings = {"ising_build": 0.0, "transport": 0.0, "solve": 0.0, "solve_wait": 0.0,
                          "mask_bookkeeping": 0.0}
@@ -208,6 +236,7 @@ class IsingDropoutMLP(MLP):
         """After the harness restores the best epoch's buffers, re-read the state from the masks."""
         parts = [self.unit_modules[l].mask.detach().cpu().numpy() for l in self.layout.layers]
         self.state = (np.concatenate(parts) > 0.5).astype(np.uint8)
+        self.solver_state = self.state.copy()
         self._index_dropped()
 
     def unit_keep_masks(self) -> list[torch.Tensor]:
@@ -229,7 +258,7 @@ class IsingDropoutMLP(MLP):
             abars = self._abar_ema
         weights = [lin.weight.detach() for lin in self.linears]
         biases: list[torch.Tensor | None] = [None] + [lin.bias.detach() for lin in self.linears[:-1]]
-        return self.builder.build(abars, weights, biases, previous=self.state)
+        return self.builder.build(abars, weights, biases, previous=self.solver_state)
 
     def solve_masks(self, batch_x: torch.Tensor, step: int) -> None:
         """Build this mini-batch's QUBO and adopt the solver's state as the masks.
@@ -245,24 +274,38 @@ class IsingDropoutMLP(MLP):
             self._timings["solve_wait"] += time.perf_counter() - t0
             self._adopt(state, timing)
         t0 = time.perf_counter()
-        problem = self.build_problem(batch_x)
+        solve_batch = batch_x
+        if self.control == "other-batch":  # the previous solve point's batch, never this one
+            solve_batch = self._previous_batch if self._previous_batch is not None else batch_x
+            self._previous_batch = batch_x
+        problem = self.build_problem(solve_batch)
+        # The builder's CSR structure is fixed: it names it (a remote solver then need not compare).
+        structure: Any = self.builder
+        if self.control == "shuffled-couplings":
+            problem, structure = shuffle_couplings(problem, self._layer_of, self._control_rng), None
         self._timings["ising_build"] += time.perf_counter() - t0
-        initial = (self.state if self.budget.warm_start else np.ones_like(self.state)).copy()
+        initial = (self.solver_state if self.budget.warm_start else np.ones_like(self.state)).copy()
         full = self.num_solves == 0 and self.budget.warm_start
         seed = self.seed * 1_000_003 + step
         if self.async_solve:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ising-solve")
-            self._pending = self._executor.submit(self.solver.solve, problem, initial, seed, full,
-                                                  self.builder)
+            self._pending = self._executor.submit(solve_in_groups, self.solver, problem, initial, seed,
+                                                  full, structure, self.groups)
             return
-        # The builder's CSR structure is fixed: it names it (a remote solver then need not compare).
-        state, timing = self.solver.solve(problem, initial, seed=seed, full=full, structure=self.builder)
+        state, timing = solve_in_groups(self.solver, problem, initial, seed, full, structure, self.groups)
+        if self.auditor.due(self.num_solves):
+            self.auditor.audit(problem, initial, seed, self.groups, state, timing.get("solve", 0.0),
+                               self.num_solves, step)
         self._adopt(state, timing)
 
     def _adopt(self, state: np.ndarray, timing: dict[str, float]) -> None:
         self._timings["solve"] += timing.get("solve", 0.0)
         self._timings["transport"] += timing.get("transport", 0.0)
+        self.solver_state = np.asarray(state, dtype=np.uint8).copy()
+        if self.control == "shuffled-mask":
+            state = shuffle_mask(state, [self.layout.slice(l) for l in self.layout.layers],
+                                 self._control_rng)
         self.set_state(state)
         self.num_solves += 1
 
@@ -305,7 +348,9 @@ class IsingDropoutMLP(MLP):
         context.log["ising"] = {"energy": self.energy_options.energy, "solves": self.num_solves,
                                 "solve_every": self.solve_every, "num_sweeps": self.budget.num_sweeps,
                                 "warm_start": self.budget.warm_start, "async_solve": self.async_solve,
-                                "solver": self.solver_spec}
+                                "solver": self.solver_spec, "control": self.control,
+                                "counts": None if self.groups is None else self.groups.counts.tolist(),
+                                "audit_every": self.auditor.every, "audit": self.auditor.records}
 
     def close(self) -> None:
         """Drop an in-flight solve (its masks would come too late) and release the solver."""
@@ -320,6 +365,7 @@ class IsingDropoutMLP(MLP):
             self._executor.shutdown(wait=True)
             self._executor = None
         self.solver.close()
+        self.auditor.close()
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, mode={self.mode}, energy={self.energy_options.energy}, "
