@@ -83,7 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", type=float, default=None, help="drop probability (random variants)")
     parser.add_argument("--lambda-in", type=float, default=None, help="DropNeuron incoming-group weight")
     parser.add_argument("--lambda-out", type=float, default=None, help="DropNeuron outgoing-group weight")
-    parser.add_argument("--solver", default=None, help="Ising: 'embedded' (default) or a service URL")
+    parser.add_argument("--solver", default=None,
+                        help="Ising: 'embedded' (default), a service URL, or a cheap solver: random, topk, "
+                             "greedy, qpbo, anneal10")
     parser.add_argument("--ising-energy", default=None, choices=("importance", "paper"),
                         help="Ising: the default sound formulation, or the paper's eq. 5 literally")
     parser.add_argument("--solve-every", type=int, default=None, help="Ising: re-solve every k mini-batches")
