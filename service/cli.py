@@ -22,11 +22,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "solve": ("client.solve_command", "send a QUBO file to a solver service and print the result"),
     "train": ("trainer.train_command", "train an MLP with Ising-Dropout or another dropout variant"),
     "reproduce": ("trainer.reproduce_command", "reproduce the Ising-Dropout paper's tables"),
+    "study": ("trainer.study_command", "run the Ising-Dropout study (annealer vs cheap solvers) and report"),
 }
 
 #: The install extra a command's module needs (``pip install spinout`` is the client alone).
 EXTRA_FOR = {"anneal": "service", "serve": "service", "worker": "service", "train": "train",
-             "reproduce": "train"}
+             "reproduce": "train", "study": "train"}
 
 
 @contextlib.contextmanager

@@ -169,6 +169,12 @@ ROWS: tuple[Row, ...] = (
     Row("ising-keep-infer-input", "Ising, paper's drop rates imposed (training+inference) incl. input", _ISING,
         include_input=True, mode="train+infer", options=(("keep_ratio", "0.614,0.6782,0.7485"),),
         networks=_PAPER_NETS, datasets=("mnist",)),
+    # Structured pruning at the paper's Ising drop rates (the compression baselines of the study):
+    # pruned once after the first epoch, fine-tuned for the rest.
+    Row("prune-magnitude-input", "magnitude pruning at the paper's Ising rates, incl. input", "prune-magnitude",
+        include_input=True, mode="train+infer", options=(("keep_ratio", "0.614,0.6782,0.7485"),)),
+    Row("prune-taylor-input", "Taylor pruning at the paper's Ising rates, incl. input", "prune-taylor",
+        include_input=True, mode="train+infer", options=(("keep_ratio", "0.614,0.6782,0.7485"),)),
     Row("gaussian", "Gaussian dropout", "gaussian"),
     Row("alpha", "alpha dropout (SELU)", "alpha"),
     Row("dropconnect", "DropConnect", "dropconnect"),

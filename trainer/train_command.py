@@ -83,7 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", type=float, default=None, help="drop probability (random variants)")
     parser.add_argument("--lambda-in", type=float, default=None, help="DropNeuron incoming-group weight")
     parser.add_argument("--lambda-out", type=float, default=None, help="DropNeuron outgoing-group weight")
-    parser.add_argument("--solver", default=None, help="Ising: 'embedded' (default) or a service URL")
+    parser.add_argument("--solver", default=None,
+                        help="Ising: 'embedded' (default), a service URL, or a cheap solver: random, topk, "
+                             "greedy, qpbo, anneal10")
     parser.add_argument("--ising-energy", default=None,
                         choices=("saliency", "paper", "relevance-redundancy", "paper-repaired",
                                  "loss-aware"),  # ising_energy.ENERGIES (not imported: CLI start-up)
@@ -188,6 +190,22 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def code_commit() -> str | None:
+    """The git commit of the code that runs (``<sha>-dirty`` when tracked files differ from it),
+    None outside a git checkout: every result.json names the code it came from."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha or None
+
+
 def _finite(value: float) -> float | None:
     return round(float(value), 4) if math.isfinite(value) else None
 
@@ -231,6 +249,7 @@ def result_json(args: argparse.Namespace, sizes: list[int], activation: str, opt
                      "drop_rate_per_layer": [round(r, 4) for r in h.drop_rate_per_layer]}
                     for h in result.history],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "code_commit": code_commit(),
     }
 
 

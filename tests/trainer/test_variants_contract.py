@@ -99,8 +99,12 @@ def test_variant_contract(name: str, include_input: bool):
 
 
 # Not the deterministic methods: no dropout at all, MI (masks set after training), DropNeuron
-# (a regulariser) and Ising-Dropout (masks chosen by the solver; its own tests cover them).
-@pytest.mark.parametrize("name", [n for n in registry.names() if n not in ("none", "mi", "dropneuron", "ising")])
+# (a regulariser), Ising-Dropout (masks chosen by the solver; its own tests cover them) and the
+# pruning baselines (one fixed mask in training and inference).
+_DETERMINISTIC = ("none", "mi", "dropneuron", "ising", "prune-magnitude", "prune-taylor")
+
+
+@pytest.mark.parametrize("name", [n for n in registry.names() if n not in _DETERMINISTIC])
 def test_training_mode_differs_from_inference(name: str):
     """Each random method does something while training that inference does not."""
     x, _ = _batch()

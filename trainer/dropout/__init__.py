@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import ising, none, registry
+from . import ising, none, pruning, registry
 from .base import HarnessContext, VariantSpec
 
 # Variants written in a parallel work stream (issue 6). Until each module lands, its import is
@@ -23,4 +23,4 @@ for _name in _SIBLING_VARIANTS:
         if _exc.name != f"{__name__}.{_name}":
             raise
 
-__all__ = ["HarnessContext", "VariantSpec", "ising", "none", "registry"]
+__all__ = ["HarnessContext", "VariantSpec", "ising", "none", "pruning", "registry"]

@@ -12,32 +12,7 @@ Options (``--option key=value`` or the dedicated flags; the defaults depend on t
 ``PRESETS``: "saliency" below, the literal "paper" in the next column; the exact-K energies
 "relevance-redundancy", "paper-repaired" and "loss-aware" take saliency's solver settings):
 
-================== ===================== =================== ==========================================
-option              default (saliency)    paper preset        meaning
-================== ===================== =================== ==========================================
-ising_energy        saliency              paper               the formulation (see ``ising_energy``)
-solve_every         8                     1                   re-solve every k mini-batches
-num_sweeps          10                    100                 annealing steps (sweeps or trials) per solve
-num_runs            1                     1                   annealing runs per solve
-moves               sweep                 sweep               "sweep" or "trial" (DA dynamics)
-temperature         0.1                   auto                start T / median |field|; auto = hot-to-cold
-warm_start          true                  false               start from the previous state (else all 1)
-full_sweeps         200                   -                   first solve (warm start on): full anneal
-activation_ema      0.9                   0                   average the energy's statistics over solves
-async_solve         false                 false               solve on a worker thread, masks one period late
-cost                0.5                   -                   saliency: per-unit keeping cost (x mean field)
-keep_ratio          none (0.7 exact-K)    -                   kept fraction per layer, e.g. 0.6 or 0.6,0.7,0.75
-exact_k             false (true exact-K)  false               exactly round(keep_ratio x n_l) kept per layer
-cardinality_strength 10                   -                   penalty weight when keep_ratio without exact_k
-stickiness          0.05                  -                   bonus for the previous state (x mean field)
-bias_weight         0 (1 paper-repaired)  1                   weight of the bias field
-alpha               0.5                   -                   relevance-redundancy: weight of redundancy
-saturation_weight   0.25                  -                   loss-aware: non-saturation field weight
-diagnostics_every   10                    10                  log hardness/frustration/drop rate every k solves
-solver              embedded              embedded            "embedded" or a service URL
-api_key             $SPINOUT_API_KEY      $SPINOUT_API_KEY    key for a remote service
-================== ===================== =================== ==========================================
-"""
+================== ===================== =================== ==================================="""
 
 from __future__ import annotations
 
@@ -53,10 +28,13 @@ from service.engine import BinaryQuadraticProblem
 
 from ..models import MLP
 from .base import VariantSpec
+from .ising_controls import CONTROLS, shuffle_couplings, shuffle_mask
 from .ising_diagnostics import solve_diagnostics, summarize_diagnostics
 from .ising_energy import ENERGIES, EnergyOptions, IsingLayout, IsingProblem, QuboBuilder
 from .ising_solver import AnnealBudget, MaskSolver, make_solver
+from .mask_solvers import solve_in_groups
 from .network_stats import mlp_network_stats
+from .solve_audit import SolveAuditor
 from .registry import register
 
 #: Per-energy defaults of the options the paper leaves open.
@@ -100,7 +78,7 @@ KNOWN_OPTIONS = frozenset({
     "ising_energy", "solve_every", "num_sweeps", "num_runs", "moves", "temperature", "warm_start",
     "full_sweeps", "activation_ema", "async_solve", "cost", "keep_ratio", "exact_k",
     "cardinality_strength", "stickiness", "bias_weight", "alpha", "saturation_weight", "mu", "sigma2",
-    "diagnostics_every", "solver", "api_key",
+    "diagnostics_every", "solver", "api_key", "control", "audit_every",
 })
 
 
@@ -186,6 +164,19 @@ class IsingDropoutMLP(MLP):
         self.solver: MaskSolver = make_solver(self.solver_spec, self.budget,
                                              spec.option("api_key", None, str))
         self.state = np.ones(self.layout.num_variables, dtype=np.uint8)
+        self.control = str(spec.option("control", "none", str))
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {self.control!r}")
+        self._control_rng = np.random.default_rng([self.seed, 0x5EED])
+        self._layer_of = np.concatenate([np.full(self.sizes[l], l) for l in self.layout.layers])
+        self._previous_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None  # other-batch: the last solve point's
+        self.auditor = SolveAuditor(spec.option("audit_every", 0, int),
+                                    [self.layout.slice(l) for l in self.layout.layers])
+        if self.auditor.every and self.async_solve:
+            raise ValueError("audit_every needs synchronous solves (async_solve=false)")
+        # The solver's own last answer: the warm start and the stickiness reference, also when a
+        # control changes the mask that is applied.
+        self.solver_state = self.state.copy()
         self.num_solves = 0
         self._timings = {"ising_build": 0.0, "transport": 0.0, "solve": 0.0, "solve_wait": 0.0,
                          "mask_bookkeeping": 0.0, "ising_diagnostics": 0.0}
@@ -228,6 +219,7 @@ class IsingDropoutMLP(MLP):
         """After the harness restores the best epoch's buffers, re-read the state from the masks."""
         parts = [self.unit_modules[l].mask.detach().cpu().numpy() for l in self.layout.layers]
         self.state = (np.concatenate(parts) > 0.5).astype(np.uint8)
+        self.solver_state = self.state.copy()
         self._index_dropped()
 
     def unit_keep_masks(self) -> list[torch.Tensor]:
@@ -243,7 +235,7 @@ class IsingDropoutMLP(MLP):
         if self.builder.needs_gate_gradients and batch_y is None:
             raise ValueError(f"the {self.energy_options.energy} energy needs the mini-batch's labels")
         stats = mlp_network_stats(self, batch_x, batch_y, gate_gradients=self.builder.needs_gate_gradients)
-        return self.builder.build(stats, previous=self.state)
+        return self.builder.build(stats, previous=self.solver_state)
 
     def solve_masks(self, batch_x: torch.Tensor, step: int, batch_y: torch.Tensor | None = None) -> None:
         """Build this mini-batch's QUBO and adopt the solver's state as the masks.
@@ -260,26 +252,40 @@ class IsingDropoutMLP(MLP):
             assert self._pending_problem is not None
             self._adopt(state, timing, self._pending_problem)
         t0 = time.perf_counter()
-        problem, groups = self.build_problem(batch_x, batch_y)
+        solve_batch, solve_labels = batch_x, batch_y
+        if self.control == "other-batch":  # the previous solve point's batch, never this one
+            if self._previous_batch is not None:
+                solve_batch, solve_labels = self._previous_batch
+            self._previous_batch = (batch_x, batch_y)
+        problem, groups = self.build_problem(solve_batch, solve_labels)
+        # The builder's CSR structure is fixed: it names it (a remote solver then need not compare).
+        structure: Any = self.builder
+        if self.control == "shuffled-couplings":
+            problem, structure = shuffle_couplings(problem, self._layer_of, self._control_rng), None
         self._timings["ising_build"] += time.perf_counter() - t0
-        initial = (self.state if self.budget.warm_start else np.ones_like(self.state)).copy()
+        initial = (self.solver_state if self.budget.warm_start else np.ones_like(self.state)).copy()
         full = self.num_solves == 0 and self.budget.warm_start
         seed = self.seed * 1_000_003 + step
         if self.async_solve:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ising-solve")
-            self._pending = self._executor.submit(self.solver.solve, problem, initial, seed, full,
-                                                  self.builder, groups)
+            self._pending = self._executor.submit(solve_in_groups, self.solver, problem, initial, seed,
+                                                  full, structure, groups)
             self._pending_problem = problem
             return
-        # The builder's CSR structure is fixed: it names it (a remote solver then need not compare).
-        state, timing = self.solver.solve(problem, initial, seed=seed, full=full, structure=self.builder,
-                                          groups=groups)
+        state, timing = solve_in_groups(self.solver, problem, initial, seed, full, structure, groups)
+        if self.auditor.due(self.num_solves):
+            self.auditor.audit(problem, initial, seed, groups, state, timing.get("solve", 0.0),
+                               self.num_solves, step)
         self._adopt(state, timing, problem)
 
     def _adopt(self, state: np.ndarray, timing: dict[str, float], problem: BinaryQuadraticProblem) -> None:
         self._timings["solve"] += timing.get("solve", 0.0)
         self._timings["transport"] += timing.get("transport", 0.0)
+        self.solver_state = np.asarray(state, dtype=np.uint8).copy()
+        if self.control == "shuffled-mask":
+            state = shuffle_mask(state, [self.layout.slice(l) for l in self.layout.layers],
+                                 self._control_rng)
         self.set_state(state)
         self.num_solves += 1
         if self.diagnostics_every and (self.num_solves - 1) % self.diagnostics_every == 0:
@@ -331,10 +337,11 @@ class IsingDropoutMLP(MLP):
         context.log["ising"] = {"energy": o.energy, "solves": self.num_solves,
                                 "solve_every": self.solve_every, "num_sweeps": self.budget.num_sweeps,
                                 "warm_start": self.budget.warm_start, "async_solve": self.async_solve,
-                                "solver": self.solver_spec, "exact_k": o.exact_k,
-                                "keep_counts": self.builder.counts,
+                                "solver": self.solver_spec, "control": self.control,
+                                "exact_k": o.exact_k, "keep_counts": self.builder.counts,
                                 "diagnostics": summarize_diagnostics(self.diagnostics),
-                                "diagnostics_per_solve": list(self.diagnostics)}
+                                "diagnostics_per_solve": list(self.diagnostics),
+                                "audit_every": self.auditor.every, "audit": self.auditor.records}
 
     def close(self) -> None:
         """Drop an in-flight solve (its masks would come too late) and release the solver."""
@@ -349,6 +356,7 @@ class IsingDropoutMLP(MLP):
             self._executor.shutdown(wait=True)
             self._executor = None
         self.solver.close()
+        self.auditor.close()
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, mode={self.mode}, energy={self.energy_options.energy}, "

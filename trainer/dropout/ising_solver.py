@@ -323,12 +323,18 @@ def upper_triplets(problem: BinaryQuadraticProblem) -> Any:
 
 
 def make_solver(spec: str, budget: AnnealBudget, api_key: str | None = None) -> MaskSolver:
-    """``"embedded"`` or an http(s) URL -> a solver; anything else is a clear error.
+    """``"embedded"``, an http(s) URL or one of the cheap solvers of ``mask_solvers``
+    (random, topk, greedy, qpbo, anneal10) -> a solver; anything else is a clear error.
 
     The remote key comes from ``api_key`` or the ``SPINOUT_API_KEY`` environment variable.
     """
+    from .mask_solvers import CHEAP_SOLVERS, cheap_solver
+
     if spec == "embedded":
         return EmbeddedSolver(budget)
     if spec.startswith(("http://", "https://")):
         return RemoteSolver(spec, budget, api_key or os.environ.get("SPINOUT_API_KEY"))
-    raise ValueError(f"--solver must be 'embedded' or an http(s) URL, got {spec!r}")
+    if spec in CHEAP_SOLVERS:
+        return cheap_solver(spec)
+    raise ValueError(f"--solver must be 'embedded', an http(s) URL or one of "
+                     f"{', '.join(CHEAP_SOLVERS)}, got {spec!r}")

@@ -1,0 +1,207 @@
+"""The Ising-Dropout study's report: the decision rule first, then the numbers that decide it.
+
+``write_study_report`` reads every run's ``result.json`` under ``OUT/runs`` and writes Markdown:
+the rule as fixed before the runs, the settings and epoch budget, per-setting tables (mean +- sd),
+paired comparisons of the annealer (bootstrap intervals, Holm-corrected sign-flip tests), the
+solve audit, the dose-response plot (accuracy against the energy each solver reached; needs
+matplotlib, the ``plots`` extra), the decision with its numbers, and the exact command and code
+commit(s) of the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import study
+from .study_stats import ANNEALER, CHEAP_SOLVERS, DECISION_RULE, decide, mean_sd
+
+
+def load_results(out: Path, runs: Sequence[study.StudyRun]) -> dict[str, dict[str, Any]]:
+    """run id -> result.json of the finished runs."""
+    results = {}
+    for run in runs:
+        path = out / "runs" / run.run_id / "result.json"
+        if path.is_file():
+            results[run.run_id] = json.loads(path.read_text())
+    return results
+
+
+def _fmt(mean: float, sd: float, digits: int = 2) -> str:
+    return "-" if math.isnan(mean) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _audits(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(((result.get("log") or {}).get("ising") or {}).get("audit") or [])
+
+
+def dose_response(accuracy: dict[str, dict[str, dict[int, float]]], audits: dict[str, list[dict[str, Any]]]
+                  ) -> dict[str, list[tuple[str, float, float]]]:
+    """Per setting: (solver, mean relative energy gap to the best found in the audits, mean test
+    accuracy of that solver's arm) for the solvers with both."""
+    points: dict[str, list[tuple[str, float, float]]] = {}
+    for setting, records in audits.items():
+        rows = []
+        for solver in (*CHEAP_SOLVERS, ANNEALER):
+            gaps = [r["gap"][solver] for r in records if solver in r.get("gap", {})]
+            accs = list(accuracy.get(setting, {}).get(solver, {}).values())
+            if gaps and accs:
+                rows.append((solver, float(np.mean(gaps)), float(np.mean(accs))))
+        if rows:
+            points[setting] = rows
+    return points
+
+
+def _plot(points: dict[str, list[tuple[str, float, float]]], path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
+    for ax, (setting, rows) in zip(axes[0], points.items()):
+        for solver, gap, acc in rows:
+            ax.scatter(100 * gap, acc, s=40)
+            ax.annotate(solver, (100 * gap, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel("mean energy gap to the best found (%)")
+        ax.set_ylabel("mean test accuracy (%)")
+        ax.set_title(setting)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: Path, *, command: str,
+                       wall_seconds: float | None = None) -> Path:
+    """Write the report for ``runs`` (finished or not) and return its path."""
+    results = load_results(out, runs)
+    accuracy: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    audits: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        result = results.get(run.run_id)
+        if result is None:
+            continue
+        accuracy[run.setting.key][run.arm.key][run.seed] = float(result["test_accuracy"])
+        rows[(run.setting.key, run.arm.key)].append(result)
+        if run.arm.key == ANNEALER:
+            audits[run.setting.key] += _audits(result)
+    all_audits = [r for recs in audits.values() for r in recs]
+    decision = decide(accuracy, all_audits)
+    lines = ["# Ising-Dropout study: does the annealer earn its place?", "",
+             "## Decision rule (fixed before the runs)", "", DECISION_RULE, ""]
+    lines += ["## Settings, arms and epoch budget", "",
+              f"Every arm of a setting keeps exactly the same per-layer counts (kept fractions below), "
+              f"uses Adam {study.LR}, batch {study.BATCH_SIZE}, mode `{study.MODE}`, and for a given seed "
+              f"the same initialisation and data order. Ising arms solve the `{runs[0].energy if runs else study.ENERGY}` "
+              f"energy every {study.SOLVE_EVERY} mini-batches; the annealer's solves are audited every "
+              f"{study.AUDIT_EVERY}th solve.", "", study.budget_table(), "",
+              "| arm | family | what |", "|---|---|---|"]
+    lines += [f"| {a.key} | {a.family} | {a.label} |" for a in study.ARMS]
+    lines.append("")
+    missing = [r.run_id for r in runs if r.run_id not in results]
+    lines += [f"Runs finished: {len(results)} of {len(runs)}."
+              + (f" Missing or failed: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}." if missing else ""),
+              ""]
+    # ---------------------------------------------------------------- per-setting tables
+    lines += ["## Results (mean ± sd over seeds)", ""]
+    for setting in dict.fromkeys(r.setting.key for r in runs):
+        arms = [a for a in study.ARMS if (setting, a.key) in rows]
+        if not arms:
+            continue
+        lines += [f"### {study.SETTINGS_BY_KEY[setting].label}", "",
+                  "| arm | seeds | test accuracy % | train - test gap | params removed % (units) | ms/step solve | s/run |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for arm in arms:
+            rs = rows[(setting, arm.key)]
+            acc = mean_sd([r["test_accuracy"] for r in rs])
+            gap = mean_sd([(r["history"][-1]["train_accuracy"] or math.nan) - r["test_accuracy"]
+                           for r in rs if r.get("history")])
+            removed = mean_sd([r.get("params_removed_pct_exact", math.nan) for r in rs])
+            solve = mean_sd([r.get("ms_per_step", {}).get("solve", 0.0) for r in rs])
+            secs = mean_sd([r.get("seconds", math.nan) for r in rs])
+            lines.append(f"| {arm.key} | {len(rs)} | {_fmt(*acc)} | {_fmt(*gap)} | {_fmt(*removed, 1)} | "
+                         f"{_fmt(*solve, 3)} | {secs[0]:.0f} |")
+        lines.append("")
+    # ---------------------------------------------------------------- paired comparisons
+    lines += ["## The annealer against each comparator (paired over seeds)", "",
+              "Difference = annealer − comparator in test accuracy points; 95 % percentile bootstrap "
+              "interval of the mean difference; two-sided sign-flip test, Holm-corrected within each "
+              "setting.", "",
+              "| setting | comparator | seeds | mean diff | 95 % interval | p | p (Holm) |",
+              "|---|---|---:|---:|---|---:|---:|"]
+    for c in decision.comparisons:
+        iv = c.interval
+        lines.append(f"| {c.setting} | {c.comparator} | {iv.n} | {iv.mean:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] | "
+                     f"{c.p_value:.4f} | {c.p_holm:.4f} |")
+    lines.append("")
+    # ---------------------------------------------------------------- the audit
+    lines += ["## Solve audit (the annealer arm: every solver on the same problems)", ""]
+    for setting, records in audits.items():
+        lines += [f"### {setting}: {len(records)} audited solves", "",
+                  "| solver | mean gap to best % | median gap % | annealer strictly lower % | median ms |",
+                  "|---|---:|---:|---:|---:|"]
+        for solver in (ANNEALER, *CHEAP_SOLVERS):
+            recs = [r for r in records if solver in r["energy"]]
+            if not recs:
+                continue
+            gaps = np.array([r["gap"][solver] for r in recs])
+            lower = np.mean([r["energy"][ANNEALER] < r["energy"][solver] - 1e-9 * max(1.0, abs(r["energy"][solver]))
+                             for r in recs]) if solver != ANNEALER else math.nan
+            ms = np.median([1000 * r["seconds"][solver] for r in recs])
+            lines.append(f"| {solver} | {100 * gaps.mean():.3f} | {100 * np.median(gaps):.3f} | "
+                         f"{'-' if math.isnan(lower) else f'{100 * lower:.0f}'} | {ms:.2f} |")
+        hamming = [r["hamming_annealer_topk"] for r in records]
+        drops = np.array([r["drop_rate"] for r in records])
+        lines += ["", f"Hamming distance annealer vs top-K: median {np.median(hamming):.0f} "
+                      f"(range {min(hamming)}-{max(hamming)}); realised drop rate per layer "
+                      f"{', '.join(f'{d:.1f} %' for d in drops.mean(0))}.", ""]
+    # ---------------------------------------------------------------- dose-response
+    points = dose_response(accuracy, audits)
+    image_dir = report_path.with_suffix("")
+    if points:
+        lines += ["## Dose-response: accuracy against the energy reached", ""]
+        image = image_dir / "dose-response.png"
+        if _plot(points, image):
+            try:
+                rel = image.relative_to(report_path.parent)
+            except ValueError:
+                rel = image
+            lines += [f"![accuracy against energy gap]({rel.as_posix()})", ""]
+        lines += ["| setting | solver | mean energy gap % | mean test accuracy % |", "|---|---|---:|---:|"]
+        lines += [f"| {s} | {solver} | {100 * g:.3f} | {a:.2f} |" for s, rs in points.items() for solver, g, a in rs]
+        lines.append("")
+    # ---------------------------------------------------------------- decision
+    e = decision.energy
+    lines += ["## Decision", "", f"**Verdict: {decision.verdict}.**", "",
+              f"- (a) energy: {e.audited} audited solves; the annealer strictly below every cheap solver on "
+              f"{100 * e.win_fraction:.1f} % (needs >= 50 %), median gap {100 * e.median_gap:.3f} % "
+              f"(needs >= 1 %): {'holds' if e.holds else 'fails'}." if e.audited else
+              "- (a) energy: no audited solves: fails.",
+              f"- (b) accuracy: beats random, top-K and the best cheap solver in "
+              f"{sum(decision.accuracy_settings.values())} of {len(decision.accuracy_settings)} settings "
+              f"(needs {decision.required_settings}; best cheap per setting: "
+              f"{', '.join(f'{k}: {v}' for k, v in decision.best_cheap.items()) or '-'}): "
+              f"{'holds' if decision.accuracy_holds else 'fails'}.",
+              f"- (c) controls: beats both shuffle controls in {sum(decision.control_settings.values())} of "
+              f"{len(decision.control_settings)} settings: {'holds' if decision.controls_hold else 'fails'}.", ""]
+    # ---------------------------------------------------------------- provenance
+    commits = sorted({str(r.get("code_commit")) for r in results.values()})
+    lines += ["## How to reproduce", "", "```bash", command, "```", "",
+              f"Code commit(s) of the runs: {', '.join(f'`{c}`' for c in commits) or '-'}."]
+    if wall_seconds:
+        lines.append(f"Wall time of the study (all invocations): {wall_seconds / 3600:.2f} h.")
+    lines.append("")
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text("\n".join(lines))
+    return report_path
