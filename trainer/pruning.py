@@ -323,7 +323,7 @@ def pruning_report(model: nn.Module, test_x: torch.Tensor | None = None, test_y:
         ``params_removed_pct``, ``macs_full`` / ``macs_pruned`` / ``macs_removed_pct`` (per
         sample), and, when the pruned network can be built, ``inference_ms_full`` /
         ``inference_ms_pruned`` (median of ``repeats`` eval passes over ``batch`` samples on
-        ``threads`` torch threads) with their ``speedup`` and, given test data, the pruned
+        ``threads`` torch threads; ``repeats=0`` skips the timing) with their ``speedup`` and, given test data, the pruned
         network's ``pruned_test_accuracy`` (it differs from the run's accuracy when the masks
         were applied in training only). ``error`` says why the network could not be built.
     """
@@ -348,12 +348,13 @@ def pruning_report(model: nn.Module, test_x: torch.Tensor | None = None, test_y:
     except ValueError as exc:
         report["error"] = str(exc)
         return report
-    sample = (network.units[0],)
-    full_s = inference_seconds(model, sample, batch, repeats, threads)
-    pruned_s = inference_seconds(pruned, sample, batch, repeats, threads)
-    report.update({"inference_ms_full": 1000 * full_s, "inference_ms_pruned": 1000 * pruned_s,
-                   "speedup": full_s / pruned_s if pruned_s > 0 else None,
-                   "timing": {"batch": batch, "repeats": repeats, "threads": threads, "statistic": "median"}})
+    if repeats > 0:
+        sample = (network.units[0],)
+        full_s = inference_seconds(model, sample, batch, repeats, threads)
+        pruned_s = inference_seconds(pruned, sample, batch, repeats, threads)
+        report.update({"inference_ms_full": 1000 * full_s, "inference_ms_pruned": 1000 * pruned_s,
+                       "speedup": full_s / pruned_s if pruned_s > 0 else None,
+                       "timing": {"batch": batch, "repeats": repeats, "threads": threads, "statistic": "median"}})
     if test_x is not None and test_y is not None and test_x.shape[0]:
         with torch.no_grad():
             correct = sum(int((pruned(test_x[i:i + 10_000]).argmax(1) == test_y[i:i + 10_000]).sum())

@@ -38,10 +38,10 @@ def test_dropped_units_keep_their_weights_and_kept_ones_train() -> None:
     dropped_in, dropped_h1, dropped_h2 = 3, 12 + 2, 12 + 8 + 4
     state[[dropped_in, dropped_h1, dropped_h2]] = 0
     model.set_state(state)
-    before = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in model.linears]
+    before = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in model.network.connections]
     one_step(model, x, y)
-    w0, w1, w2 = (lin.weight.detach() for lin in model.linears)
-    b0, b1 = model.linears[0].bias.detach(), model.linears[1].bias.detach()
+    w0, w1, w2 = (lin.weight.detach() for lin in model.network.connections)
+    b0, b1 = model.network.connections[0].bias.detach(), model.network.connections[1].bias.detach()
     # outgoing weights of the dropped input pixel 3
     assert torch.equal(w0[:, 3], before[0][0][:, 3])
     # hidden unit 2 of h1: incoming row, bias and outgoing column
@@ -111,7 +111,7 @@ def test_kept_weights_follow_the_optimizer_bit_for_bit() -> None:
                 model.after_step(x, step + 1)
         runs.append(model)
     model, twin = runs
-    for index, (lin, lin_twin) in enumerate(zip(model.linears, twin.linears)):
+    for index, (lin, lin_twin) in enumerate(zip(model.network.connections, twin.network.connections)):
         w_mask, _ = model._restore[index]
         kept = w_mask < 0.5
         assert torch.equal(lin.weight[kept], lin_twin.weight[kept])

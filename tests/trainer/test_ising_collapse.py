@@ -18,9 +18,9 @@ def test_literal_energy_drops_the_hidden_layer_and_the_default_keeps_it(mnist_sm
     net = registry.get("none")(VariantSpec(sizes=[784, 100, 100, 10]))
     train(net, mnist_small, epochs=1, seed=0)
     batch = mnist_small.train_x[:32]
-    abars = [a.mean(0) for a in net.layer_activations(batch)]
-    weights = [lin.weight.detach() for lin in net.linears]
-    biases = [None] + [lin.bias.detach() for lin in net.linears[:-1]]
+    abars = [a.mean(0) for a in net.network.layer_activations(batch)]
+    weights = [lin.weight.detach() for lin in net.network.connections]
+    biases = [None] + [lin.bias.detach() for lin in net.network.connections[:-1]]
     layout = IsingLayout(net.sizes, include_input=True)
     ones = np.ones(layout.num_variables, dtype=np.uint8)
     kept = {}
