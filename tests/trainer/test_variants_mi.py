@@ -135,3 +135,29 @@ def test_a_dropped_unit_outputs_its_constant_fill():
     h = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
     torch.testing.assert_close(layer(h), torch.tensor([[0.1, 0.7, 0.3], [0.4, 0.7, 0.6]]))
     assert "kept=2" in repr(layer)
+
+
+def test_mi_on_the_cnn_masks_whole_channels_after_training() -> None:
+    """MI-Dropout on the CNN: channel MI from spatial means, masks and fills per channel."""
+    from trainer.data import DataSplits
+    from trainer.harness import train
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(600, 784, generator=gen)
+    y = (x[:, :392].mean(1) > x[:, 392:].mean(1)).long()
+    data = DataSplits("halves", x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:])
+    torch.manual_seed(0)
+    model = registry.get("mi")(VariantSpec([784, 2], model="cnn",
+                                           options={"samples": "300", "retrain_epochs": "0", "tolerance": "5"}))
+    result = train(model, data, epochs=1, lr=0.01, seed=0, max_steps_per_epoch=5)
+    log = result.log["mutual_information"]
+    assert log["layers"] == [1, 2, 3, 4] and len(log["mean_mi_before"]) == 4
+    masks = model.unit_keep_masks()
+    assert [int(m.numel()) for m in masks] == [784, 6, 16, 120, 84] and masks[0].sum() == 784
+    gate = model.network.gates[2]
+    assert bool((gate.mask == 0).any())
+    with torch.no_grad():
+        h = model.network.layer_outputs(x[:3])[2]
+    for channel in range(16):
+        if gate.mask[channel] == 0:  # a dropped channel outputs its fill everywhere
+            assert torch.allclose(h[:, channel], gate.fill[channel].expand_as(h[:, channel]))
