@@ -20,6 +20,7 @@ from torch import nn
 
 from .data import DataSplits
 from .dropout.base import HarnessContext, gated_network, is_deterministic, paper_parameter_counts
+from .pruning import structured_counts
 
 EVAL_CHUNK = 10_000
 
@@ -324,8 +325,6 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
 def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: float, best_epoch: int,
               seconds: float) -> RunResult:
     """Collect the metrics of a finished run."""
-    from .pruning import structured_counts
-
     network = gated_network(model)
     sizes = list(getattr(model, "sizes", []))
     masks = keep_masks(model)

@@ -15,7 +15,6 @@ from trainer.dropout.base import VariantSpec
 from trainer.dropout.dropconnect import DropConnect, DropConnectLinear, dropconnect_linear
 from trainer.dropout.gaussian import GaussianDropout, gaussian_dropout
 from trainer.dropout.standard import UnitDropout
-from trainer.models import MLP
 
 N = 400_000
 
