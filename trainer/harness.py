@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .data import DataSplits
-from .dropout.base import HarnessContext, exact_parameter_counts, is_deterministic, paper_parameter_counts
+from .dropout.base import HarnessContext, gated_network, is_deterministic, paper_parameter_counts
+from .pruning import structured_counts
 
 EVAL_CHUNK = 10_000
 
@@ -39,10 +40,13 @@ class EpochRecord:
 class RunResult:
     """Metrics of one training run; percentages are in 0..100.
 
-    ``params_*`` follow the paper's eq. 6 accounting (:func:`paper_parameter_counts`) unless the
-    method reports its own ``parameter_counts()``. ``params_*_exact`` count the weights and
-    biases a pruned network would really keep when the method's keep masks are 0/1 (or it counts
-    its pruned weights itself): ``params_exact_basis`` is then "pruned". Random methods report
+    ``params_*`` follow the paper's eq. 6 accounting (:func:`paper_parameter_counts`, for any
+    gated network :meth:`trainer.models.GatedNetwork.expected_parameter_counts`: each unit owns
+    its outgoing weights and its bias) unless the method reports its own
+    ``parameter_counts()``. ``params_*_exact`` count the weights and biases a pruned network
+    would really keep when the method's keep masks are 0/1 (:func:`trainer.pruning.structured_counts`,
+    units physically removed) or when it counts its pruned weights itself: ``params_exact_basis``
+    is then "pruned". Random methods report
     keep *fractions*, which prune nothing; for them the fields repeat eq. 6 with the expected
     drop rates (what the paper's tables show) and the basis is "eq6-expected". ``selection``
     says whose weights were evaluated: "best" (best validation accuracy), "best-selectable"
@@ -338,25 +342,29 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
 def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: float, best_epoch: int,
               seconds: float) -> RunResult:
     """Collect the metrics of a finished run."""
+    network = gated_network(model)
     sizes = list(getattr(model, "sizes", []))
     masks = keep_masks(model)
     rates = drop_rates(masks)
     counts_hook = _hook(model, "parameter_counts")
     total, remaining = 0, 0.0
+    keep = [float(m.mean()) for m in masks] if masks else None
     if counts_hook is not None:
         total, rem = counts_hook()
         total, remaining = int(total), float(rem)
+    elif network is not None:
+        total, remaining = network.expected_parameter_counts(keep)
     elif len(sizes) >= 3:
-        keep = [float(m.mean()) for m in masks] if masks else None
         total, remaining = paper_parameter_counts(sizes, keep)
     total_exact, removed_exact_pct, basis = 0, 0.0, None
     if counts_hook is not None and total:
         total_exact, removed_exact_pct, basis = total, 100.0 * (1 - remaining / total), "pruned"
-    elif masks and len(sizes) >= 2 and is_deterministic(masks):
-        total_exact, rem_exact = exact_parameter_counts(sizes, masks)
-        removed_exact_pct, basis = 100.0 * (1 - rem_exact / total_exact), "pruned"
-    elif masks and len(sizes) >= 3:
-        total_exact, rem_expected = paper_parameter_counts(sizes, [float(m.mean()) for m in masks])
+    elif masks and network is not None and is_deterministic(masks):
+        counts = structured_counts(network, masks)
+        total_exact = counts["params_full"]
+        removed_exact_pct, basis = 100.0 * (1 - counts["params_pruned"] / total_exact), "pruned"
+    elif masks and network is not None:
+        total_exact, rem_expected = network.expected_parameter_counts(keep)
         removed_exact_pct, basis = 100.0 * (1 - rem_expected / total_exact), "eq6-expected"
     removed_pct = 100.0 * (1.0 - remaining / total) if total else 0.0
     ratio = total / remaining if remaining > 0 else math.inf

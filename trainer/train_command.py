@@ -1,4 +1,4 @@
-"""``spinout train``: train one MLP with a dropout variant and report its metrics.
+"""``spinout train``: train one network (MLP or CNN) with a dropout variant and report its metrics.
 
 The last line of standard output is one JSON object (the run's metrics) so scripts and the
 reproduction grid can read it; the progress bar goes to standard error and a readable summary
@@ -59,7 +59,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="directory with the four IDX .gz files (default: $SPINOUT_DATA_DIR, "
                              "then ~/.cache/spinout/<dataset>, downloading what is missing)")
-    parser.add_argument("--arch", default="784,100,100,10", help="layer sizes, input first")
+    parser.add_argument("--model", choices=("mlp", "cnn"), default="mlp",  # models.MODELS
+                        help="the network: an MLP of --arch, or the LeNet-5-like CNN (28x28 images; "
+                             "conv 6 and 16 channels, fc 120 and 84 units)")
+    parser.add_argument("--arch", default="784,100,100,10", help="MLP layer sizes, input first")
     parser.add_argument("--activation", default=None, choices=("sigmoid", "relu", "selu", "identity"),
                         help="hidden units (default: sigmoid as in the paper; 'alpha' always uses selu, and "
                              "DropAlan layers have none)")
@@ -101,6 +104,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="directory for the JSON, masks and plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-pruning-timing", action="store_true",
+                        help="skip the inference timing of the full and the pruned network")
 
 
 def parse_options(items: list[str]) -> dict[str, str]:
@@ -150,6 +155,8 @@ def main(args: argparse.Namespace) -> int:
                             limit_test=args.limit_test, seed=args.seed)
     except (DataError, ValueError) as exc:
         return _error(str(exc))
+    if args.model == "cnn":  # the CNN reads the input and output sizes only
+        sizes = [data.num_features, data.num_classes]
     if data.num_features != sizes[0]:
         return _error(f"the architecture's input size {sizes[0]} does not match the data's "
                       f"{data.num_features} features")
@@ -160,10 +167,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         spec = VariantSpec(sizes=sizes, include_input=args.include_input, p=args.p, mode=args.mode,
                            activation=activation, seed=args.seed, options=options,
-                           num_train=int(data.train_x.shape[0]))
+                           num_train=int(data.train_x.shape[0]), model=args.model)
         model = registry.get(args.dropout)(spec)
     except (ValueError, KeyError) as exc:
         return _error(str(exc).strip("'\""))
+    if args.model == "cnn":
+        sizes = list(getattr(model, "sizes", sizes))  # the CNN's units per layer, for the report
     # Some variants fix their own units (alpha: SELU): report what was built.
     activation = str(getattr(model, "activation_name", activation))
     if args.activation is not None and args.activation != activation:
@@ -182,7 +191,12 @@ def main(args: argparse.Namespace) -> int:
                        on_epoch=on_epoch)
     except (ValueError, FloatingPointError, RuntimeError) as exc:
         return _error(str(exc))
-    summary = result_json(args, sizes, activation, options, result)
+    from .pruning import pruning_report, weight_sparsity
+    try:
+        pruning = pruning_report(model, data.test_x, data.test_y, repeats=0 if args.no_pruning_timing else 7)
+    except ValueError as exc:
+        pruning = {"error": str(exc)}
+    summary = result_json(args, sizes, activation, options, result, pruning, weight_sparsity(model))
     print(summary_table(summary))
     if args.out:
         write_outputs(Path(args.out), summary, model, result)
@@ -210,12 +224,31 @@ def _finite(value: float) -> float | None:
     return round(float(value), 4) if math.isfinite(value) else None
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def result_json(args: argparse.Namespace, sizes: list[int], activation: str, options: dict[str, Any],
-                result: Any) -> dict[str, Any]:
-    """The run's metrics as one JSON-ready dict (the CLI's last line)."""
+                result: Any, pruning: dict[str, Any] | None = None,
+                sparsity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's metrics as one JSON-ready dict (the CLI's last line).
+
+    ``structured_pruning`` (:func:`trainer.pruning.pruning_report`, None unless the final keep
+    masks are 0/1): units kept, parameters and MACs per sample of the full and the physically
+    pruned network, their measured inference times. ``weight_sparsity``
+    (:func:`trainer.pruning.weight_sparsity`, None for methods without): zero weights apart from
+    units, and DropConnect's training-time drop rate.
+    """
     per_step = result.seconds_per_step
     return {
         "dataset": args.dataset,
+        "model": getattr(args, "model", "mlp"),
         "arch": ",".join(map(str, sizes)),
         "activation": activation,
         "dropout": args.dropout,
@@ -243,6 +276,8 @@ def result_json(args: argparse.Namespace, sizes: list[int], activation: str, opt
         "p": args.p,
         "options": {k: str(v) for k, v in options.items()},
         "limit_train": args.limit_train,
+        "structured_pruning": _rounded(pruning),
+        "weight_sparsity": _rounded(sparsity),
         "log": result.log,
         "history": [{"epoch": h.epoch, "loss": _finite(h.loss), "train_accuracy": _finite(h.train_accuracy),
                      "val_accuracy": _finite(h.val_accuracy), "seconds": round(h.seconds, 3),
@@ -259,7 +294,8 @@ def summary_table(summary: dict[str, Any]) -> str:
     steps = summary["ms_per_step"]
     timing = ", ".join(f"{k} {v:.3f}" for k, v in steps.items() if v > 0)
     rows = [
-        ("dataset / arch", f"{summary['dataset']} / {summary['arch']} ({summary['activation']})"),
+        ("dataset / model", f"{summary['dataset']} / {summary.get('model', 'mlp')} {summary['arch']} "
+                            f"({summary['activation']})"),
         ("dropout", f"{summary['dropout']} (mode {summary['mode']}, input "
                     f"{'included' if summary['include_input'] else 'excluded'})"),
         ("test accuracy", f"{summary['test_accuracy']:.2f}%"),
@@ -270,12 +306,25 @@ def summary_table(summary: dict[str, Any]) -> str:
                            f"ratio {summary['compression_ratio']}"),
         ("params removed, exact", f"{summary['params_removed_pct_exact']:.2f}% of {summary['params_total_exact']} "
                                   f"({summary['params_exact_basis'] or '-'})"),
+        ("structured pruning", _pruning_line(summary.get("structured_pruning"))),
         ("epochs / time", f"{summary['epochs']} epochs, {summary['steps']} steps, {summary['seconds']:.1f}s"),
         ("ms per step", timing or "-"),
     ]
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 3 + max(len(v) for _, v in rows))
     return "\n".join([line] + [f"{k:<{width}} | {v}" for k, v in rows] + [line])
+
+
+def _pruning_line(report: dict[str, Any] | None) -> str:
+    if not report:
+        return "- (keep masks not 0/1)"
+    if "params_pruned" not in report:
+        return f"- ({report.get('error')})"
+    line = (f"params {report['params_full']} -> {report['params_pruned']}, "
+            f"MACs {report['macs_full']} -> {report['macs_pruned']}")
+    if report.get("inference_ms_pruned") is not None:
+        line += f", {report['inference_ms_full']:.2f} -> {report['inference_ms_pruned']:.2f} ms"
+    return line
 
 
 def write_outputs(out: Path, summary: dict[str, Any], model: Any, result: Any) -> None:

@@ -7,9 +7,10 @@ import torch
 
 from trainer.data import DataSplits
 from trainer.dropout import registry
-from trainer.dropout.base import (VariantSpec, exact_parameter_counts, is_deterministic, paper_parameter_counts,
-                                  paper_parameter_terms)
+from trainer.dropout.base import VariantSpec, is_deterministic, paper_parameter_counts, paper_parameter_terms
 from trainer.harness import train
+from trainer.models import MLP
+from trainer.pruning import structured_counts
 
 
 def eq6(sizes: list[int]) -> int:
@@ -51,15 +52,15 @@ def test_keep_fractions_must_cover_every_candidate_layer() -> None:
 def test_exact_counts_remove_incoming_and_outgoing_weights() -> None:
     sizes = [4, 3, 2]
     masks = [torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([1.0, 0.0, 1.0])]
-    total, remaining = exact_parameter_counts(sizes, masks)
-    assert total == 4 * 3 + 3 + 3 * 2 + 2
-    assert remaining == 2 * 2 + 2 + 2 * 2 + 2
+    counts = structured_counts(MLP(sizes), masks)
+    assert counts["params_full"] == 4 * 3 + 3 + 3 * 2 + 2
+    assert counts["params_pruned"] == 2 * 2 + 2 + 2 * 2 + 2
 
 
 def test_exact_counts_refuse_keep_fractions() -> None:
     """A random method's 0.5 keep rate prunes nothing; it must not be read as 'all removed'."""
     with pytest.raises(ValueError, match="0/1 keep masks"):
-        exact_parameter_counts([4, 3, 2], [torch.full((4,), 0.5), torch.ones(3)])
+        structured_counts(MLP([4, 3, 2]), [torch.full((4,), 0.5), torch.ones(3)])
     assert is_deterministic([torch.tensor([0.0, 1.0]), torch.ones(3)])
     assert not is_deterministic([torch.tensor([0.0, 0.97])])
 

@@ -38,10 +38,10 @@ def test_dropped_units_keep_their_weights_and_kept_ones_train() -> None:
     dropped_in, dropped_h1, dropped_h2 = 3, 12 + 2, 12 + 8 + 4
     state[[dropped_in, dropped_h1, dropped_h2]] = 0
     model.set_state(state)
-    before = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in model.linears]
+    before = [(lin.weight.detach().clone(), lin.bias.detach().clone()) for lin in model.network.connections]
     one_step(model, x, y)
-    w0, w1, w2 = (lin.weight.detach() for lin in model.linears)
-    b0, b1 = model.linears[0].bias.detach(), model.linears[1].bias.detach()
+    w0, w1, w2 = (lin.weight.detach() for lin in model.network.connections)
+    b0, b1 = model.network.connections[0].bias.detach(), model.network.connections[1].bias.detach()
     # outgoing weights of the dropped input pixel 3
     assert torch.equal(w0[:, 3], before[0][0][:, 3])
     # hidden unit 2 of h1: incoming row, bias and outgoing column
@@ -111,7 +111,7 @@ def test_kept_weights_follow_the_optimizer_bit_for_bit() -> None:
                 model.after_step(x, step + 1)
         runs.append(model)
     model, twin = runs
-    for index, (lin, lin_twin) in enumerate(zip(model.linears, twin.linears)):
+    for index, (lin, lin_twin) in enumerate(zip(model.network.connections, twin.network.connections)):
         w_mask, _ = model._restore[index]
         kept = w_mask < 0.5
         assert torch.equal(lin.weight[kept], lin_twin.weight[kept])
@@ -129,3 +129,30 @@ def test_trainer_flushes_denormals(mnist_small) -> None:  # type: ignore[no-unty
     spec = VariantSpec(sizes=[784, 16, 10], include_input=False, mode="train", seed=0, options={})
     Trainer(registry.get("none")(spec), mnist_small, batch_size=32, lr=0.01, seed=0)
     assert float(tiny * 1e-10) == 0.0
+
+
+def test_dropped_channels_of_the_cnn_keep_their_kernels_and_fc_blocks() -> None:
+    """On the CNN a dropped channel owns its kernel and bias (rows of the conv producing it) and
+    its slice of the next conv, or across the flatten its 25 columns of fc 1."""
+    torch.manual_seed(0)
+    model = registry.get("ising")(VariantSpec([784, 10], model="cnn", options={"solve_every": 1000}))
+    x, y = torch.rand(16, 784), torch.randint(0, 10, (16,))
+    one_step(model, x, y)
+    state = np.ones(model.layout.num_variables, dtype=np.uint8)
+    state[[1, 6 + 3]] = 0  # conv-1 channel 1, conv-2 channel 3
+    model.set_state(state)
+    conv1, conv2, fc1 = model.network.connections[:3]
+    before = [c.weight.detach().clone() for c in (conv1, conv2, fc1)] + [conv1.bias.detach().clone(),
+                                                                         conv2.bias.detach().clone()]
+    one_step(model, x, y)
+    assert torch.equal(conv1.weight[1], before[0][1]) and torch.equal(conv1.bias[1], before[3][1])
+    assert torch.equal(conv2.weight[:, 1], before[1][:, 1])                              # channel 1 out
+    assert torch.equal(conv2.weight[3], before[1][3]) and torch.equal(conv2.bias[3], before[4][3])
+    assert torch.equal(fc1.weight[:, 75:100], before[2][:, 75:100])                     # channel 3 out
+    assert not torch.equal(conv1.weight[0], before[0][0])
+    assert not torch.equal(conv2.weight[0, 0], before[1][0, 0])
+    assert not torch.equal(fc1.weight[:, :75], before[2][:, :75])
+    x_eval = torch.rand(4, 784)
+    with torch.no_grad():
+        outputs = model.network.layer_outputs(x_eval)
+    assert float(outputs[1][:, 1].abs().max()) == 0.0 and float(outputs[2][:, 3].abs().max()) == 0.0

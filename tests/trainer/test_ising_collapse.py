@@ -10,7 +10,6 @@ from service.engine import anneal_da
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
 from trainer.dropout.ising_energy import EnergyOptions, IsingLayout, QuboBuilder
-from trainer.dropout.network_stats import mlp_network_stats
 from trainer.harness import train
 
 
@@ -19,7 +18,7 @@ def test_literal_energy_drops_the_hidden_layer_and_the_default_keeps_it(mnist_sm
     net = registry.get("none")(VariantSpec(sizes=[784, 100, 100, 10]))
     train(net, mnist_small, epochs=1, seed=0)
     batch = mnist_small.train_x[:32]
-    stats = mlp_network_stats(net, batch)
+    stats = net.network.network_stats(batch)
     layout = IsingLayout(net.sizes, include_input=True)
     ones = np.ones(layout.num_variables, dtype=np.uint8)
     kept = {}

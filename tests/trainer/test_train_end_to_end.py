@@ -94,3 +94,23 @@ def test_cli_reports_missing_data_clearly(tmp_path: Path, capsys: pytest.Capture
 def test_ising_rejects_bad_options_with_a_message(options: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         registry.get("ising")(VariantSpec(sizes=[20, 8, 3], include_input=True, options=options))
+
+
+def test_cli_trains_the_cnn_and_reports_its_pruned_network(mnist_dir: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = spinout(["train", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--model", "cnn",
+                    "--dropout", "ising", "--mode", "train+infer", "--epochs", "1", "--activation", "relu",
+                    "--limit-train", "600", "--limit-test", "300", "--val-size", "200",
+                    "--max-steps-per-epoch", "12", "--no-progress", "--option", "num_sweeps=5",
+                    "--option", "solve_every=4"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"] == "cnn" and summary["arch"] == "784,6,16,120,84,10"
+    assert set(summary["drop_rate_per_layer"]) == {"h0", "h1", "h2", "h3", "h4"}
+    pruning = summary["structured_pruning"]  # Ising's masks are 0/1: a real pruned network
+    assert pruning["units"] == [784, 6, 16, 120, 84]
+    assert pruning["params_full"] == summary["params_total_exact"] == 61706
+    assert pruning["params_pruned"] <= pruning["params_full"] and pruning["macs_full"] == 416520
+    assert pruning["inference_ms_full"] > 0 and pruning["timing"]["threads"] == 1
+    assert pruning["pruned_test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-3)
+    assert summary["weight_sparsity"] is None

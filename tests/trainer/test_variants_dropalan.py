@@ -9,7 +9,7 @@ import torch
 
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
-from trainer.dropout.dropalan import DropAlan, DropAlanMLP, drop_probability, dropalan
+from trainer.dropout.dropalan import DropAlan, DropAlanNetwork, drop_probability, dropalan
 
 DRAWS = 100_000
 Z = [-50.0, -3.0, -1.5, -1.0, -0.5, -0.25, -1e-6, 0.0, 0.5, 4.0]
@@ -113,20 +113,21 @@ def test_registered_variants_put_dropalan_on_the_last_hidden_layer_by_default():
     for name, kind, scaled in (("dropalan-alpha", "alpha", False), ("dropalan-beta", "beta", False),
                                ("dropalan-beta-scaled", "beta", True)):
         net = registry.get(name)(VariantSpec([784, 30, 20, 10], include_input=True))
-        assert isinstance(net, DropAlanMLP)
+        assert isinstance(net, DropAlanNetwork)
+        net = net.network
         # The paper's design: earlier layers keep their activation (its ReLU convolutions),
         # the dense layer before the classifier has DropAlan and no activation.
         assert isinstance(net.activations[0], torch.nn.Sigmoid)
         assert isinstance(net.activations[1], torch.nn.Identity)
-        assert isinstance(net.unit_modules[0], torch.nn.Identity)  # pixels >= 0: never dropped
-        assert isinstance(net.unit_modules[1], torch.nn.Identity)
-        assert (net.unit_modules[2].kind, net.unit_modules[2].scaled) == (kind, scaled)
+        assert isinstance(net.gates[0], torch.nn.Identity)  # pixels >= 0: never dropped
+        assert isinstance(net.gates[1], torch.nn.Identity)
+        assert (net.gates[2].kind, net.gates[2].scaled) == (kind, scaled)
 
 
 def test_placement_all_removes_every_activation():
     spec = VariantSpec([784, 30, 20, 10], options={"placement": "all"})
-    net = registry.get("dropalan-beta-scaled")(spec)
+    net = registry.get("dropalan-beta-scaled")(spec).network
     assert all(isinstance(a, torch.nn.Identity) for a in net.activations)
-    assert [m.kind for m in net.unit_modules[1:]] == ["beta", "beta"]
+    assert [m.kind for m in net.gates[1:]] == ["beta", "beta"]
     with pytest.raises(ValueError, match="placement"):
         registry.get("dropalan-beta")(VariantSpec([784, 30, 10], options={"placement": "first"}))

@@ -11,9 +11,10 @@ from torch.nn.utils import prune
 
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
-from trainer.dropout.dropneuron import (DropNeuronMLP, ThresholdPruning, dead_units, group_regularizer,
-                                        incoming_group_norm, outgoing_group_norm, prune_and_remove_units,
-                                        sparse_parameter_counts)
+from trainer.dropout.dropneuron import (DropNeuron, ThresholdPruning, dead_units, group_regularizer,
+                                        incoming_group_norm, network_parameter_counts, outgoing_group_norm,
+                                        prune_and_remove_units)
+from trainer.models import MLP
 
 # nn.Linear layout [out, in]: rows are a unit's incoming weights, columns an input's outgoing ones.
 W = torch.tensor([[3.0, 4.0, 0.0],
@@ -46,13 +47,13 @@ def test_threshold_pruning_is_a_torch_pruning_method():
     assert layer.weight_mask.tolist() == [[1, 0, 1], [0, 1, 1], [0, 0, 0]]
 
 
-def _net(first: torch.Tensor, second: torch.Tensor) -> DropNeuronMLP:
-    net = DropNeuronMLP([first.shape[1], first.shape[0], second.shape[0]], threshold=0.01)
+def _net(first: torch.Tensor, second: torch.Tensor) -> DropNeuron:
+    net = DropNeuron(VariantSpec([first.shape[1], first.shape[0], second.shape[0]]), threshold=0.01)
     with torch.no_grad():
-        net.linears[0].weight.copy_(first)
-        net.linears[1].weight.copy_(second)
-        net.linears[0].bias.copy_(torch.tensor([0.5, -1.0, 2.0, 0.25]))
-        net.linears[1].bias.copy_(torch.tensor([0.1, -0.2]))
+        net.network.connections[0].weight.copy_(first)
+        net.network.connections[1].weight.copy_(second)
+        net.network.connections[0].bias.copy_(torch.tensor([0.5, -1.0, 2.0, 0.25]))
+        net.network.connections[1].bias.copy_(torch.tensor([0.1, -0.2]))
     return net
 
 
@@ -70,22 +71,22 @@ def test_pruning_counts_removed_neurons_and_weights():
     with torch.no_grad():
         ref_first = torch.where(first.abs() < 0.01, torch.zeros_like(first), first)
         ref_second = torch.where(second.abs() < 0.01, torch.zeros_like(second), second)
-        expected = torch.sigmoid(x @ ref_first.T + net.linears[0].bias) @ ref_second.T + net.linears[1].bias
+        expected = torch.sigmoid(x @ ref_first.T + net.network.connections[0].bias) @ ref_second.T + net.network.connections[1].bias
     net.eval()
     net.prune()
     with torch.no_grad():
         torch.testing.assert_close(net(x), expected)  # folding keeps the function exact
 
-    dead = dead_units([l.weight for l in net.linears])
+    dead = dead_units([l.weight for l in net.network.connections])
     assert dead[0].tolist() == [False, True, False]       # input 1: all outgoing weights pruned
     assert dead[1].tolist() == [False, True, True, False]  # h1 folded away, h2 has no outlet
     assert [int(d.sum()) for d in dead] == [1, 2]
     assert net.unit_keep_masks()[1].tolist() == [1.0, 0.0, 0.0, 1.0]
     # Weights left: h0 <- x0, x2; h3 <- x0, x2; y <- h0, h3 (2 x 2): 8, plus biases of h0, h3, y0, y1.
-    assert [int(torch.count_nonzero(l.weight)) for l in net.linears] == [4, 4]
+    assert [int(torch.count_nonzero(l.weight)) for l in net.network.connections] == [4, 4]
     total = 3 * 4 + 4 + 4 * 2 + 2
     assert net.parameter_counts() == (total, 8 + 4)
-    assert net.linears[0].bias.detach().tolist()[1:3] == [0.0, 0.0]
+    assert net.network.connections[0].bias.detach().tolist()[1:3] == [0.0, 0.0]
 
 
 def test_counting_follows_stranded_units_to_a_fixed_point():
@@ -96,24 +97,23 @@ def test_counting_follows_stranded_units_to_a_fixed_point():
     w2 = torch.tensor([[1.0, 0.0]])
     dead = dead_units([w0, w1, w2])
     assert [d.tolist() for d in dead] == [[False, False], [False, True], [False, True]]
-    biases = [torch.zeros(2), torch.zeros(2), torch.zeros(1)]
     # Live: w0 row 0 (2 weights), w1[0, 0], w2[0, 0]; biases of h1_0, h2_0 and the output.
-    assert sparse_parameter_counts([w0, w1, w2], biases) == (15, 4 + 3)
+    assert network_parameter_counts(MLP([2, 2, 2, 1]), [w0, w1, w2]) == (15, 4 + 3)
 
 
 def test_variant_options_and_regularisation_loss():
     spec = VariantSpec([784, 30, 10], options={"lambda_in": "0.001", "lambda_out": "0.002", "l1": "0"})
     net = registry.get("dropneuron")(spec)
-    expected = sum(0.001 * incoming_group_norm(l.weight) + 0.002 * outgoing_group_norm(l.weight) for l in net.linears)
+    expected = sum(0.001 * incoming_group_norm(l.weight) + 0.002 * outgoing_group_norm(l.weight) for l in net.network.connections)
     torch.testing.assert_close(net.regularization_loss(), expected)
     assert "lambda_in=0.001" in repr(net)
     with pytest.raises(ValueError, match="lambda_out"):
-        DropNeuronMLP([4, 3, 2], lambda_out=-1.0)
+        DropNeuron(VariantSpec([4, 3, 2]), lambda_out=-1.0)
     with pytest.raises(ValueError, match="lambda_in"):
         registry.get("dropneuron")(VariantSpec([4, 3, 2], options={"lambda_in": "abc"}))
 
 
 def test_prune_and_remove_units_leaves_masks_attached():
     net = _net(torch.full((4, 3), 0.5), torch.full((2, 4), 0.5))
-    prune_and_remove_units(list(net.linears), torch.sigmoid)
-    assert all(prune.is_pruned(l) for l in net.linears)
+    prune_and_remove_units(net.network)
+    assert all(prune.is_pruned(l) for l in net.network.connections)

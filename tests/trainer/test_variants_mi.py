@@ -10,7 +10,7 @@ import torch
 
 from trainer.dropout import registry
 from trainer.dropout.base import HarnessContext, VariantSpec
-from trainer.dropout.mutual_information import (MutualInformationMLP, FilledUnitMask, histogram_mutual_information,
+from trainer.dropout.mutual_information import (MutualInformationDropout, FilledUnitMask, histogram_mutual_information,
                                                 knn_mutual_information, mutual_information)
 
 N = 6000
@@ -61,7 +61,7 @@ def test_estimators_check_their_inputs():
         mutual_information(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long), "kde")
 
 
-def _informative_net() -> tuple[MutualInformationMLP, SimpleNamespace]:
+def _informative_net() -> tuple[MutualInformationDropout, SimpleNamespace]:
     """A 20-3-4-3 net whose hidden units 0 and 1 carry the label and unit 2 is pure noise."""
     gen = torch.Generator().manual_seed(1)
     n = 3000
@@ -76,20 +76,20 @@ def _informative_net() -> tuple[MutualInformationMLP, SimpleNamespace]:
 
     (tx, ty), (vx, vy) = split(n), split(1000)
     data = SimpleNamespace(train_x=tx, train_y=ty, val_x=vx, val_y=vy)
-    net = MutualInformationMLP([20, 3, 4, 3], samples=2000, tolerance=1.0, retrain_epochs=0)
+    net = MutualInformationDropout(VariantSpec([20, 3, 4, 3]), samples=2000, tolerance=1.0, retrain_epochs=0)
     with torch.no_grad():
         first = torch.zeros(3, 20)
         first[0, 0], first[1, 1], first[2, 2] = 4.0, 4.0, 4.0
-        net.linears[0].weight.copy_(first)
-        net.linears[0].bias.fill_(-2.0)
+        net.network.connections[0].weight.copy_(first)
+        net.network.connections[0].bias.fill_(-2.0)
         second = torch.zeros(4, 3)
         second[0, 0], second[1, 1], second[2, 2], second[3, 2] = 6.0, 6.0, 0.1, 0.1
-        net.linears[1].weight.copy_(second)
-        net.linears[1].bias.fill_(-3.0)
+        net.network.connections[1].weight.copy_(second)
+        net.network.connections[1].bias.fill_(-3.0)
         third = torch.zeros(3, 4)
         third[0, 0], third[1, 1], third[2, :2] = 8.0, 8.0, -8.0
-        net.linears[2].weight.copy_(third)
-        net.linears[2].bias.copy_(torch.tensor([-4.0, -4.0, 4.0]))
+        net.network.connections[2].weight.copy_(third)
+        net.network.connections[2].bias.copy_(torch.tensor([-4.0, -4.0, 4.0]))
     return net, data
 
 
@@ -121,9 +121,9 @@ def test_threshold_search_masks_the_uninformative_units_and_logs_mi():
 def test_variant_options():
     net = registry.get("mi")(VariantSpec([784, 20, 10], include_input=True,
                                          options={"estimator": "knn", "k": "5", "retrain_epochs": "2"}))
-    assert isinstance(net, MutualInformationMLP)
+    assert isinstance(net, MutualInformationDropout)
     assert net.estimator == "knn" and net.k == 5 and net.retrain_epochs == 2
-    assert isinstance(net.unit_modules[0], FilledUnitMask) and isinstance(net.unit_modules[1], FilledUnitMask)
+    assert isinstance(net.network.gates[0], FilledUnitMask) and isinstance(net.network.gates[1], FilledUnitMask)
     with pytest.raises(ValueError, match="estimator"):
         registry.get("mi")(VariantSpec([784, 20, 10], options={"estimator": "kde"}))
 
@@ -135,3 +135,29 @@ def test_a_dropped_unit_outputs_its_constant_fill():
     h = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
     torch.testing.assert_close(layer(h), torch.tensor([[0.1, 0.7, 0.3], [0.4, 0.7, 0.6]]))
     assert "kept=2" in repr(layer)
+
+
+def test_mi_on_the_cnn_masks_whole_channels_after_training() -> None:
+    """MI-Dropout on the CNN: channel MI from spatial means, masks and fills per channel."""
+    from trainer.data import DataSplits
+    from trainer.harness import train
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(600, 784, generator=gen)
+    y = (x[:, :392].mean(1) > x[:, 392:].mean(1)).long()
+    data = DataSplits("halves", x[:400], y[:400], x[400:500], y[400:500], x[500:], y[500:])
+    torch.manual_seed(0)
+    model = registry.get("mi")(VariantSpec([784, 2], model="cnn",
+                                           options={"samples": "300", "retrain_epochs": "0", "tolerance": "5"}))
+    result = train(model, data, epochs=1, lr=0.01, seed=0, max_steps_per_epoch=5)
+    log = result.log["mutual_information"]
+    assert log["layers"] == [1, 2, 3, 4] and len(log["mean_mi_before"]) == 4
+    masks = model.unit_keep_masks()
+    assert [int(m.numel()) for m in masks] == [784, 6, 16, 120, 84] and masks[0].sum() == 784
+    gate = model.network.gates[2]
+    assert bool((gate.mask == 0).any())
+    with torch.no_grad():
+        h = model.network.layer_outputs(x[:3])[2]
+    for channel in range(16):
+        if gate.mask[channel] == 0:  # a dropped channel outputs its fill everywhere
+            assert torch.allclose(h[:, channel], gate.fill[channel].expand_as(h[:, channel]))

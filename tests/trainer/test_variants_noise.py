@@ -10,12 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.dropout import registry
-from trainer.dropout.alpha import AlphaDropoutMLP
+from trainer.dropout.alpha import UnitAlphaDropout
 from trainer.dropout.base import VariantSpec
-from trainer.dropout.dropconnect import DropConnectLinear, DropConnectMLP, dropconnect_linear
+from trainer.dropout.dropconnect import DropConnect, DropConnectLinear, dropconnect_linear
 from trainer.dropout.gaussian import GaussianDropout, gaussian_dropout
-from trainer.dropout.standard import DropoutMLP
-from trainer.models import MLP
+from trainer.dropout.standard import UnitDropout
 
 N = 400_000
 
@@ -33,20 +32,21 @@ def test_inverted_dropout_preserves_the_mean(p: float):
 
 def test_dropout_variant_layers_and_rates():
     net = registry.get("dropout")(VariantSpec([784, 50, 20, 10], include_input=True))
-    assert isinstance(net, DropoutMLP)
-    assert [m.p for m in net.unit_modules] == [0.5, 0.5, 0.5]
+    assert all(isinstance(m, UnitDropout) for m in net.network.gates)
+    assert [m.p for m in net.network.gates] == [0.5, 0.5, 0.5]
     hidden_only = registry.get("dropout")(VariantSpec([784, 50, 20, 10], p=0.3))
-    assert isinstance(hidden_only.unit_modules[0], nn.Identity)
+    assert isinstance(hidden_only.network.gates[0], nn.Identity)
     assert [float(m.mean()) for m in hidden_only.unit_keep_masks()] == pytest.approx([1.0, 0.7, 0.7])
     x = torch.rand(8, 784)
     hidden_only.eval()
-    plain = hidden_only.linears[2](torch.sigmoid(hidden_only.linears[1](torch.sigmoid(hidden_only.linears[0](x)))))
+    layers = hidden_only.network.connections
+    plain = layers[2](torch.sigmoid(layers[1](torch.sigmoid(layers[0](x)))))
     torch.testing.assert_close(hidden_only(x), plain)  # identity at inference
 
 
 def test_dropout_rejects_bad_rate():
     with pytest.raises(ValueError, match="p"):
-        DropoutMLP([4, 3, 2], p=1.0)
+        registry.get("dropout")(VariantSpec([4, 3, 2], p=0.5, options={"p_input": "1.0"}))
 
 
 # --------------------------------------------------------------------------- Gaussian dropout
@@ -74,10 +74,9 @@ def test_gaussian_dropout_identity_in_eval_and_checks_p():
 def test_alpha_variant_is_a_selu_net_with_lecun_normal_init():
     torch.manual_seed(0)
     net = registry.get("alpha")(VariantSpec([784, 400, 400, 10], activation="sigmoid"))
-    assert isinstance(net, AlphaDropoutMLP)
-    assert all(isinstance(a, nn.SELU) for a in net.activations)
-    assert all(isinstance(m, nn.AlphaDropout) for m in net.unit_modules[1:])
-    for linear in net.linears:
+    assert all(isinstance(a, nn.SELU) for a in net.network.activations)
+    assert all(isinstance(m, UnitAlphaDropout) for m in net.network.gates[1:])
+    for linear in net.network.connections:
         std = float(linear.weight.detach().std())
         assert abs(std - 1.0 / math.sqrt(linear.in_features)) < 0.05 / math.sqrt(linear.in_features)
         assert float(linear.bias.detach().abs().max()) == 0.0
@@ -86,13 +85,13 @@ def test_alpha_variant_is_a_selu_net_with_lecun_normal_init():
 def test_alpha_dropout_keeps_the_self_normalised_moments():
     """Standardised inputs stay at mean 0 / variance 1 through SELU layers *with* alpha dropout."""
     torch.manual_seed(0)
-    net = AlphaDropoutMLP([256, 256, 256, 256, 10], p=0.1).train()
+    net = registry.get("alpha")(VariantSpec([256, 256, 256, 256, 10], p=0.1, include_input=True)).network.train()
     x = torch.randn(4096, 256)
     with torch.no_grad():
         h = x
         for layer in range(3):
-            h = net.activations[layer](net.linears[layer](net.unit_modules[layer](h)))
-        h = net.unit_modules[3](h)
+            h = net.activations[layer](net.connections[layer](net.gates[layer](h)))
+        h = net.gates[3](h)
     assert abs(float(h.mean())) < 0.1
     assert abs(float(h.var()) - 1.0) < 0.15
 
@@ -121,9 +120,9 @@ def test_dropconnect_layer_uses_full_weights_at_inference():
 
 
 def test_dropconnect_first_layer_only_with_include_input():
-    assert DropConnectMLP([10, 8, 4], include_input=False).linears[0].p == 0.0
-    assert DropConnectMLP([10, 8, 4], include_input=True).linears[0].p == 0.5
-    assert DropConnectMLP([10, 8, 4]).linears[1].p == 0.5
+    assert DropConnect(VariantSpec([10, 8, 4], include_input=False)).network.connections[0].p == 0.0
+    assert DropConnect(VariantSpec([10, 8, 4], include_input=True)).network.connections[0].p == 0.5
+    assert DropConnect(VariantSpec([10, 8, 4])).network.connections[1].p == 0.5
 
 
 def test_dropconnect_moment_matching_inference_matches_the_masked_network_average():
@@ -132,7 +131,7 @@ def test_dropconnect_moment_matching_inference_matches_the_masked_network_averag
     net = registry.get("dropconnect")(VariantSpec([200, 6, 3], include_input=True, p=0.5,
                                                   options={"inference": "moment", "num_samples": "4096"}))
     with torch.no_grad():
-        for linear in net.linears:
+        for linear in net.network.connections:
             linear.weight.mul_(4.0)  # pre-activations in the sigmoid's curved range
     x = torch.rand(4, 200)
     with torch.no_grad():
@@ -140,9 +139,9 @@ def test_dropconnect_moment_matching_inference_matches_the_masked_network_averag
         sampled = torch.stack([net(x) for _ in range(3000)]).mean(0)
         net.eval()
         moment = net(x)
-        plain = MLP.forward(net, x)  # the default inference: full weights
+        plain = net.network(x)  # the default inference: full weights
     torch.testing.assert_close(moment, sampled, atol=0.05, rtol=0)
     assert float((plain - sampled).abs().max()) > 2 * float((moment - sampled).abs().max())
     torch.testing.assert_close(net(x), moment)  # deterministic
     with pytest.raises(ValueError, match="inference"):
-        DropConnectMLP([4, 3, 2], inference="sample")
+        DropConnect(VariantSpec([4, 3, 2]), inference="sample")

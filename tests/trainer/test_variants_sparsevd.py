@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
-from trainer.dropout.sparsevd import (LinearSVDO, SparseVDMLP, kl_weight, log_alpha_of,
+from trainer.dropout.sparsevd import (LinearSVDO, SparseVD, kl_weight, log_alpha_of,
                                       neg_kl_approximation, svdo_linear)
 
 
@@ -98,17 +98,17 @@ def test_regulariser_is_the_warmed_up_kl_per_example_and_compression_is_counted(
     net = registry.get("sparsevd")(VariantSpec([20, 8, 4], options={"num_train": "100",
                                                                     "kl_warmup_start": "0",
                                                                     "kl_warmup_end": "2"}))
-    assert isinstance(net, SparseVDMLP)
+    assert isinstance(net, SparseVD)
     assert net.kl_scale == 0.0
     net.kl_scale = 0.5
-    expected = 0.5 * sum(float(-neg_kl_approximation(l.log_alpha).sum().detach()) for l in net.linears) / 100
+    expected = 0.5 * sum(float(-neg_kl_approximation(l.log_alpha).sum().detach()) for l in net.network.connections) / 100
     assert float(net.regularization_loss().detach()) == pytest.approx(expected, rel=1e-5)
     with torch.no_grad():
-        for layer in net.linears:
+        for layer in net.network.connections:
             layer.theta.fill_(0.5)
     assert net.parameter_counts() == (20 * 8 + 8 + 8 * 4 + 4,) * 2
     with torch.no_grad():  # make every weight into hidden unit 0 noise: that unit is gone
-        net.linears[0].log_sigma2[0].fill_(8.0)
+        net.network.connections[0].log_sigma2[0].fill_(8.0)
     total, remaining = net.parameter_counts()
     assert total - remaining == 20 + 4 + 1  # its incoming and outgoing weights and its bias
     assert net.unit_keep_masks()[1].tolist() == [0.0] + [1.0] * 7

@@ -1,9 +1,13 @@
 """The contract between the training harness and a dropout variant.
 
 A variant is a factory registered by name (see ``registry``) that turns a :class:`VariantSpec`
-into an ``nn.Module`` mapping a batch of flattened images to logits. The harness knows no variant
-by name: it calls ``forward`` for the loss and then looks for these OPTIONAL hooks on the model
-(plain methods; define only the ones the method needs):
+into a :class:`VariantModel`: the network ``spec.model`` names (an MLP or the LeNet-5-like CNN,
+``trainer.models``) built with the variant's per-layer modules, plus the variant's network-level
+hooks. The variant's modules gate any layer's units or channels (dim 1, as torch's dropout
+modules do) and, for weight-level methods, replace the network's Linear/Conv2d layers; no
+variant subclasses an architecture. The harness knows no variant by name: it calls ``forward``
+for the loss and then looks for these OPTIONAL hooks on the model (plain methods; define only
+the ones the method needs):
 
 ``regularization_loss() -> Tensor``
     a non-negative scalar added to the cross-entropy each step (SparseVD's KL, DropNeuron's
@@ -36,37 +40,34 @@ by name: it calls ``forward`` for the loss and then looks for these OPTIONAL hoo
 ``unit_keep_masks() -> list[Tensor]``
     for layers 0..N (input, hidden), a float tensor per layer with each unit's kept fraction
     (1 = kept, 0 = dropped; values in between for random methods). Drives the reported drop
-    rate per layer and, through :func:`paper_parameter_counts`, the compression. Only 0/1
-    masks describe a network that can really be pruned (:func:`exact_parameter_counts`); for
-    fractional ones the harness reports eq. 6 with the expected drop rates, as the paper does.
+    rate per layer and the compression. Only 0/1 masks describe a network that can really be
+    pruned (``trainer.pruning`` builds it); for fractional ones the harness reports eq. 6 with
+    the expected drop rates, as the paper does. :class:`VariantModel` reads them from the gates.
 ``parameter_counts() -> tuple[int, int]``
     (total, remaining) when the method counts compression its own way (pruned weights).
 ``timing_breakdown() -> dict[str, float]``
     cumulative seconds of the method's own work, e.g. ``{"ising_build": .., "transport": ..,
     "solve": ..}``; the harness reports them beside forward/backward.
 
-Example, a variant that drops a fixed half of every hidden layer::
+Example, a variant that drops a fixed half of every hidden layer's units or channels::
 
     from torch import nn
-    from trainer.dropout.base import VariantSpec
+    from trainer.dropout.base import VariantModel, VariantSpec, build_network
     from trainer.dropout.registry import register
-    from trainer.models import MLP
+    from trainer.models import unit_broadcast
 
-    class FixedMask(nn.Module):
+    class FixedHalf(nn.Module):
         def __init__(self, n):
             super().__init__()
             self.register_buffer("mask", (torch.arange(n) % 2).float())
-        def forward(self, h):
-            return h * self.mask
-
-    class HalfNet(MLP):
-        def unit_keep_masks(self):
-            return [getattr(m, "mask", torch.ones(n)) for m, n in zip(self.unit_modules, self.sizes)]
+        def forward(self, h):                      # (batch, n) or (batch, n, H, W)
+            return h * unit_broadcast(self.mask, h)
+        def unit_keep_mask(self, n):               # read by VariantModel.unit_keep_masks
+            return self.mask
 
     @register("half", options=())   # the keys it reads from spec.options, none here
     def build(spec: VariantSpec) -> nn.Module:
-        return HalfNet(spec.sizes, spec.activation,
-                       unit_dropout=lambda layer, n: FixedMask(n) if layer else None)
+        return VariantModel(build_network(spec, gates=lambda layer, n: FixedHalf(n) if layer else None))
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
+
+from ..models import MODELS, Connections, GatedNetwork, GateFactory
+from ..models import build_network as _build_model
 
 MODES = ("train", "train+infer")
 
@@ -85,7 +90,8 @@ class VariantSpec:
     """Everything a variant factory may need; ``options`` holds method-specific settings.
 
     Attributes:
-        sizes: layer sizes, input first (``[784, 100, 100, 10]``).
+        sizes: the MLP's layer sizes, input first (``[784, 100, 100, 10]``); the CNN reads the
+            input (784 pixels) and the output size only.
         include_input: whether the input layer is a dropout candidate.
         p: the drop probability / strength for methods that take one (None = method default).
         mode: "train" (masks only while training) or "train+infer" (also at test time).
@@ -96,6 +102,7 @@ class VariantSpec:
             variant declares the keys it accepts when it registers; others are rejected.
         num_train: the training-set size when known before training (methods whose loss scales
             with it, such as SparseVD's KL term, need it from the first step).
+        model: the network, one of ``trainer.models.MODELS``: "mlp" or "cnn" (LeNet-5-like).
     """
 
     sizes: list[int]
@@ -106,8 +113,11 @@ class VariantSpec:
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     num_train: int | None = None
+    model: str = "mlp"
 
     def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.p is not None and not 0.0 <= float(self.p) < 1.0:
@@ -132,6 +142,55 @@ class VariantSpec:
             return cast(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"option {name}={value!r} is not a valid {getattr(cast, '__name__', cast)}") from exc
+
+
+def build_network(spec: VariantSpec, gates: GateFactory | None = None,
+                  connections: Connections | None = None, activation: str | None = None,
+                  include_input: bool | None = None) -> GatedNetwork:
+    """The network ``spec.model`` names, built with a variant's ``gates`` and ``connections``
+    (``activation`` and ``include_input`` override the spec's)."""
+    return _build_model(spec.model, spec.sizes, spec.activation if activation is None else activation,
+                        connections, gates, spec.include_input if include_input is None else include_input)
+
+
+class VariantModel(nn.Module):
+    """What a variant factory returns: a gated network plus the variant's network-level hooks.
+
+    The base class is the whole model of a variant that needs no hook beyond the keep masks its
+    gates describe (dropout, Gaussian, alpha, none); other variants subclass it and add the
+    hooks above. ``forward`` is the network's.
+
+    Attributes:
+        network: the :class:`trainer.models.GatedNetwork` (``network.gates``,
+            ``network.connections``, ``network.activations``).
+    """
+
+    def __init__(self, network: GatedNetwork) -> None:
+        super().__init__()
+        self.network = network
+
+    @property
+    def sizes(self) -> list[int]:
+        """Units per candidate layer, then the output size."""
+        return self.network.sizes
+
+    @property
+    def activation_name(self) -> str:
+        return self.network.activation_name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def unit_keep_masks(self) -> list[torch.Tensor]:
+        return self.network.unit_keep_masks()
+
+
+def gated_network(model: nn.Module) -> GatedNetwork | None:
+    """The :class:`GatedNetwork` inside ``model`` (a :class:`VariantModel` or a bare network)."""
+    if isinstance(model, GatedNetwork):
+        return model
+    network = getattr(model, "network", None)
+    return network if isinstance(network, GatedNetwork) else None
 
 
 @dataclass
@@ -197,23 +256,3 @@ def paper_parameter_counts(sizes: Sequence[int], keep_fractions: Sequence[float]
 def is_deterministic(keep_masks: Sequence[torch.Tensor]) -> bool:
     """True when every mask entry is exactly 0 or 1 (units kept or removed for good)."""
     return all(bool(((m == 0) | (m == 1)).all()) for m in keep_masks)
-
-
-def exact_parameter_counts(sizes: Sequence[int], keep_masks: Sequence[torch.Tensor]) -> tuple[int, int]:
-    """(total weights and biases, those still used) when units are removed for good.
-
-    A dropped unit removes its incoming weights and bias (hidden) and its outgoing weights; this
-    is the physical size of the pruned network, reported beside the paper's count.
-
-    Raises:
-        ValueError: a mask holds a fraction (a random method's keep rate): such a network
-            cannot be pruned, use :func:`paper_parameter_counts` with the fractions instead.
-    """
-    sizes = list(sizes)
-    if not is_deterministic(keep_masks):
-        raise ValueError("exact counts need 0/1 keep masks; fractional ones are expected keep rates "
-                         "(use paper_parameter_counts)")
-    total = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    kept = [int(torch.count_nonzero(m)) for m in keep_masks] + [sizes[-1]]
-    remaining = sum(kept[l] * kept[l + 1] + kept[l + 1] for l in range(len(sizes) - 1))
-    return total, remaining

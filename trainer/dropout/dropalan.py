@@ -42,8 +42,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..models import MLP
-from .base import VariantSpec
+from ..models import unit_mean
+from .base import VariantModel, VariantSpec, build_network
 from .registry import register
 
 KINDS = ("alpha", "beta")
@@ -140,63 +140,53 @@ class DropAlan(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.training:
-            self.last_rate = drop_probability(z, self.kind, self.max_rate).mean(0).detach().cpu()
+            self.last_rate = unit_mean(drop_probability(z, self.kind, self.max_rate)).mean(0).detach().cpu()
         return dropalan(z, self.kind, self.scaled, self.training, self.max_rate, self.inference)
+
+    def unit_keep_mask(self, num_units: int) -> torch.Tensor:
+        """Expected keep fraction ``1 - p(z)`` of each unit over the last training batch seen."""
+        return torch.ones(num_units) if self.last_rate is None else 1.0 - self.last_rate
 
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, scaled={self.scaled}, max_rate={self.max_rate}, "
                 f"inference={self.inference}")
 
 
-class DropAlanMLP(MLP):
-    """An MLP whose last hidden layer (``placement="last"``) or every hidden layer (``"all"``)
+class DropAlanNetwork(VariantModel):
+    """A network whose last hidden layer (``placement="last"``) or every hidden layer (``"all"``)
     carries :class:`DropAlan` on its pre-activations instead of an activation function.
 
     Layers without DropAlan keep ``activation``. The input is never a DropAlan candidate (pixels
     are >= 0, so ``p`` would be 0 there); ``include_input`` is accepted and ignored.
 
     Example:
-        >>> net = DropAlanMLP([784, 100, 100, 10], "beta", scaled=True)
-        >>> [type(a).__name__ for a in net.activations], [type(m).__name__ for m in net.unit_modules]
+        >>> net = DropAlanNetwork(VariantSpec([784, 100, 100, 10]), "beta", scaled=True).network
+        >>> [type(a).__name__ for a in net.activations], [type(m).__name__ for m in net.gates]
         (['Sigmoid', 'Identity'], ['Identity', 'Identity', 'DropAlan'])
     """
 
-    def __init__(self, sizes: list[int], kind: str = "beta", scaled: bool = False,
-                 max_rate: float = 0.95, inference: str = "expected", placement: str = "last",
-                 activation: str = "sigmoid") -> None:
+    def __init__(self, spec: VariantSpec, kind: str = "beta", scaled: bool = False,
+                 max_rate: float = 0.95, inference: str = "expected", placement: str = "last") -> None:
         _check(kind, max_rate, inference)
         if placement not in PLACEMENTS:
             raise ValueError(f"DropAlan placement must be one of {PLACEMENTS}, got {placement!r}")
-        num_hidden = len(sizes) - 2
-
-        def carries(layer: int) -> bool:
-            return 1 <= layer <= num_hidden and (placement == "all" or layer == num_hidden)
-
-        super().__init__(sizes, activation,
-                         unit_dropout=lambda layer, n: DropAlan(kind, scaled, max_rate, inference)
-                         if carries(layer) else None)
-        # The activation of hidden layer l sits at index l - 1; DropAlan layers have none.
-        for layer in range(1, num_hidden + 1):
-            if carries(layer):
-                self.activations[layer - 1] = nn.Identity()
+        network = build_network(spec, include_input=False)
+        last = network.num_hidden
+        # Hidden layer l's gate sits at index l, its activation at l - 1; DropAlan layers have none.
+        for layer in range(1, last + 1):
+            if placement == "all" or layer == last:
+                network.gates[layer] = DropAlan(kind, scaled, max_rate, inference)
+                network.activations[layer - 1] = nn.Identity()
+        super().__init__(network)
         self.kind, self.scaled, self.placement = kind, bool(scaled), placement
-
-    def unit_keep_masks(self) -> list[torch.Tensor]:
-        """Expected keep fraction ``1 - p(z)`` of each unit over the last mini-batch seen."""
-        masks = []
-        for module, n in zip(self.unit_modules, self.sizes):
-            rate = getattr(module, "last_rate", None)
-            masks.append(torch.ones(n) if rate is None else 1.0 - rate)
-        return masks
 
 
 def _factory(kind: str, scaled: bool) -> Callable[[VariantSpec], nn.Module]:
     def build(spec: VariantSpec) -> nn.Module:
-        return DropAlanMLP(spec.sizes, kind, scaled,
-                           max_rate=spec.option("max_rate", 0.95, float),
-                           inference=spec.option("inference", "expected", str),
-                           placement=spec.option("placement", "last", str),
-                           activation=spec.activation)
+        return DropAlanNetwork(spec, kind, scaled,
+                               max_rate=spec.option("max_rate", 0.95, float),
+                               inference=spec.option("inference", "expected", str),
+                               placement=spec.option("placement", "last", str))
     build.__doc__ = (f"DropAlan {kind}{' (scaled)' if scaled else ''} on the last hidden layer's "
                      "pre-activations (or every hidden layer), no activation function there; options "
                      "``max_rate`` (0.95), ``inference`` (expected | identity | mode) and ``placement`` "

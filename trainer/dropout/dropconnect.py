@@ -10,7 +10,9 @@ seed, so inference stays deterministic); the logits are the mean.
 
 One mask is drawn per mini-batch and shared by its examples (the paper draws one per example);
 that is what makes the layer a single matrix product, and across many steps every weight still
-sees the intended drop rate.
+sees the intended drop rate. Convolutions get the same treatment (:class:`DropConnectConv2d`:
+each kernel weight is dropped, for the whole mini-batch), so the variant runs on the MLP and
+the CNN alike.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import MLP
-from .base import VariantSpec
+from ..models import Connections
+from .base import VariantModel, VariantSpec, build_network
 from .registry import register
 
 DEFAULT_P = 0.5
@@ -77,59 +79,110 @@ class DropConnectLinear(nn.Linear):
         return f"{super().extra_repr()}, p={self.p}"
 
 
-class DropConnectMLP(MLP):
-    """An MLP whose linear layers are :class:`DropConnectLinear`; the output layer's weights are
-    dropped too, and the first layer's only with ``include_input`` (the input layer's outgoing
-    weights are its connections). No unit is dropped, so the keep masks are all ones and
-    nothing is removed at inference.
+class DropConnectConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` whose kernel weights are masked while training (full weights in ``eval()``).
+
+    Example:
+        >>> layer = DropConnectConv2d(6, 16, 5, p=0.5)
+        >>> layer(torch.zeros(2, 6, 14, 14)).shape
+        torch.Size([2, 16, 10, 10])
     """
 
-    def __init__(self, sizes: list[int], p: float = DEFAULT_P, activation: str = "sigmoid",
-                 include_input: bool = False, inference: str = "mean", num_samples: int = 64) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, p: float = DEFAULT_P,
+                 padding: int = 0) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding)
+        self.p = _check_rate(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return super().forward(x)
+        keep = torch.empty_like(self.weight).bernoulli_(1.0 - self.p)
+        return self._conv_forward(x, self.weight * keep / (1.0 - self.p), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p}"
+
+
+class DropConnectConnections(Connections):
+    """DropConnect layers with rate ``p``; the first connection (leaving the input) only with
+    ``include_input``, the output layer's too (its weights leave the last hidden layer)."""
+
+    def __init__(self, p: float, include_input: bool) -> None:
+        self.p, self.include_input = _check_rate(p), bool(include_input)
+
+    def rate(self, index: int) -> float:
+        return self.p if (index > 0 or self.include_input) else 0.0
+
+    def linear(self, index: int, in_features: int, out_features: int) -> nn.Module:
+        return DropConnectLinear(in_features, out_features, self.rate(index))
+
+    def conv2d(self, index: int, in_channels: int, out_channels: int, kernel_size: int,
+               padding: int) -> nn.Module:
+        return DropConnectConv2d(in_channels, out_channels, kernel_size, self.rate(index), padding)
+
+
+def connection_moments(connection: nn.Module, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, variance) of a DropConnect layer's pre-activations over its weight masks."""
+    p = connection.p
+    if isinstance(connection, DropConnectConv2d):
+        mean = connection._conv_forward(h, connection.weight, connection.bias)
+        square = connection._conv_forward(h * h, connection.weight * connection.weight, None)
+    else:
+        mean = F.linear(h, connection.weight, connection.bias)
+        square = F.linear(h * h, connection.weight * connection.weight)
+    return mean, p / (1.0 - p) * square
+
+
+class DropConnect(VariantModel):
+    """A network whose connections are :class:`DropConnectLinear` / :class:`DropConnectConv2d`.
+
+    No unit is dropped, so the keep masks are all ones and nothing is removed at inference.
+    ``inference="moment"`` replaces the eval forward by Wan et al.'s moment matching.
+    """
+
+    def __init__(self, spec: VariantSpec, p: float = DEFAULT_P, inference: str = "mean",
+                 num_samples: int = 64) -> None:
         p = _check_rate(p)
         if inference not in INFERENCE_MODES:
             raise ValueError(f"DropConnect inference must be one of {INFERENCE_MODES}, got {inference!r}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        layers = iter(range(len(sizes) - 1))
-
-        def factory(fan_in: int, fan_out: int) -> nn.Module:
-            layer = next(layers)
-            return DropConnectLinear(fan_in, fan_out, p if (layer > 0 or include_input) else 0.0)
-
-        super().__init__(sizes, activation, linear_factory=factory, include_input=include_input)
+        super().__init__(build_network(spec, connections=DropConnectConnections(p, spec.include_input),
+                                       include_input=False))
         self.p = p
         self.inference, self.num_samples = inference, int(num_samples)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training or self.inference == "mean":
-            return super().forward(x)
+            return self.network(x)
         return self.moment_matching_forward(x)
 
     @torch.no_grad()
     def moment_matching_forward(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """Wan et al.'s inference: Gaussian pre-activations, activations averaged over draws."""
+        net = self.network
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        h = x.flatten(1)
-        for layer, linear in enumerate(self.linears):
-            assert isinstance(linear, DropConnectLinear)
-            mean = F.linear(h, linear.weight, linear.bias)
-            if layer == len(self.activations):
-                return mean  # logits: their mean
-            if linear.p == 0.0:
-                h = self.activations[layer](mean)
+        h = net.prepare(x)
+        last = len(net.connections) - 1
+        for layer, connection in enumerate(net.connections):
+            h = net.route(layer, net.gates[layer](h))
+            if layer == last:
+                return F.linear(h, connection.weight, connection.bias)  # logits: their mean
+            if connection.p == 0.0:
+                h = net.activations[layer](connection(h))
                 continue
-            var = linear.p / (1.0 - linear.p) * F.linear(h * h, linear.weight * linear.weight)
+            mean, var = connection_moments(connection, h)
             noise = torch.randn((self.num_samples, *mean.shape), generator=gen, dtype=mean.dtype,
                                 device=mean.device)
-            h = self.activations[layer](mean + var.sqrt() * noise).mean(dim=0)
+            h = net.activations[layer](mean + var.sqrt() * noise).mean(dim=0)
         return h
 
-    def unit_keep_masks(self) -> list[torch.Tensor]:
-        return [torch.ones(n) for n in self.sizes[:-1]]
+    def train_weight_drop_rates(self) -> list[float]:
+        """Each connection's weight drop rate while training (0 at inference)."""
+        return [float(c.p) for c in self.network.connections]
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p}, inference={self.inference}, num_samples={self.num_samples}"
+        return f"p={self.p}, inference={self.inference}, num_samples={self.num_samples}"
 
 
 @register("dropconnect", options=("inference", "num_samples"))
@@ -137,7 +190,6 @@ def build(spec: VariantSpec) -> nn.Module:
     """Weight drop rate ``p`` (default 0.5) on the connections leaving every hidden layer and,
     with ``include_input``, those leaving the input; options ``inference`` (mean | moment) and
     ``num_samples`` (64, for moment matching); ``mode`` has no effect."""
-    return DropConnectMLP(spec.sizes, DEFAULT_P if spec.p is None else float(spec.p),
-                          spec.activation, spec.include_input,
-                          inference=spec.option("inference", "mean", str),
-                          num_samples=spec.option("num_samples", 64, int))
+    return DropConnect(spec, DEFAULT_P if spec.p is None else float(spec.p),
+                       inference=spec.option("inference", "mean", str),
+                       num_samples=spec.option("num_samples", 64, int))

@@ -15,19 +15,24 @@ weights are zero. Removal is carried through until nothing changes: a unit witho
 weights loses its incoming weights and bias; a unit without incoming weights is a constant
 ``f(b)``, folded into the next layer's bias before its outgoing weights go — so the pruned
 network computes exactly what the thresholded one did.
+
+On a CNN a group is a channel: ``li`` takes the norm of everything entering a channel (its
+kernels), ``lo`` of everything leaving it (its slices of the next kernels, or across the flatten
+its block of the first fc layer's columns). The input pixels of a CNN share conv 1's kernel, so
+no weight belongs to one pixel: they get no ``lo`` group and are never removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from ..models import MLP
-from .base import HarnessContext, VariantSpec
+from ..models import GatedNetwork
+from .base import HarnessContext, VariantModel, VariantSpec, build_network
 from .registry import register
 
 DEFAULT_LAMBDA_IN = 1e-4
@@ -49,14 +54,27 @@ def outgoing_group_norm(weight: torch.Tensor) -> torch.Tensor:
 
 
 def group_regularizer(weights: Sequence[torch.Tensor], lambda_in: float, lambda_out: float,
-                      l1: float = 0.0) -> torch.Tensor:
-    """``sum_layers lambda_in * li + lambda_out * lo + l1 * |W|_1`` (a non-negative scalar)."""
+                      l1: float = 0.0, unit_views: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+    """``sum_layers lambda_in * li + lambda_out * lo + l1 * |W|_1`` (a non-negative scalar).
+
+    Args:
+        weights: each layer's weight, ``[out, in]`` or a kernel ``[out, in, k, k]`` (a row group
+            is everything entering one output unit or channel).
+        lambda_in, lambda_out, l1: the coefficients.
+        unit_views: for kernels and flattens, each weight as ``(n_out, n_in, positions)``
+            (:meth:`trainer.models.GatedNetwork.unit_view`): the column group of input unit i
+            is ``[:, i, :]``; an entry None has no column groups. None: 2-d weights, columns.
+    """
     total = weights[0].new_zeros(())
-    for w in weights:
+    for index, w in enumerate(weights):
         if lambda_in:
-            total = total + lambda_in * incoming_group_norm(w)
+            total = total + lambda_in * incoming_group_norm(w if w.dim() == 2 else w.flatten(1))
         if lambda_out:
-            total = total + lambda_out * outgoing_group_norm(w)
+            view = None if unit_views is None else unit_views[index]
+            if unit_views is None or (view is not None and view.shape[2] == 1 and w.dim() == 2):
+                total = total + lambda_out * outgoing_group_norm(w)
+            elif view is not None:
+                total = total + lambda_out * view.transpose(0, 1).reshape(view.shape[1], -1).norm(dim=1).sum()
         if l1:
             total = total + l1 * w.abs().sum()
     return total
@@ -128,59 +146,81 @@ def dead_units(weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return _dead_once(live_weights(weights))
 
 
-def sparse_parameter_counts(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None]
-                            ) -> tuple[int, int]:
-    """(all weights and biases, live non-zero weights plus the biases of live units).
+def connectivity(network: GatedNetwork, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Unit-to-unit ``(n_{l+1}, n_l)`` matrices, non-zero where any weight connects the two units."""
+    return [network.effective_weight(layer, w.detach().abs()) for layer, w in enumerate(weights)]
+
+
+def network_dead_units(network: GatedNetwork, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """:func:`dead_units` for any gated network (channels of kernels, blocks across a flatten)."""
+    return dead_units(connectivity(network, weights))
+
+
+def network_parameter_counts(network: GatedNetwork, weights: Sequence[torch.Tensor]) -> tuple[int, int]:
+    """(all weights and biases, the non-zero weights between live units plus the biases of live
+    units and of the output), live units as :func:`network_dead_units` finds them.
 
     The bias of a hidden unit is charged only while the unit is alive; output biases always.
     """
+    biases = [getattr(c, "bias", None) for c in network.connections]
     total = sum(w.numel() + (0 if b is None else b.numel()) for w, b in zip(weights, biases))
-    live = live_weights(weights)
-    dead = _dead_once(live)
-    remaining = sum(int(torch.count_nonzero(w)) for w in live)
-    for layer, b in enumerate(biases):
-        if b is None:
-            continue
-        if layer + 1 < len(weights):
-            remaining += int((~dead[layer + 1]).sum())
-        else:
-            remaining += b.numel()
+    dead = network_dead_units(network, weights)
+    remaining = 0
+    for layer, w in enumerate(weights):
+        live = w.detach().clone()
+        view = network.unit_view(layer, live)
+        if view is not None:
+            view[:, dead[layer], :] = 0
+        if layer + 1 < len(dead):
+            live.view(live.shape[0], -1)[dead[layer + 1], :] = 0
+        remaining += int(torch.count_nonzero(live))
+        bias = biases[layer]
+        if bias is not None:
+            remaining += int((~dead[layer + 1]).sum()) if layer + 1 < len(dead) else bias.numel()
     return total, remaining
 
 
-def prune_and_remove_units(linears: Sequence[nn.Linear], activation: Callable[[torch.Tensor], torch.Tensor],
-                           threshold: float = DEFAULT_THRESHOLD) -> None:
-    """Threshold-prune every layer's weight, then remove dead units until nothing changes.
+def prune_and_remove_units(network: GatedNetwork, threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Threshold-prune every connection's weight, then remove dead units until nothing changes.
 
     Pruning uses :class:`ThresholdPruning` (masks stay attached as ``weight_mask`` buffers, so
     further training cannot revive a pruned weight); removing a unit adds to those masks with
-    ``prune.custom_from_mask`` and folds constant units into the next bias.
+    ``prune.custom_from_mask`` and folds constant units into the next bias. A constant channel
+    feeds the next layer ``sum(kernel) x constant``, exact where that layer has no padding (as
+    in :class:`trainer.models.LeNet5`).
     """
-    for linear in linears:
-        ThresholdPruning.apply(linear, "weight", threshold=threshold)
+    connections = list(network.connections)
+    for connection in connections:
+        ThresholdPruning.apply(connection, "weight", threshold=threshold)
     with torch.no_grad():
         while True:
             changed = False
-            for layer in range(1, len(linears)):
-                upstream, downstream = linears[layer - 1], linears[layer]
-                no_in = (upstream.weight == 0).all(dim=1)
-                no_out = (downstream.weight == 0).all(dim=0)
+            for layer in range(1, len(connections)):
+                upstream, downstream = connections[layer - 1], connections[layer]
+                rows = upstream.weight.view(upstream.weight.shape[0], -1)
+                view = network.unit_view(layer, downstream.weight)
+                assert view is not None, "only the input layer's units share weights"
+                no_in = (rows == 0).all(dim=1)
+                no_out = (view == 0).all(dim=2).all(dim=0)
                 # A unit with no incoming weights outputs the constant f(bias): fold it forward.
                 fold = no_in & ~no_out
                 if bool(fold.any()):
+                    activation = network.activations[layer - 1]
                     const = activation(upstream.bias[fold]) if upstream.bias is not None else \
                         activation(torch.zeros(int(fold.sum())))
                     if downstream.bias is not None:
-                        downstream.bias.add_(downstream.weight[:, fold] @ const)
+                        downstream.bias.add_(view[:, fold, :].sum(2) @ const)
                     mask = torch.ones_like(downstream.weight)
-                    mask[:, fold] = 0.0
+                    mask_view = network.unit_view(layer, mask)
+                    assert mask_view is not None
+                    mask_view[:, fold, :] = 0.0
                     prune.custom_from_mask(downstream, "weight", mask)
                     changed = True
                 # A unit with no outgoing weights is useless: drop its incoming weights and bias.
-                strip = no_out & (upstream.weight != 0).any(dim=1)
+                strip = no_out & (rows != 0).any(dim=1)
                 if bool(strip.any()):
                     mask = torch.ones_like(upstream.weight)
-                    mask[strip, :] = 0.0
+                    mask.view(mask.shape[0], -1)[strip, :] = 0.0
                     prune.custom_from_mask(upstream, "weight", mask)
                     changed = True
                 if upstream.bias is not None:
@@ -189,11 +229,11 @@ def prune_and_remove_units(linears: Sequence[nn.Linear], activation: Callable[[t
                 break
 
 
-class DropNeuronMLP(MLP):
-    """An MLP trained with the li/lo regularisers and threshold-pruned after training.
+class DropNeuron(VariantModel):
+    """A network trained with the li/lo regularisers and threshold-pruned after training.
 
     Args:
-        sizes, activation: as :class:`trainer.models.MLP`.
+        spec: the network (``model``, ``sizes``, ``activation``); no gates.
         lambda_in: coefficient of ``li`` on every layer.
         lambda_out: coefficient of ``lo`` on every layer.
         l1: L1 coefficient beside the group terms (the paper's MNIST run adds 1e-4; default 2e-5).
@@ -203,7 +243,7 @@ class DropNeuronMLP(MLP):
             norms prune more the longer they act and an early "best" epoch would discard that.
     """
 
-    def __init__(self, sizes: list[int], activation: str = "sigmoid", lambda_in: float = DEFAULT_LAMBDA_IN,
+    def __init__(self, spec: VariantSpec, lambda_in: float = DEFAULT_LAMBDA_IN,
                  lambda_out: float = DEFAULT_LAMBDA_OUT, l1: float = DEFAULT_L1,
                  threshold: float = DEFAULT_THRESHOLD, select_from: int | None = None) -> None:
         if select_from is not None and select_from < 1:
@@ -212,22 +252,20 @@ class DropNeuronMLP(MLP):
                             ("threshold", threshold)):
             if not (value >= 0.0 and value < float("inf")):
                 raise ValueError(f"DropNeuron {name} must be a finite number >= 0, got {value}")
-        super().__init__(sizes, activation)
+        super().__init__(build_network(spec, include_input=False))
         self.lambda_in, self.lambda_out, self.l1 = float(lambda_in), float(lambda_out), float(l1)
         self.threshold = float(threshold)
         self.select_from = select_from
         self.pruned = False
 
-    def layers(self) -> list[nn.Linear]:
-        """The linear layers, typed."""
-        return [cast(nn.Linear, linear) for linear in self.linears]
-
     def weights(self) -> list[torch.Tensor]:
-        """Each layer's current weight (the pruned one once pruning is attached)."""
-        return [cast(torch.Tensor, linear.weight) for linear in self.layers()]
+        """Each connection's current weight (the pruned one once pruning is attached)."""
+        return [cast(torch.Tensor, connection.weight) for connection in self.network.connections]
 
     def regularization_loss(self) -> torch.Tensor:
-        return group_regularizer(self.weights(), self.lambda_in, self.lambda_out, self.l1)
+        weights = self.weights()
+        views = [self.network.unit_view(layer, w) for layer, w in enumerate(weights)]
+        return group_regularizer(weights, self.lambda_in, self.lambda_out, self.l1, views)
 
     def selectable(self, epoch: int) -> bool:
         """Whether the weights after ``epoch`` completed epochs may be restored as the best ones:
@@ -238,7 +276,7 @@ class DropNeuronMLP(MLP):
         """Prune ``|w| < threshold``, remove dead units, and log what went."""
         self.prune()
         total, remaining = self.parameter_counts()
-        dead = dead_units(self.weights())
+        dead = network_dead_units(self.network, self.weights())
         context.log["dropneuron"] = {
             "threshold": self.threshold,
             "units_removed_per_layer": [int(d.sum()) for d in dead],
@@ -253,8 +291,7 @@ class DropNeuronMLP(MLP):
         """Apply threshold pruning and unit removal once (idempotent)."""
         if self.pruned:
             return
-        act = self.activations[0] if len(self.activations) else nn.Identity()
-        prune_and_remove_units(self.layers(), act, self.threshold)
+        prune_and_remove_units(self.network, self.threshold)
         self.pruned = True
 
     def unit_keep_masks(self) -> list[torch.Tensor]:
@@ -262,14 +299,13 @@ class DropNeuronMLP(MLP):
         weights = [w.detach() for w in self.weights()]
         if not self.pruned:
             weights = [w * (w.abs() >= self.threshold) for w in weights]
-        return [(~d).float() for d in dead_units(weights)]
+        return [(~d).float() for d in network_dead_units(self.network, weights)]
 
     def parameter_counts(self) -> tuple[int, int]:
-        return sparse_parameter_counts([w.detach() for w in self.weights()],
-                                       [linear.bias for linear in self.layers()])
+        return network_parameter_counts(self.network, [w.detach() for w in self.weights()])
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, lambda_in={self.lambda_in}, lambda_out={self.lambda_out}, "
+        return (f"lambda_in={self.lambda_in}, lambda_out={self.lambda_out}, "
                 f"l1={self.l1}, threshold={self.threshold}, select_from={self.select_from}")
 
 
@@ -279,9 +315,8 @@ def build(spec: VariantSpec) -> nn.Module:
     ``select_from`` (none: the last epoch is kept rather than the best validation epoch);
     ``p``, ``mode`` and ``include_input`` have no effect (input pixels are removed through
     ``lo`` on the first layer)."""
-    return DropNeuronMLP(spec.sizes, spec.activation,
-                         lambda_in=spec.option("lambda_in", DEFAULT_LAMBDA_IN, float),
-                         lambda_out=spec.option("lambda_out", DEFAULT_LAMBDA_OUT, float),
-                         l1=spec.option("l1", DEFAULT_L1, float),
-                         threshold=spec.option("threshold", DEFAULT_THRESHOLD, float),
-                         select_from=spec.option("select_from", None, int))
+    return DropNeuron(spec, lambda_in=spec.option("lambda_in", DEFAULT_LAMBDA_IN, float),
+                      lambda_out=spec.option("lambda_out", DEFAULT_LAMBDA_OUT, float),
+                      l1=spec.option("l1", DEFAULT_L1, float),
+                      threshold=spec.option("threshold", DEFAULT_THRESHOLD, float),
+                      select_from=spec.option("select_from", None, int))

@@ -2,7 +2,8 @@
 
 The noise variance p / (1 - p) is that of inverted Bernoulli dropout with drop rate p, so the
 two regularise alike at the same ``p`` (Srivastava et al. 2014, section 10); the mean is one,
-so inference is the identity. torch has no built-in for it.
+so inference is the identity. On a (batch, C, H, W) layer one factor multiplies a whole
+channel (per sample), the channel being the unit. torch has no built-in for it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import math
 import torch
 from torch import nn
 
-from ..models import MLP
-from .base import VariantSpec
+from .base import VariantModel, VariantSpec, build_network
 from .registry import register
 
 DEFAULT_P = 0.5
@@ -28,10 +28,10 @@ def _check_rate(p: float) -> float:
 
 def gaussian_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Multiply ``x`` element-wise by fresh N(1, p / (1 - p)) noise when ``training``.
+    """Multiply each unit of ``x`` by fresh N(1, p / (1 - p)) noise when ``training``.
 
     Args:
-        x: activations of any shape.
+        x: activations (batch, n) or (batch, C, ...): one factor per feature or per channel.
         p: the equivalent Bernoulli drop rate, in [0, 1).
         training: identity when False.
         generator: optional source of randomness (the global one otherwise).
@@ -46,7 +46,8 @@ def gaussian_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True,
     if not training or p == 0.0:
         return x
     std = math.sqrt(p / (1.0 - p))
-    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    shape = x.shape if x.dim() <= 2 else (*x.shape[:2], *([1] * (x.dim() - 2)))
+    noise = torch.randn(shape, dtype=x.dtype, device=x.device, generator=generator)
     return x * (1.0 + std * noise)
 
 
@@ -70,23 +71,9 @@ class GaussianDropout(nn.Module):
         return f"p={self.p}, variance={self.p / (1.0 - self.p):.4g}"
 
 
-class GaussianDropoutMLP(MLP):
-    """An MLP with :class:`GaussianDropout` on every candidate layer; no unit is ever dropped."""
-
-    def __init__(self, sizes: list[int], p: float = DEFAULT_P, activation: str = "sigmoid",
-                 include_input: bool = False) -> None:
-        p = _check_rate(p)
-        super().__init__(sizes, activation, include_input=include_input,
-                         unit_dropout=lambda layer, n: GaussianDropout(p))
-        self.p = p
-
-    def unit_keep_masks(self) -> list[torch.Tensor]:
-        return [torch.ones(n) for n in self.sizes[:-1]]
-
-
 @register("gaussian")
 def build(spec: VariantSpec) -> nn.Module:
     """Multiplicative N(1, p / (1 - p)) noise, ``p`` defaulting to 0.5 (variance 1), on the
     hidden layers and, with ``include_input``, the input; ``mode`` has no effect."""
-    return GaussianDropoutMLP(spec.sizes, DEFAULT_P if spec.p is None else float(spec.p),
-                              spec.activation, spec.include_input)
+    p = _check_rate(DEFAULT_P if spec.p is None else spec.p)
+    return VariantModel(build_network(spec, gates=lambda layer, n: GaussianDropout(p)))

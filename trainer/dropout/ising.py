@@ -26,14 +26,13 @@ from torch import nn
 
 from service.engine import BinaryQuadraticProblem
 
-from ..models import MLP
-from .base import VariantSpec
+from ..models import unit_broadcast
+from .base import VariantModel, VariantSpec, build_network
 from .ising_controls import CONTROLS, shuffle_couplings, shuffle_mask
 from .ising_diagnostics import solve_diagnostics, summarize_diagnostics
 from .ising_energy import ENERGIES, EnergyOptions, IsingLayout, IsingProblem, QuboBuilder
 from .ising_solver import AnnealBudget, MaskSolver, make_solver
 from .mask_solvers import solve_in_groups
-from .network_stats import mlp_network_stats
 from .solve_audit import SolveAuditor
 from .registry import register
 
@@ -52,7 +51,8 @@ assert set(PRESETS) == set(ENERGIES)
 
 
 class UnitMask(nn.Module):
-    """Multiplies a layer's activations by a 0/1 mask held as a buffer (set from outside).
+    """Multiplies a layer's units (features, or channels of (batch, C, H, W)) by a 0/1 mask held
+    as a buffer (set from outside).
 
     Applied while training, and in eval mode too when ``apply_in_eval`` (the paper's
     training+inference mode). No 1/p rescaling: the masks are deterministic choices.
@@ -65,8 +65,11 @@ class UnitMask(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.training or self.apply_in_eval:
-            return h * self.mask
+            return h * unit_broadcast(self.mask, h)
         return h
+
+    def unit_keep_mask(self, num_units: int) -> torch.Tensor:
+        return self.mask.detach().clone()
 
     def extra_repr(self) -> str:
         kept = int(self.mask.sum())
@@ -105,11 +108,13 @@ def _parse_temperature(value: Any) -> float | None:
         raise ValueError(f"temperature must be a number or 'auto', got {value!r}") from exc
 
 
-class IsingDropoutMLP(MLP):
-    """An MLP whose input (optional) and hidden units are masked by Ising-Dropout.
+class IsingDropout(VariantModel):
+    """A network (MLP or CNN) whose input (optional) and hidden units or channels are masked by
+    Ising-Dropout.
 
     Args:
-        spec: sizes, include_input, mode and activation; ``spec.options`` as in the module table.
+        spec: model, sizes, include_input, mode and activation; ``spec.options`` as in the
+            module table.
     """
 
     def __init__(self, spec: VariantSpec) -> None:
@@ -117,8 +122,7 @@ class IsingDropoutMLP(MLP):
         if unknown:
             raise ValueError(f"unknown ising option(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}")
         apply_in_eval = spec.mode == "train+infer"
-        super().__init__(spec.sizes, spec.activation, include_input=spec.include_input,
-                         unit_dropout=lambda layer, n: UnitMask(n, apply_in_eval))
+        super().__init__(build_network(spec, gates=lambda layer, n: UnitMask(n, apply_in_eval)))
         energy = str(spec.option("ising_energy", "saliency", str))
         if energy not in PRESETS:
             raise ValueError(f"ising_energy must be one of {list(ENERGIES)}, got {energy!r}")
@@ -158,7 +162,7 @@ class IsingDropoutMLP(MLP):
         self.diagnostics: list[dict[str, Any]] = []
         self.mode = spec.mode
         self.seed = int(spec.seed)
-        self.layout = IsingLayout(self.sizes, self.include_input)
+        self.layout = IsingLayout(self.sizes, self.network.include_input)
         self.builder = QuboBuilder(self.layout, self.energy_options)
         self.solver_spec = str(spec.option("solver", "embedded", str))
         self.solver: MaskSolver = make_solver(self.solver_spec, self.budget,
@@ -186,7 +190,7 @@ class IsingDropoutMLP(MLP):
     # ------------------------------------------------------------------ masks
     def candidate_masks(self) -> dict[int, torch.Tensor]:
         """Mask buffers of the candidate layers, by layer index."""
-        return {layer: self.unit_modules[layer].mask for layer in self.layout.layers}
+        return {layer: self.network.gates[layer].mask for layer in self.layout.layers}
 
     def set_state(self, state: np.ndarray) -> None:
         """Adopt a 0/1 state vector as the masks."""
@@ -195,46 +199,40 @@ class IsingDropoutMLP(MLP):
             raise ValueError(f"state must have {self.layout.num_variables} entries, got {state.shape}")
         self.state = state.copy()
         for layer, part in self.layout.split(state).items():
-            self.unit_modules[layer].mask.copy_(torch.from_numpy(part.astype(np.float32)))
+            self.network.gates[layer].mask.copy_(torch.from_numpy(part.astype(np.float32)))
         self._index_dropped()
 
     def _index_dropped(self) -> None:
-        """Per linear layer, a 0/1 float mask of the weights (and biases) owned by dropped units:
-        columns of dropped source units, rows and biases of dropped target units."""
+        """Per connection, a 0/1 float mask of the weights (and biases) owned by dropped units:
+        those leaving dropped source units, rows (kernels) and biases of dropped target units."""
         drop = {layer: torch.from_numpy((part == 0).astype(np.float32))
                 for layer, part in self.layout.split(self.state).items() if not part.all()}
         self._restore = {}
-        for index, lin in enumerate(self.linears):
+        for index in range(len(self.network.connections)):
             cols, rows = drop.get(index), drop.get(index + 1)
             if cols is None and rows is None:
                 continue
-            w = torch.zeros_like(lin.weight, requires_grad=False)
-            if cols is not None:
-                w = torch.maximum(w, cols[None, :])
-            if rows is not None:
-                w = torch.maximum(w, rows[:, None])
+            w = self.network.owned_weight_mask(index, cols, rows)
+            if rows is None and not bool(w.any()):
+                continue  # pixels under a shared kernel own no weight
             self._restore[index] = (w, rows)
 
     def on_state_restored(self) -> None:
         """After the harness restores the best epoch's buffers, re-read the state from the masks."""
-        parts = [self.unit_modules[l].mask.detach().cpu().numpy() for l in self.layout.layers]
+        parts = [self.network.gates[l].mask.detach().cpu().numpy() for l in self.layout.layers]
         self.state = (np.concatenate(parts) > 0.5).astype(np.uint8)
         self.solver_state = self.state.copy()
         self._index_dropped()
-
-    def unit_keep_masks(self) -> list[torch.Tensor]:
-        masks = self.candidate_masks()
-        return [masks[l].detach().clone() if l in masks else torch.ones(n)
-                for l, n in enumerate(self.sizes[:-1])]
 
     # ------------------------------------------------------------------ the Ising step
     def build_problem(self, batch_x: torch.Tensor, batch_y: torch.Tensor | None = None) -> IsingProblem:
         """This mini-batch's energy from the current weights (W*) and the network's statistics
         (with the per-sample gate gradients when the energy reads them, which needs the labels),
         and the exact-K groups its solver must hold."""
-        if self.builder.needs_gate_gradients and batch_y is None:
+        needs_gradients = self.builder.needs_gate_gradients
+        if needs_gradients and batch_y is None:
             raise ValueError(f"the {self.energy_options.energy} energy needs the mini-batch's labels")
-        stats = mlp_network_stats(self, batch_x, batch_y, gate_gradients=self.builder.needs_gate_gradients)
+        stats = self.network.network_stats(batch_x, batch_y if needs_gradients else None)
         return self.builder.build(stats, previous=self.solver_state)
 
     def solve_masks(self, batch_x: torch.Tensor, step: int, batch_y: torch.Tensor | None = None) -> None:
@@ -304,8 +302,9 @@ class IsingDropoutMLP(MLP):
             self.solve_masks(batch_x, step, batch_y)
         t0 = time.perf_counter()
         if self._restore:
-            self._snapshot = {i: (self.linears[i].weight.detach().clone(),
-                                  None if self.linears[i].bias is None else self.linears[i].bias.detach().clone())
+            connections = self.network.connections
+            self._snapshot = {i: (connections[i].weight.detach().clone(),
+                                  None if connections[i].bias is None else connections[i].bias.detach().clone())
                               for i in self._restore}
         else:
             self._snapshot = None
@@ -321,7 +320,7 @@ class IsingDropoutMLP(MLP):
         with torch.no_grad():
             for index, (w_mask, b_mask) in self._restore.items():
                 old_w, old_b = self._snapshot[index]
-                lin = self.linears[index]
+                lin = self.network.connections[index]
                 lin.weight.lerp_(old_w, w_mask)
                 if b_mask is not None and old_b is not None:
                     lin.bias.lerp_(old_b, b_mask)
@@ -359,11 +358,11 @@ class IsingDropoutMLP(MLP):
         self.auditor.close()
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, mode={self.mode}, energy={self.energy_options.energy}, "
+        return (f"mode={self.mode}, energy={self.energy_options.energy}, "
                 f"solve_every={self.solve_every}, solver={self.solver_spec}")
 
 
 @register("ising", options=KNOWN_OPTIONS)
 def build(spec: VariantSpec) -> nn.Module:
     """Ising-Dropout; ``spec.options`` as in this module's table."""
-    return IsingDropoutMLP(spec)
+    return IsingDropout(spec)

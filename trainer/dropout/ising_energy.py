@@ -177,8 +177,7 @@ class IsingLayout:
     """Which layers are candidates and where each one's units sit in the state vector.
 
     Args:
-        sizes: the network's layer sizes (input first, output last; ``NetworkStats.sizes`` plus
-            the output).
+        sizes: units of layers 0..N, then the output size (``GatedNetwork.sizes``).
         include_input: whether layer 0 is a candidate.
     """
 

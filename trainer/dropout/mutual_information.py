@@ -21,7 +21,8 @@ The network first trains without dropout (the harness's epochs). Then, in ``fini
 4. log the per-layer average MI before (all units) and after (kept units) retraining.
 
 MI is in nats. Masks are applied in both training and inference (the method removes units), so
-``mode`` has no effect.
+``mode`` has no effect. On a CNN a unit is a channel: its activation is its spatial mean, its
+mask and fill cover the whole channel.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from typing import cast
 import torch
 from torch import nn
 
-from ..models import MLP
-from .base import HarnessContext, VariantSpec
+from ..models import unit_broadcast, unit_mean
+from .base import HarnessContext, VariantModel, VariantSpec, build_network
 from .registry import register
 
 ESTIMATORS = ("histogram", "knn")
@@ -180,14 +181,17 @@ def _check_inputs(activations: torch.Tensor, labels: torch.Tensor, num_classes: 
 def apply_unit_mask(h: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
     """Kept units (``mask`` 1) pass; dropped ones (``mask`` 0) output their constant ``fill``.
 
+    ``h`` is (batch, n) or (batch, C, ...); ``mask`` and ``fill`` are per unit, (n,).
+
     A dropped unit that outputs a constant is removable: the next layer folds ``W[:, j] * fill_j``
     into its bias. Filling with the unit's mean rather than 0 keeps the next layer's input
     centred where training left it, which matters for sigmoid units (a low-MI sigmoid unit is
     nearly constant, often near 1, and zeroing it would shift every unit it feeds).
     """
+    mask = unit_broadcast(mask, h)
     if fill is None:
         return h * mask
-    return h * mask + fill * (1.0 - mask)
+    return h * mask + unit_broadcast(fill, h) * (1.0 - mask)
 
 
 class FilledUnitMask(nn.Module):
@@ -207,15 +211,18 @@ class FilledUnitMask(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return apply_unit_mask(h, self.mask, self.fill)
 
+    def unit_keep_mask(self, num_units: int) -> torch.Tensor:
+        return self.mask.detach().clone()
+
     def extra_repr(self) -> str:
         return f"num_units={self.mask.numel()}, kept={int(self.mask.sum())}"
 
 
-class MutualInformationMLP(MLP):
-    """An MLP with a :class:`FilledUnitMask` on every candidate layer, set by MI after training.
+class MutualInformationDropout(VariantModel):
+    """A network with a :class:`FilledUnitMask` on every candidate layer, set by MI after training.
 
     Args:
-        sizes, activation, include_input: as :class:`trainer.models.MLP`.
+        spec: the network (``model``, ``sizes``, ``activation``, ``include_input``).
         estimator: "histogram" (default) or "knn".
         bins, binning: histogram bins and their placement ("quantile" or "uniform").
         k: neighbours of the k-NN estimator.
@@ -228,8 +235,7 @@ class MutualInformationMLP(MLP):
         seed: seeds the sample and the k-NN jitter.
     """
 
-    def __init__(self, sizes: list[int], activation: str = "sigmoid", include_input: bool = False,
-                 estimator: str = "histogram", bins: int = 30, binning: str = "quantile", k: int = 3,
+    def __init__(self, spec: VariantSpec, estimator: str = "histogram", bins: int = 30, binning: str = "quantile", k: int = 3,
                  samples: int = 10_000,
                  tolerance: float = 1.0, retrain_epochs: int | None = None, fill: str = "mean",
                  seed: int = 0) -> None:
@@ -245,30 +251,23 @@ class MutualInformationMLP(MLP):
             raise ValueError(f"tolerance must be >= 0 percentage points, got {tolerance}")
         if retrain_epochs is not None and retrain_epochs < 0:
             raise ValueError(f"retrain_epochs must be >= 0, got {retrain_epochs}")
-        super().__init__(sizes, activation, include_input=include_input,
-                         unit_dropout=lambda layer, n: FilledUnitMask(n))
+        super().__init__(build_network(spec, gates=lambda layer, n: FilledUnitMask(n)))
         self.estimator, self.bins, self.binning = estimator, int(bins), binning
         self.k, self.samples = int(k), int(samples)
         self.tolerance, self.retrain_epochs, self.seed = float(tolerance), retrain_epochs, int(seed)
         self.fill = fill
 
     def unit_mask(self, layer: int) -> FilledUnitMask:
-        return cast(FilledUnitMask, self.unit_modules[layer])
+        return cast(FilledUnitMask, self.network.gates[layer])
 
     def candidate_layers(self) -> list[int]:
-        return [layer for layer, m in enumerate(self.unit_modules) if isinstance(m, FilledUnitMask)]
+        return [layer for layer, m in enumerate(self.network.gates) if isinstance(m, FilledUnitMask)]
 
     @torch.no_grad()
     def masked_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Activations of layers 0..N as the next layer sees them (masks applied)."""
-        acts = []
-        h = x.flatten(1)
-        for layer, linear in enumerate(self.linears[:-1]):
-            h = self.unit_modules[layer](h)
-            acts.append(h)
-            h = self.activations[layer](linear(h))
-        acts.append(self.unit_modules[len(self.linears) - 1](h))
-        return acts
+        """Unit activations (batch, n_l) of layers 0..N as the next layer sees them (masks
+        applied; channels: spatial means)."""
+        return [unit_mean(h) for h in self.network.layer_outputs(x, gated=True)]
 
     def unit_mutual_information(self, x: torch.Tensor, y: torch.Tensor) -> dict[int, torch.Tensor]:
         """MI of every candidate unit with the label, per candidate layer."""
@@ -346,12 +345,8 @@ class MutualInformationMLP(MLP):
             "units_kept": [int(self.unit_mask(l).mask.sum()) for l in layers],
         }
 
-    def unit_keep_masks(self) -> list[torch.Tensor]:
-        return [m.mask.detach().clone() if isinstance(m, FilledUnitMask) else torch.ones(n)
-                for m, n in zip(self.unit_modules, self.sizes)]
-
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, estimator={self.estimator}, bins={self.bins}, "
+        return (f"estimator={self.estimator}, bins={self.bins}, "
                 f"binning={self.binning}, k={self.k}, "
                 f"samples={self.samples}, tolerance={self.tolerance}, retrain_epochs={self.retrain_epochs}, "
                 f"fill={self.fill}")
@@ -365,10 +360,9 @@ def build(spec: VariantSpec) -> nn.Module:
     ``tolerance`` (1.0 points), ``retrain_epochs`` (a quarter of the epochs run); the input
     layer is a candidate with ``include_input``; ``p`` and ``mode`` have no effect."""
     retrain = spec.option("retrain_epochs", None, int)
-    return MutualInformationMLP(spec.sizes, spec.activation, spec.include_input,
-                                estimator=spec.option("estimator", "histogram", str),
-                                bins=spec.option("bins", 30, int),
-                                binning=spec.option("binning", "quantile", str), k=spec.option("k", 3, int),
-                                samples=spec.option("samples", 10_000, int),
-                                tolerance=spec.option("tolerance", 1.0, float),
-                                retrain_epochs=retrain, fill=spec.option("fill", "mean", str), seed=spec.seed)
+    return MutualInformationDropout(spec, estimator=spec.option("estimator", "histogram", str),
+                                    bins=spec.option("bins", 30, int),
+                                    binning=spec.option("binning", "quantile", str), k=spec.option("k", 3, int),
+                                    samples=spec.option("samples", 10_000, int),
+                                    tolerance=spec.option("tolerance", 1.0, float),
+                                    retrain_epochs=retrain, fill=spec.option("fill", "mean", str), seed=spec.seed)

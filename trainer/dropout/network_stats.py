@@ -8,12 +8,9 @@ the hidden layers; the output layer is never a candidate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch import nn
 
 
 @dataclass
@@ -58,67 +55,3 @@ class NetworkStats:
     def mean_activations(self) -> list[torch.Tensor]:
         """The batch means a-bar of every layer (what the paper's energy reads)."""
         return [a.mean(0) for a in self.activations]
-
-
-#: ``forward_gated(x, gates) -> logits``: a network run with one multiplicative gate (or None)
-#: per layer 0..N, as ``MLP.forward_gated``.
-GatedForward = Callable[[torch.Tensor, Sequence[torch.Tensor | None]], torch.Tensor]
-
-
-def per_sample_gate_gradients(forward_gated: GatedForward, x: torch.Tensor, y: torch.Tensor,
-                              sizes: Sequence[int]) -> list[torch.Tensor]:
-    """Every sample's derivative of its own cross-entropy with respect to every unit's gate.
-
-    Each layer's units are multiplied by a (batch, n_l) tensor of ones that requires grad. The
-    gate of unit u for sample b only reaches sample b's loss, so one backward pass of the summed
-    per-sample losses gives d loss_b / d gate_bu exactly for every b and u at once (no per-sample
-    loop, no vmap). The parameters' ``.grad`` are left untouched.
-
-    Args:
-        forward_gated: the network with gates, e.g. ``mlp.forward_gated``.
-        x: (batch, ...) inputs; y: (batch,) class labels.
-        sizes: units per gated layer 0..N.
-
-    Returns:
-        ``grads[l]`` of shape (batch, sizes[l]).
-    """
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"{x.shape[0]} samples but {y.shape[0]} labels")
-    batch = x.shape[0]
-    gates = [torch.ones(batch, int(n), dtype=x.dtype, device=x.device, requires_grad=True)
-             for n in sizes]
-    with torch.enable_grad():
-        logits = forward_gated(x, list(gates))
-        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-        grads = torch.autograd.grad(loss, gates)
-    return [g.detach() for g in grads]
-
-
-def mlp_network_stats(mlp: Any, x: torch.Tensor, y: torch.Tensor | None = None,
-                      gate_gradients: bool = False) -> NetworkStats:
-    """The :class:`NetworkStats` of a ``trainer.models.MLP`` on one mini-batch (units = neurons).
-
-    Activations are read without masks (``layer_activations``: the network as W* holds it);
-    weights and biases are the linear layers' own, detached.
-
-    Args:
-        mlp: an ``MLP`` (``linears``, ``layer_activations``, ``forward_gated``, ``sizes``).
-        x: the mini-batch; y: its labels (needed for ``gate_gradients``).
-        gate_gradients: also compute the per-sample gate gradients (one more forward and
-            backward pass).
-
-    Raises:
-        ValueError: ``gate_gradients`` without labels.
-    """
-    flat = x.flatten(1)
-    activations = [a.detach() for a in mlp.layer_activations(flat)]
-    weights = [lin.weight.detach() for lin in mlp.linears]
-    biases: list[torch.Tensor | None] = [None] + [
-        None if lin.bias is None else lin.bias.detach() for lin in mlp.linears[:-1]]
-    grads = None
-    if gate_gradients:
-        if y is None:
-            raise ValueError("gate gradients need the mini-batch's labels")
-        grads = per_sample_gate_gradients(mlp.forward_gated, flat, y, mlp.sizes[:-1])
-    return NetworkStats(activations, weights, biases, activation=str(mlp.activation_name),
-                        gate_gradients=grads)

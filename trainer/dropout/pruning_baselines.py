@@ -1,8 +1,9 @@
 """Structured pruning baselines at the Ising study's per-layer counts: ``--dropout prune-magnitude``
 and ``--dropout prune-taylor``.
 
-Both remove whole units (input pixels with ``include_input``, hidden units) so that each candidate
-layer keeps exactly K_l = round(keep_ratio_l x n_l) units, the counts the Ising arms keep.
+Both remove whole units (input pixels with ``include_input``, hidden units or channels) so that
+each candidate layer keeps exactly K_l = round(keep_ratio_l x n_l) units, the counts the Ising arms
+keep, on any ``GatedNetwork`` (MLP or CNN).
 
 Schedule (one shot, then fine-tuning, inside the run's epoch budget): the network trains dense for
 ``prune_epoch`` epochs (default 1); at the end of that epoch each layer keeps its K_l best-scored
@@ -13,11 +14,13 @@ fine-tune the pruned network. Best-epoch selection considers only epochs after t
 Scores, per unit i of layer l:
 
 ``magnitude``
-    the L1 norm of its outgoing weights, sum_j |W_l[j, i]| (read at the pruning point).
+    the L1 norm of its outgoing weights, sum_j |W_l[j, i]| (for a channel, over every kernel
+    position it feeds; for pixels under a convolution, which share their kernel, the magnitude
+    of the effective weight), read at the pruning point.
 ``taylor`` (Molchanov et al., ICLR 2017)
     the first-order Taylor estimate of the loss change when the unit is removed,
-    (1/B) sum_b |a_bi dL/da_bi| (their eq. 8 per example, M = 1 position for a dense unit, averaged
-    over the examples), accumulated over the mini-batches of the epoch before pruning (the
+    (1/B) sum_b |(1/M) sum_m a_bim dL/da_bim| (their eq. 8: M positions of a channel, 1 for a dense
+    unit, averaged over the examples), accumulated over the mini-batches of the epoch before pruning (the
     gradients come from the training step's own backward pass, no extra pass).
 """
 
@@ -28,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import MLP
-from .base import VariantSpec
+from ..models import unit_broadcast, unit_mean
+from .base import VariantModel, VariantSpec, build_network
 from .registry import register
 
 CRITERIA = ("magnitude", "taylor")
@@ -48,17 +51,20 @@ class PruneGate(nn.Module):
         self.collect = False
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out = h * self.mask
+        out = h * unit_broadcast(self.mask, h)
         if self.collect and self.training:
             if not out.requires_grad:  # the input layer: nothing upstream needs a gradient
                 out = out.detach().requires_grad_(True)
             values = out.detach()
 
             def accumulate(grad: torch.Tensor) -> None:
-                self.taylor += (values * grad).abs().mean(0)
+                self.taylor += unit_mean(values * grad).abs().mean(0)
 
             out.register_hook(accumulate)
         return out
+
+    def unit_keep_mask(self, num_units: int) -> torch.Tensor:
+        return self.mask.detach().clone()
 
     def extra_repr(self) -> str:
         return f"units={self.mask.numel()}, kept={int(self.mask.sum())}"
@@ -74,8 +80,8 @@ def _ratios(value: Any, count: int) -> list[float]:
     return [parts[min(i, len(parts) - 1)] for i in range(count)]
 
 
-class PrunedMLP(MLP):
-    """An MLP whose candidate layers are pruned once to exactly K_l units.
+class PrunedNetwork(VariantModel):
+    """A network whose candidate layers are pruned once to exactly K_l units.
 
     Args:
         spec: sizes, include_input, activation; options ``keep_ratio`` (default 0.5) and
@@ -86,10 +92,9 @@ class PrunedMLP(MLP):
     def __init__(self, spec: VariantSpec, criterion: str) -> None:
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        super().__init__(spec.sizes, spec.activation, include_input=spec.include_input,
-                         unit_dropout=lambda layer, n: PruneGate(n))
+        super().__init__(build_network(spec, gates=lambda layer, n: PruneGate(n)))
         self.criterion = criterion
-        self.layers = [l for l in range(len(self.sizes) - 1) if l > 0 or self.include_input]
+        self.layers = [l for l in range(len(self.sizes) - 1) if l > 0 or self.network.include_input]
         ratios = _ratios(spec.options.get("keep_ratio"), len(self.layers))
         self.counts = {l: min(self.sizes[l], max(1, int(round(r * self.sizes[l]))))
                        for l, r in zip(self.layers, ratios)}
@@ -100,7 +105,7 @@ class PrunedMLP(MLP):
         self._set_collect(criterion == "taylor" and self.prune_epoch == 1)
 
     def gates(self) -> dict[int, PruneGate]:
-        return {l: self.unit_modules[l] for l in self.layers}  # type: ignore[misc]
+        return {l: self.network.gates[l] for l in self.layers}  # type: ignore[misc]
 
     def _set_collect(self, on: bool) -> None:
         for gate in self.gates().values():
@@ -110,8 +115,15 @@ class PrunedMLP(MLP):
         """Each candidate layer's unit scores under the criterion (higher = more important)."""
         with torch.no_grad():
             if self.criterion == "magnitude":
-                return {l: self.linears[l].weight.abs().sum(0) for l in self.layers}
+                return {l: self._outgoing_l1(l) for l in self.layers}
             return {l: gate.taylor.clone() for l, gate in self.gates().items()}
+
+    def _outgoing_l1(self, layer: int) -> torch.Tensor:
+        network = self.network
+        view = network.unit_view(layer, network.connections[layer].weight.detach())
+        if view is None:  # pixels sharing a kernel: their effective weights
+            return network.effective_weight(layer).abs().sum(0)
+        return view.abs().sum(dim=(0, 2))
 
     def prune(self) -> None:
         """Keep each layer's K_l best-scored units (ties to the lower index), mask the rest."""
@@ -119,7 +131,7 @@ class PrunedMLP(MLP):
             order = torch.sort(score, descending=True, stable=True).indices
             mask = torch.zeros_like(score)
             mask[order[:self.counts[layer]]] = 1.0
-            self.unit_modules[layer].mask.copy_(mask)
+            self.network.gates[layer].mask.copy_(mask)
         self.pruned = True
         self._set_collect(False)
 
@@ -135,10 +147,6 @@ class PrunedMLP(MLP):
     def on_state_restored(self) -> None:
         self.pruned = bool(any((g.mask < 1).any() for g in self.gates().values()))
 
-    def unit_keep_masks(self) -> list[torch.Tensor]:
-        return [self.unit_modules[l].mask.detach().clone() if l in self.counts else torch.ones(n)
-                for l, n in enumerate(self.sizes[:-1])]
-
     def finish_training(self, context: Any) -> None:
         context.log["pruning"] = {"criterion": self.criterion, "prune_epoch": self.prune_epoch,
                                   "pruned": self.pruned,
@@ -152,10 +160,10 @@ class PrunedMLP(MLP):
 @register("prune-magnitude", options=OPTIONS)
 def build_magnitude(spec: VariantSpec) -> nn.Module:
     """Units ranked by the L1 norm of their outgoing weights, pruned once at ``prune_epoch``."""
-    return PrunedMLP(spec, "magnitude")
+    return PrunedNetwork(spec, "magnitude")
 
 
 @register("prune-taylor", options=OPTIONS)
 def build_taylor(spec: VariantSpec) -> nn.Module:
     """Units ranked by Molchanov et al.'s Taylor criterion, pruned once at ``prune_epoch``."""
-    return PrunedMLP(spec, "taylor")
+    return PrunedNetwork(spec, "taylor")
