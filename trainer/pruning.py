@@ -225,6 +225,8 @@ def prune_network(network: GatedNetwork, keep_masks: Sequence[torch.Tensor]) -> 
             view = network.unit_view(layer, weight)
             chosen = weight[targets] if view is None else view[targets][:, sources]
             new.weight.copy_(chosen.reshape(new.weight.shape))
+            # a gate's inverted-dropout factor on its kept units (UnitMask's rescale)
+            new.weight.mul_(float(getattr(network.gates[layer], "inference_scale", 1.0)))
             old_bias = getattr(old, "bias", None)
             if old_bias is None:
                 new.bias.zero_()

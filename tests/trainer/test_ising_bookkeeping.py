@@ -156,3 +156,20 @@ def test_dropped_channels_of_the_cnn_keep_their_kernels_and_fc_blocks() -> None:
     with torch.no_grad():
         outputs = model.network.layer_outputs(x_eval)
     assert float(outputs[1][:, 1].abs().max()) == 0.0 and float(outputs[2][:, 3].abs().max()) == 0.0
+
+
+def test_rescaled_masks_scale_kept_units_by_n_over_kept_in_training_and_only_with_train_infer() -> None:
+    from trainer.dropout.ising import UnitMask
+
+    h = torch.ones(2, 4)
+    for apply_in_eval in (False, True):
+        gate = UnitMask(4, apply_in_eval, rescale=True)
+        gate.mask.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))
+        torch.testing.assert_close(gate(h), torch.tensor([[2.0, 0, 2, 0]] * 2))
+        gate.eval()
+        expected = torch.tensor([[2.0, 0, 2, 0]] * 2) if apply_in_eval else h
+        torch.testing.assert_close(gate(h), expected)
+        assert gate.inference_scale == (2.0 if apply_in_eval else 1.0)
+    plain = UnitMask(4, True)
+    plain.mask.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    torch.testing.assert_close(plain(h), torch.tensor([[1.0, 0, 1, 0]] * 2))

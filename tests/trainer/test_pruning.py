@@ -65,11 +65,13 @@ def test_fractional_or_misshapen_masks_are_refused() -> None:
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_pruned_network_equals_the_masked_one_ising_train_and_infer(model: str, seed: int) -> None:
+@pytest.mark.parametrize("seed,rescale", [(0, "false"), (1, "false"), (2, "true")])
+def test_pruned_network_equals_the_masked_one_ising_train_and_infer(model: str, seed: int,
+                                                                     rescale: str) -> None:
+    """Also with inverted scaling (kept units x n / kept), which pruning folds into the weights."""
     torch.manual_seed(seed)
     variant = registry.get("ising")(VariantSpec([784, 30, 20, 10], include_input=True, mode="train+infer",
-                                                model=model, seed=seed))
+                                                model=model, seed=seed, options={"rescale": rescale}))
     masks = _random_masks(variant.network.units, seed)
     variant.set_state(torch.cat(masks).numpy())
     variant.eval()

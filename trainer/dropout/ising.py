@@ -55,17 +55,37 @@ class UnitMask(nn.Module):
     as a buffer (set from outside).
 
     Applied while training, and in eval mode too when ``apply_in_eval`` (the paper's
-    training+inference mode). No 1/p rescaling: the masks are deterministic choices.
+    training+inference mode). ``rescale``: kept units are multiplied by n / kept (inverted
+    dropout, as Bernoulli dropout scales by 1 / (1 - p)), so that a layer's summed output keeps
+    its scale when the mask is lifted at inference (training-only mode) and every method at the
+    same K sees the same scaling; off, the paper's plain masks.
     """
 
-    def __init__(self, num_units: int, apply_in_eval: bool) -> None:
+    def __init__(self, num_units: int, apply_in_eval: bool, rescale: bool = False) -> None:
         super().__init__()
         self.apply_in_eval = apply_in_eval
+        self.rescale = rescale
         self.register_buffer("mask", torch.ones(num_units))
+
+    @property
+    def scale(self) -> float:
+        """The factor on kept units: n / kept with ``rescale``, else 1."""
+        if not self.rescale:
+            return 1.0
+        kept = float(self.mask.sum())
+        return float(self.mask.numel()) / kept if kept > 0 else 1.0
+
+    @property
+    def inference_scale(self) -> float:
+        """The factor kept units carry in eval mode (what structured pruning folds into the next
+        connection's weights)."""
+        return self.scale if self.apply_in_eval else 1.0
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.training or self.apply_in_eval:
-            return h * unit_broadcast(self.mask, h)
+            scale = self.scale
+            mask = self.mask if scale == 1.0 else self.mask * scale
+            return h * unit_broadcast(mask, h)
         return h
 
     def unit_keep_mask(self, num_units: int) -> torch.Tensor:
@@ -73,7 +93,8 @@ class UnitMask(nn.Module):
 
     def extra_repr(self) -> str:
         kept = int(self.mask.sum())
-        return f"units={self.mask.numel()}, kept={kept}, apply_in_eval={self.apply_in_eval}"
+        return (f"units={self.mask.numel()}, kept={kept}, apply_in_eval={self.apply_in_eval}, "
+                f"rescale={self.rescale}")
 
 
 #: Every option this variant reads; anything else in ``spec.options`` is a mistake.
@@ -81,7 +102,7 @@ KNOWN_OPTIONS = frozenset({
     "ising_energy", "solve_every", "num_sweeps", "num_runs", "moves", "temperature", "warm_start",
     "full_sweeps", "activation_ema", "async_solve", "cost", "keep_ratio", "exact_k",
     "cardinality_strength", "stickiness", "bias_weight", "alpha", "saturation_weight", "mu", "sigma2",
-    "diagnostics_every", "solver", "api_key", "control", "audit_every",
+    "diagnostics_every", "solver", "api_key", "control", "audit_every", "rescale",
 })
 
 
@@ -122,12 +143,11 @@ class IsingDropout(VariantModel):
         if unknown:
             raise ValueError(f"unknown ising option(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}")
         apply_in_eval = spec.mode == "train+infer"
-        super().__init__(build_network(spec, gates=lambda layer, n: UnitMask(n, apply_in_eval)))
         energy = str(spec.option("ising_energy", "saliency", str))
         if energy not in PRESETS:
             raise ValueError(f"ising_energy must be one of {list(ENERGIES)}, got {energy!r}")
         preset = PRESETS[energy]
-        self.energy_options = EnergyOptions(
+        energy_options = EnergyOptions(
             energy=energy,
             cost=spec.option("cost", 0.5, float),
             keep_ratio=_parse_keep_ratio(spec.options.get("keep_ratio")),
@@ -141,6 +161,9 @@ class IsingDropout(VariantModel):
             mu=spec.option("mu", 0.5, float),
             sigma2=spec.option("sigma2", 0.01, float),
         )
+        rescale = spec.option("rescale", bool(energy_options.exact_k), bool)
+        super().__init__(build_network(spec, gates=lambda layer, n: UnitMask(n, apply_in_eval, rescale)))
+        self.energy_options = energy_options
         self.budget = AnnealBudget(
             num_runs=spec.option("num_runs", preset["num_runs"], int),
             num_sweeps=spec.option("num_sweeps", preset["num_sweeps"], int),
