@@ -105,6 +105,18 @@ class KHotGroups:
     def satisfied(self, state: np.ndarray) -> bool:
         return bool(np.array_equal(self.weights(state), self.counts))
 
+    def kernel_arrays(self, num_variables: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray]:
+        """``(group_of, indptr, members, counts)`` as the kernels read them (int64, contiguous);
+        ValueError when a member lies outside the problem."""
+        return (self.group_of(num_variables), self.indptr, self.members, self.counts)
+
+    @staticmethod
+    def none_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernels' stand-in for "no groups": an empty ``group_of`` selects the free path."""
+        empty = np.zeros(0, dtype=np.int64)
+        return (empty, np.zeros(1, dtype=np.int64), empty, empty)
+
     def repair(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A copy of ``state`` with each group at its count: ones switched off (or on) at random
         among the group's surplus (or missing) members; free variables untouched."""
