@@ -670,10 +670,7 @@ def _trial_run_grouped(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
                     a = slots[p]
                     h = _hash32(_U32(partner_seed + _U32(_U32(p + 1) * _GOLDEN32)))
                     b = slots[lo + ones + np.int64(h % _U32(zeros))]
-                    if dense_storage:
-                        jab = np.float64(couplings[a, b])
-                    else:
-                        jab = _coupling(False, couplings, indptr, indices, data, a, b)
+                    jab = _coupling(dense_storage, couplings, indptr, indices, data, a, b)
                     d = np.float64(f[b]) - np.float64(f[a]) - jab
                     cost = b32 * (_F32(d) - o32)
                     key = _bits_from_float32(_trial_uniform(seed, n + p)

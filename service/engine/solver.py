@@ -174,7 +174,7 @@ class Replicas:
             raise ValueError(f"variable {bad} is fixed inside a k-hot group; fixed bits must lie "
                              "outside the groups (drop the group's fixed members and lower its "
                              "count instead)")
-        if not self.dense and not self.problem.couplings.has_sorted_indices:
+        if not self.dense and not _sorted_rows(self.indptr, self.indices):
             raise ValueError("k-hot groups need the problem's CSR indices sorted")
         rng = np.random.default_rng(self.seeds.spawn(1)[0])
         for r in range(states.shape[0]):
@@ -274,6 +274,16 @@ class Replicas:
                           self.indices, self.data, self.problem.linear, self.states, self.fields,
                           self.energies, self.fixed, self.rng, kernels.METROPOLIS_TABLE, 8, 40)
         return float(large), float(small)
+
+
+def _sorted_rows(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Whether every CSR row lists its columns in ascending order (the grouped kernels look
+    couplings up by binary search)."""
+    steps = np.diff(indices.astype(np.int64))
+    row_starts = indptr[1:-1]
+    rising = steps > 0
+    rising[row_starts[(row_starts > 0) & (row_starts < indices.size)] - 1] = True
+    return bool(rising.all())
 
 
 class _Driver:
