@@ -1,4 +1,5 @@
-"""The ``k_hot_groups`` extension of the DA parameter blocks as the engine's ``KHotGroups``.
+"""The ``k_hot_groups`` extension of the DA parameter blocks as the engine's ``KHotGroups``, both
+ways (``k_hot_groups`` reads a block, ``k_hot_spec`` writes one).
 
 Unlike the DA3 one-hot groups (penalty terms, service.jobs.one_hot), k-hot groups are kept by
 the engine natively: inside a group a move swaps one set and one unset member, so every state
@@ -21,7 +22,7 @@ import numpy as np
 from client.wire.da import KHotGroupsSpec
 from service.engine.groups import KHotGroups
 
-__all__ = ["k_hot_groups"]
+__all__ = ["k_hot_groups", "k_hot_spec"]
 
 
 def _one_hot_end(params: Mapping[str, Any]) -> int:
@@ -58,3 +59,23 @@ def k_hot_groups(params: Mapping[str, Any], num_variables: int,
         raise ValueError(f"fixed_config: variable {int(inside.min())} lies inside k_hot_groups; "
                          "fix only variables outside the groups")
     return groups
+
+
+def k_hot_spec(groups: KHotGroups) -> dict[str, Any]:
+    """The ``k_hot_groups`` block field whose ``k_hot_groups`` is ``groups``: each group's first
+    variable listed in ``start``. ValueError when a group's members are not one ascending run of
+    consecutive variables or the groups are not in ascending order (the wire cannot say so)."""
+    sizes = groups.sizes()
+    firsts = groups.members[groups.indptr[:-1]]
+    runs = groups.members - np.repeat(firsts, sizes) == np.arange(groups.members.size) \
+        - np.repeat(groups.indptr[:-1], sizes)
+    if not runs.all():
+        g = int(np.searchsorted(groups.indptr, int(np.flatnonzero(~runs)[0]), side="right")) - 1
+        raise ValueError(f"k-hot group {g} is not a run of consecutive variables in ascending "
+                         "order; the k_hot_groups extension carries such runs only")
+    if np.any(firsts[1:] < firsts[:-1] + sizes[:-1]):
+        raise ValueError("k-hot groups must be listed in ascending order of their variables "
+                         "for the k_hot_groups extension")
+    spec = KHotGroupsSpec(numbers=sizes.tolist(), counts=groups.counts.tolist(),
+                          start=firsts.tolist())
+    return spec.model_dump(mode="json")
