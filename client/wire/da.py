@@ -27,6 +27,7 @@ Choices where the public record is silent (documented in docs/service.md too):
 from __future__ import annotations
 
 from enum import Enum
+from itertools import accumulate
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -227,7 +228,7 @@ class KHotGroupsSpec(BaseModel):
         if isinstance(self.start, list):
             return list(self.start)
         first = default if self.start is None else self.start
-        return [first + sum(self.numbers[:g]) for g in range(len(self.numbers))]
+        return list(accumulate(self.numbers[:-1], initial=first))
 
 
 # ------------------------------------------------------------------------------ solver blocks
