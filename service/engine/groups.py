@@ -19,6 +19,12 @@ import numpy as np
 __all__ = ["KHotGroups"]
 
 
+# Writable like every other kernel argument (a read-only array is another numba type, compiled
+# apart); the kernels never write them.
+_NO_GROUPS = (np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64),
+              np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
 @dataclass(frozen=True)
 class KHotGroups:
     """Group g is ``members[indptr[g]:indptr[g + 1]]`` and holds exactly ``counts[g]`` ones.
@@ -113,9 +119,9 @@ class KHotGroups:
 
     @staticmethod
     def none_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The kernels' stand-in for "no groups": an empty ``group_of`` selects the free path."""
-        empty = np.zeros(0, dtype=np.int64)
-        return (empty, np.zeros(1, dtype=np.int64), empty, empty)
+        """The kernels' stand-in for "no groups": an empty ``group_of`` selects the free path
+        (one shared tuple: the trainer builds replicas thousands of times a run)."""
+        return _NO_GROUPS
 
     def repair(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A copy of ``state`` with each group at its count: ones switched off (or on) at random

@@ -807,8 +807,11 @@ def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher
 # Arguments shared by the public kernels:
 #   dense, couplings, indptr, indices, data: the problem (the unused form may be a dummy);
 #   cons: the inequality constraints (see ``_penalty_change``; none: an empty weight array),
-#   groups: k-hot groups (see ``_sweep_replica_grouped``; none: an empty group_of array; never
-#   together with constraints),
+#   group_of, group_ptr, group_members, group_counts: k-hot groups (see
+#   ``_sweep_replica_grouped``; none: an empty group_of; never together with constraints), as
+#   four arrays rather than a tuple: numba types a tuple argument in Python at every call and
+#   arrays in C (as a second tuple the groups cost the trainer's 1,000-bit solves ~70 us each,
+#   a tenth of a whole 10-step solve; as arrays, nothing measurable),
 #   lhs (R, C) float64: each replica's left-hand sides, kept in step with its state;
 #   states (R, n) uint8, fields (R, n), rng (R,) uint64, energies / best_energies (R,) float64,
 #   best_states (R, n) uint8, offsets (R,) float64 (dynamic offsets of the parallel trial);
@@ -817,11 +820,13 @@ def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher
 #   GIBBS_TABLE (the acceptance rule);
 #   fixed (n,) uint8: bits never flipped.
 def _anneal_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                 data: _Coefficients, cons: _Constraints, groups: _Groups, states: _Bits,
+                 data: _Coefficients, cons: _Constraints, group_of: _Index, group_ptr: _Index,
+                 group_members: _Index, group_counts: _Index, states: _Bits,
                  fields: _Coefficients, lhs: _Floats, schedule: _Floats, trial: bool,
                  offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng, energies: _Floats,
                  best_energies: _Floats, best_states: _Bits, offsets: _Floats) -> None:
-    if groups[0].shape[0] > 0:
+    if group_of.shape[0] > 0:
+        groups = (group_of, group_ptr, group_members, group_counts)
         for r in prange(states.shape[0]):
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_grouped(
                 dense, couplings, indptr, indices, data, groups, states[r], fields[r], schedule,
@@ -1053,14 +1058,16 @@ def _temper_ensemble_grouped(dense: bool, couplings: _Coefficients, indptr: _Ind
 # counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
 # ``steps`` moves per replica at its slot's temperature, then one exchange round.
 def _temper_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                 data: _Coefficients, cons: _Constraints, groups: _Groups, states: _Bits,
+                 data: _Coefficients, cons: _Constraints, group_of: _Index, group_ptr: _Index,
+                 group_members: _Index, group_counts: _Index, states: _Bits,
                  fields: _Coefficients, lhs: _Floats, ladders: _Floats, orders: _Index,
                  rounds: int, steps: int, trial: bool, offset_rate: float, table: _Table,
                  fixed: _Bits, rng: _Rng, swap_rng: _Rng, energies: _Floats,
                  best_energies: _Floats, best_states: _Bits, offsets: _Floats, accepted: _Index,
                  first_parity: int) -> None:
     n_rep = ladders.shape[1]
-    if groups[0].shape[0] > 0:
+    if group_of.shape[0] > 0:
+        groups = (group_of, group_ptr, group_members, group_counts)
         for e in prange(ladders.shape[0]):
             swap_rng[e] = _temper_ensemble_grouped(
                 dense, couplings, indptr, indices, data, groups, states, fields, ladders[e],
@@ -1090,8 +1097,10 @@ temper, temper_serial = _compile(_temper_impl, "temper")
 
 @njit(cache=True, nogil=True, parallel=True)
 def temper_replicas(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                    data: _Coefficients, cons: _Constraints, groups: _Groups, states: _Bits,
-                    fields: _Coefficients, lhs: _Floats, ladders: _Floats, orders: _Index, rounds: int, steps: int,
+                    data: _Coefficients, cons: _Constraints, group_of: _Index,
+                    group_ptr: _Index, group_members: _Index, group_counts: _Index,
+                    states: _Bits, fields: _Coefficients, lhs: _Floats, ladders: _Floats,
+                    orders: _Index, rounds: int, steps: int,
                     trial: bool, offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
                     swap_rng: _Rng, energies: _Floats, best_energies: _Floats, best_states: _Bits,
                     offsets: _Floats, accepted: _Index, first_parity: int) -> None:
@@ -1100,7 +1109,8 @@ def temper_replicas(dense: bool, couplings: _Coefficients, indptr: _Index, indic
     order = orders[0]
     n_rep = ladder.shape[0]
     constrained = cons[3].shape[0] > 0
-    grouped = groups[0].shape[0] > 0
+    grouped = group_of.shape[0] > 0
+    groups = (group_of, group_ptr, group_members, group_counts)
     slot = np.empty(n_rep, dtype=np.int64)
     for t in range(rounds):
         for k in range(n_rep):

@@ -187,9 +187,9 @@ class Replicas:
 
     def _problem_args(self) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                      tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                                     tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+                                     np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return (self.dense, self.couplings, self.indptr, self.indices, self.data, self.cons,
-                self.group_arrays)
+                *self.group_arrays)
 
     def exact(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(fields, energies) of ``states`` recomputed from scratch in float64; energies include
