@@ -44,7 +44,8 @@ _Rng = NDArray[np.uint64]
 #: (indptr, constraint, coefficient, weight): see ``_penalty_change``.
 _Constraints = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
 #: (group_of, indptr, members, counts): k-hot groups, see ``_sweep_replica_grouped``.
-_Groups = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+_Int64s = NDArray[np.int64]
+_Groups = tuple[_Int64s, _Int64s, _Int64s, _Int64s]
 #: A replica's (generator state, energy, best energy, dynamic offset) after a run of steps.
 _Step = tuple[np.uint64, float, float, float]
 _F = TypeVar("_F", bound=Callable[..., object])
@@ -820,8 +821,8 @@ def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher
 #   GIBBS_TABLE (the acceptance rule);
 #   fixed (n,) uint8: bits never flipped.
 def _anneal_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                 data: _Coefficients, cons: _Constraints, group_of: _Index, group_ptr: _Index,
-                 group_members: _Index, group_counts: _Index, states: _Bits,
+                 data: _Coefficients, cons: _Constraints, group_of: _Int64s, group_ptr: _Int64s,
+                 group_members: _Int64s, group_counts: _Int64s, states: _Bits,
                  fields: _Coefficients, lhs: _Floats, schedule: _Floats, trial: bool,
                  offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng, energies: _Floats,
                  best_energies: _Floats, best_states: _Bits, offsets: _Floats) -> None:
@@ -1058,8 +1059,8 @@ def _temper_ensemble_grouped(dense: bool, couplings: _Coefficients, indptr: _Ind
 # counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
 # ``steps`` moves per replica at its slot's temperature, then one exchange round.
 def _temper_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                 data: _Coefficients, cons: _Constraints, group_of: _Index, group_ptr: _Index,
-                 group_members: _Index, group_counts: _Index, states: _Bits,
+                 data: _Coefficients, cons: _Constraints, group_of: _Int64s, group_ptr: _Int64s,
+                 group_members: _Int64s, group_counts: _Int64s, states: _Bits,
                  fields: _Coefficients, lhs: _Floats, ladders: _Floats, orders: _Index,
                  rounds: int, steps: int, trial: bool, offset_rate: float, table: _Table,
                  fixed: _Bits, rng: _Rng, swap_rng: _Rng, energies: _Floats,
@@ -1097,8 +1098,8 @@ temper, temper_serial = _compile(_temper_impl, "temper")
 
 @njit(cache=True, nogil=True, parallel=True)
 def temper_replicas(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                    data: _Coefficients, cons: _Constraints, group_of: _Index,
-                    group_ptr: _Index, group_members: _Index, group_counts: _Index,
+                    data: _Coefficients, cons: _Constraints, group_of: _Int64s,
+                    group_ptr: _Int64s, group_members: _Int64s, group_counts: _Int64s,
                     states: _Bits, fields: _Coefficients, lhs: _Floats, ladders: _Floats,
                     orders: _Index, rounds: int, steps: int,
                     trial: bool, offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
