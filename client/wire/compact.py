@@ -14,6 +14,8 @@ Request body (``CONTENT_TYPE``), a msgpack map::
      "inequalities": nil or {"constraint": <int array (m,)>, "variable": <int array (m,)>,
                              "coefficient": <f8 (m,)>, "constant": <f8 (C,)>, "lambda": <f8 (C,)>}}
 
+``parameters`` is the DA block as in DA JSON, SpinOut's extensions included (e.g.
+``"k_hot_groups": {"numbers": [...], "counts": [...]}``, docs/service.md "Extensions");
 where an array is ``{"dtype": "<f8", "shape": [m], "data": <bytes>}`` (little-endian; dtypes
 bool/uint8/int32/int64/uint32/float32/float64). Energy = constant + linear.x + sum_k values[k]
 x[rows[k]] x[cols[k]]; (i, i) pairs count as linear, duplicates add up. Inequality c (the DA3

@@ -27,6 +27,7 @@ Choices where the public record is silent (documented in docs/service.md too):
 from __future__ import annotations
 
 from enum import Enum
+from itertools import accumulate
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -55,6 +56,7 @@ __all__ = [
     "JobStatusEntry",
     "JobStatusList",
     "JobSubmitted",
+    "KHotGroupsSpec",
     "NoiseModel",
     "OneHotGroups",
     "ProgressEntry",
@@ -180,6 +182,55 @@ class OneHotGroups(BaseModel):
     numbers: list[int] = Field(default_factory=list)
 
 
+class KHotGroupsSpec(BaseModel):
+    """SpinOut extension: groups of consecutive variables each holding exactly ``counts[g]``
+    ones, kept natively by the engine (swap moves; no penalty terms).
+
+    Group g covers the ``numbers[g]`` variables after group g - 1, the first starting at
+    ``start``; without ``start``, right after the DA3 one-hot groups (one-way, then two-way),
+    i.e. at variable 0 on every other block. ``start`` may also list each group's first
+    variable (ascending, groups not overlapping), for groups with free variables between them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    numbers: list[int] = Field(default_factory=list, description="group sizes, each >= 1")
+    counts: list[int] = Field(default_factory=list,
+                              description="ones each group holds, 0 <= count <= size")
+    start: int | list[int] | None = Field(
+        None, description="the first group's first variable, or each group's")
+
+    @model_validator(mode="after")
+    def _counts_fit(self) -> KHotGroupsSpec:
+        if len(self.numbers) != len(self.counts):
+            raise ValueError(f"{len(self.numbers)} group sizes (numbers) but {len(self.counts)} "
+                             "counts")
+        for g, (size, count) in enumerate(zip(self.numbers, self.counts)):
+            if size < 1:
+                raise ValueError(f"numbers[{g}]: group sizes must be >= 1, got {size}")
+            if not 0 <= count <= size:
+                raise ValueError(f"counts[{g}]: {count} ones do not fit a group of {size}")
+        if isinstance(self.start, int) and self.start < 0:
+            raise ValueError(f"start must be >= 0, got {self.start}")
+        if isinstance(self.start, list):
+            if len(self.start) != len(self.numbers):
+                raise ValueError(f"start lists {len(self.start)} first variables for "
+                                 f"{len(self.numbers)} groups")
+            for g in range(len(self.start)):
+                floor = 0 if g == 0 else self.start[g - 1] + self.numbers[g - 1]
+                if self.start[g] < floor:
+                    raise ValueError(f"start[{g}] = {self.start[g]}: groups must be listed in "
+                                     f"order without overlapping (the earliest allowed is {floor})")
+        return self
+
+    def firsts(self, default: int = 0) -> list[int]:
+        """Each group's first variable (``default``: where the groups start without ``start``)."""
+        if isinstance(self.start, list):
+            return list(self.start)
+        first = default if self.start is None else self.start
+        return list(accumulate(self.numbers[:-1], initial=first))
+
+
 # ------------------------------------------------------------------------------ solver blocks
 GuidanceConfig = dict[str, bool]
 
@@ -191,6 +242,8 @@ class _Block(BaseModel):
 
     random_seed: int | None = Field(None, ge=0, lt=2**63,
                                     description="SpinOut extension: seed for a reproducible run")
+    k_hot_groups: KHotGroupsSpec | None = Field(
+        None, description="SpinOut extension: groups holding exactly k ones (native swap moves)")
 
     @field_validator("guidance_config", "fixed_config", check_fields=False)
     @classmethod
@@ -213,6 +266,20 @@ class _AnnealingBlock(_Block):
     temperature_mode: TemperatureMode = TemperatureMode.EXPONENTIAL
     solution_mode: SolutionMode = SolutionMode.COMPLETE
     guidance_config: GuidanceConfig | None = None
+    final_states: bool = Field(
+        False, description="SpinOut extension: every run stays at temperature_start and reports "
+                           "where it ends (Boltzmann samples), not the best state it saw")
+
+    @model_validator(mode="after")
+    def _fixed_temperature(self) -> _AnnealingBlock:
+        if self.final_states:
+            if self.temperature_start is None or self.temperature_decay is not None:
+                raise ValueError("final_states samples at one fixed temperature: give "
+                                 "temperature_start and leave temperature_decay out")
+            if not getattr(self, "expert_mode", False):
+                raise ValueError("final_states runs at the user's temperature: use fujitsuDA or "
+                                 "fujitsuDA2 with expert_mode true")
+        return self
 
 
 class FujitsuDAMixedMode(_AnnealingBlock):

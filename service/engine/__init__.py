@@ -18,7 +18,7 @@ from .groups import KHotGroups
 from .problem import BinaryQuadraticProblem
 from .result import AnnealResult
 from .schedule import CoolingMode, TemperatureSchedule
-from .sampler import (Annealing, EmbeddedSampler, Sampler, Schedule, Stop, Tempering,
+from .sampler import (Annealing, EmbeddedSampler, Sampler, Sampling, Schedule, Stop, Tempering,
                       TimeLimited)
 from .solver import Replicas, anneal_da, parallel_tempering, solve_time_limited
 
@@ -31,6 +31,7 @@ __all__ = [
     "LinearInequalities",
     "Replicas",
     "Sampler",
+    "Sampling",
     "Schedule",
     "Stop",
     "Tempering",

@@ -19,6 +19,12 @@ import numpy as np
 __all__ = ["KHotGroups"]
 
 
+# Writable like every other kernel argument (a read-only array is another numba type, compiled
+# apart); the kernels never write them.
+_NO_GROUPS = (np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64),
+              np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
 @dataclass(frozen=True)
 class KHotGroups:
     """Group g is ``members[indptr[g]:indptr[g + 1]]`` and holds exactly ``counts[g]`` ones.
@@ -104,6 +110,18 @@ class KHotGroups:
 
     def satisfied(self, state: np.ndarray) -> bool:
         return bool(np.array_equal(self.weights(state), self.counts))
+
+    def kernel_arrays(self, num_variables: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray]:
+        """``(group_of, indptr, members, counts)`` as the kernels read them (int64, contiguous);
+        ValueError when a member lies outside the problem."""
+        return (self.group_of(num_variables), self.indptr, self.members, self.counts)
+
+    @staticmethod
+    def none_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernels' stand-in for "no groups": an empty ``group_of`` selects the free path
+        (one shared tuple: the trainer builds replicas thousands of times a run)."""
+        return _NO_GROUPS
 
     def repair(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A copy of ``state`` with each group at its count: ones switched off (or on) at random

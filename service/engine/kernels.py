@@ -43,6 +43,9 @@ _Table = NDArray[np.float32]
 _Rng = NDArray[np.uint64]
 #: (indptr, constraint, coefficient, weight): see ``_penalty_change``.
 _Constraints = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
+#: (group_of, indptr, members, counts): k-hot groups, see ``_sweep_replica_grouped``.
+_Int64s = NDArray[np.int64]
+_Groups = tuple[_Int64s, _Int64s, _Int64s, _Int64s]
 #: A replica's (generator state, energy, best energy, dynamic offset) after a run of steps.
 _Step = tuple[np.uint64, float, float, float]
 _F = TypeVar("_F", bound=Callable[..., object])
@@ -250,6 +253,96 @@ def _sweep_replica_constrained(dense: bool, couplings: _Coefficients, indptr: _I
             if _improves(cons, lhs, e, best_e):
                 best_e = e
                 best_x[:] = x
+    return s, e, best_e
+
+
+# ---------------------------------------------------------------------------- k-hot groups
+# ``groups`` = (group_of, indptr, members, counts) (service.engine.groups.KHotGroups): variable
+# i belongs to group group_of[i] (-1: free), group g is members[indptr[g]:indptr[g + 1]] and
+# holds counts[g] ones. Inside a group the move is a swap of one set member a and one unset
+# member b, whose energy change is -f[a] + f[b] - J[a, b] (a off, then b on beside a's loss), so
+# every state visited keeps every group's count. Like the constrained kernels, the grouped ones
+# are written out beside the plain ones: the plain path compiles without any of this.
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _coupling(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+              data: _Coefficients, a: int, b: int) -> float:
+    """J[a, b]: a dense entry, or a binary search of CSR row a (sorted indices)."""
+    if dense:
+        value: float = couplings[a, b]
+        return value
+    lo = indptr[a]
+    hi = indptr[a + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if indices[mid] < b:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < indptr[a + 1] and indices[lo] == b:
+        found: float = data[lo]
+        return found
+    return 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _sweep_replica_grouped(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                           data: _Coefficients, groups: _Groups, x: _Bits, f: _Coefficients,
+                           beta: float, table: _Table, fixed: _Bits, s: np.uint64, e: float,
+                           best_e: float, best_x: _Bits) -> tuple[np.uint64, float, float]:
+    """``_sweep_replica`` with k-hot groups: one move attempt per variable, a flip for a free
+    one, for a grouped one a swap with a uniformly drawn other member of its group (no move when
+    both hold the same bit). The proposal is symmetric (the reverse swap is drawn with the same
+    probability), so at a fixed beta each step keeps the Boltzmann distribution over the states
+    that satisfy every group. The best is kept as in ``_sweep_replica`` (a bit may now flip
+    several times a sweep: the journal holds up to two flips an attempt)."""
+    group_of, gptr, members, _ = groups
+    n = x.shape[0]
+    bits = _U64(0)
+    left = 0
+    journal = np.empty(2 * n, dtype=np.int64)
+    count = 0
+    synced = False
+    for i in range(n):
+        if fixed[i]:
+            continue
+        g = group_of[i]
+        if g < 0:
+            d = f[i] if x[i] == 0 else -f[i]
+            k, s, bits, left = _next_index(s, bits, left)
+            if table[k] > beta * d:
+                e += _flip(dense, couplings, indptr, indices, data, x, f, i)
+                if synced:
+                    journal[count] = i
+                    count += 1
+            else:
+                continue
+        else:
+            lo = gptr[g]
+            u, s = _next_uniform(s)
+            j = members[lo + np.int64(u * (gptr[g + 1] - lo))]
+            if x[j] == x[i]:
+                continue
+            a = i if x[i] else j
+            b = j if x[i] else i
+            d = f[b] - f[a] - _coupling(dense, couplings, indptr, indices, data, a, b)
+            k, s, bits, left = _next_index(s, bits, left)
+            if not table[k] > beta * d:
+                continue
+            e += _flip(dense, couplings, indptr, indices, data, x, f, a)
+            e += _flip(dense, couplings, indptr, indices, data, x, f, b)
+            if synced:
+                journal[count] = a
+                journal[count + 1] = b
+                count += 2
+        if e < best_e:
+            best_e = e
+            if synced:
+                for m in range(count):
+                    best_x[journal[m]] ^= 1
+            else:
+                best_x[:] = x
+                synced = True
+            count = 0
     return s, e, best_e
 
 
@@ -519,6 +612,118 @@ _trials_dense_constrained = _trial_run_constrained(True)
 _trials_sparse_constrained = _trial_run_constrained(False)
 
 
+#: Mixed into an iteration's seed for the swap partners' hashes.
+_PARTNER_SALT = _U32(0x5BD1E995)
+
+
+def _trial_run_grouped(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
+    """``_trial_run`` with k-hot groups. Each iteration tries every free bit's flip (the plain
+    vectorised keys, grouped bits blocked) and, in every group, each set member's swap with one
+    unset member drawn uniformly; a swap's key is u / P of its energy change like a flip's, so
+    the smallest key among all candidates is again a uniform choice among the accepted ones.
+
+    Each group's members are kept arranged set-first in ``slots`` (``where``: a member's slot),
+    built once a call and updated in O(1) a swap, so a random unset partner costs one hash."""
+    @njit(cache=True, nogil=True, fastmath=True)
+    def run(couplings: _Coefficients, indptr: _Index, indices: _Index, data: _Coefficients,
+            groups: _Groups, x: _Bits, f: _Coefficients, schedule: _Floats, offset_rate: float,
+            gibbs: bool, fixed: _Bits, s: np.uint64, e: float, best_e: float, best_x: _Bits,
+            offset: float) -> _Step:
+        group_of, gptr, members, counts = groups
+        n = x.shape[0]
+        keys = np.empty(n, dtype=np.int32)
+        blocked = fixed.copy()
+        slots = np.empty(members.shape[0], dtype=np.int64)
+        where = np.empty(n, dtype=np.int64)
+        for g in range(counts.shape[0]):
+            p = gptr[g]
+            for want in (1, 0):
+                for q in range(gptr[g], gptr[g + 1]):
+                    v = members[q]
+                    if x[v] == want:
+                        slots[p] = v
+                        where[v] = p
+                        p += 1
+            for q in range(gptr[g], gptr[g + 1]):
+                blocked[members[q]] = 1
+        pending = False
+        for t in range(schedule.shape[0]):
+            s ^= s >> _U64(12)
+            s ^= s << _U64(25)
+            s ^= s >> _U64(27)
+            seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+            beta = schedule[t]
+            smallest = _trial_keys(seed, f, x, blocked, beta, offset, gibbs, keys)
+            partner_seed = _U32(seed ^ _PARTNER_SALT)
+            swap_key = _NEVER
+            swap_a = -1
+            swap_b = -1
+            swap_d = 0.0
+            b32 = _F32(beta)
+            o32 = _F32(offset)
+            for g in range(counts.shape[0]):
+                lo = gptr[g]
+                ones = counts[g]
+                zeros = gptr[g + 1] - lo - ones
+                if ones == 0 or zeros == 0:
+                    continue
+                for p in range(lo, lo + ones):
+                    a = slots[p]
+                    h = _hash32(_U32(partner_seed + _U32(_U32(p + 1) * _GOLDEN32)))
+                    b = slots[lo + ones + np.int64(h % _U32(zeros))]
+                    jab = _coupling(dense_storage, couplings, indptr, indices, data, a, b)
+                    d = np.float64(f[b]) - np.float64(f[a]) - jab
+                    cost = b32 * (_F32(d) - o32)
+                    key = _bits_from_float32(_trial_uniform(seed, n + p)
+                                             * _inverse_acceptance(cost, gibbs))
+                    if key < swap_key:
+                        swap_key = key
+                        swap_a = a
+                        swap_b = b
+                        swap_d = d
+            if min(smallest, swap_key) >= _ONE_BITS:
+                offset += offset_rate
+                continue
+            offset = 0.0
+            if swap_key < smallest:
+                if pending and e + swap_d >= best_e:
+                    best_x[:] = x
+                    pending = False
+                if dense_storage:
+                    e += _flip_dense(couplings, x, f, swap_a)
+                    e += _flip_dense(couplings, x, f, swap_b)
+                else:
+                    e += _flip_sparse(indptr, indices, data, x, f, swap_a)
+                    e += _flip_sparse(indptr, indices, data, x, f, swap_b)
+                pa = where[swap_a]
+                pb = where[swap_b]
+                slots[pa] = swap_b
+                slots[pb] = swap_a
+                where[swap_a] = pb
+                where[swap_b] = pa
+            else:
+                i = _first_index(keys, smallest)
+                if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
+                    best_x[:] = x
+                    pending = False
+                if dense_storage:
+                    e += _flip_dense(couplings, x, f, i)
+                else:
+                    e += _flip_sparse(indptr, indices, data, x, f, i)
+            if e < best_e:
+                best_e = e
+                pending = True
+        if pending:
+            best_x[:] = x
+        return s, e, best_e, offset
+
+    return run
+
+
+_trials_dense_grouped = _trial_run_grouped(True)
+_trials_sparse_grouped = _trial_run_grouped(False)
+
+
 @njit(cache=True, nogil=True)
 def _anneal_replica(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
                     data: _Coefficients, x: _Bits, f: _Coefficients, schedule: _Floats, trial: bool,
@@ -560,6 +765,27 @@ def _anneal_replica_constrained(dense: bool, couplings: _Coefficients, indptr: _
     return s, e, best_e, offset
 
 
+@njit(cache=True, nogil=True)
+def _anneal_replica_grouped(dense: bool, couplings: _Coefficients, indptr: _Index,
+                            indices: _Index, data: _Coefficients, groups: _Groups, x: _Bits,
+                            f: _Coefficients, schedule: _Floats, trial: bool, offset_rate: float,
+                            table: _Table, fixed: _Bits, s: np.uint64, e: float, best_e: float,
+                            best_x: _Bits, offset: float) -> _Step:
+    """``_anneal_replica`` with k-hot groups (swap moves inside each group)."""
+    if trial and dense:
+        return _trials_dense_grouped(couplings, indptr, indices, data, groups, x, f, schedule,
+                                     offset_rate, table[0] < 0.0, fixed, s, e, best_e, best_x,
+                                     offset)
+    if trial:
+        return _trials_sparse_grouped(couplings, indptr, indices, data, groups, x, f, schedule,
+                                      offset_rate, table[0] < 0.0, fixed, s, e, best_e, best_x,
+                                      offset)
+    for t in range(schedule.shape[0]):
+        s, e, best_e = _sweep_replica_grouped(dense, couplings, indptr, indices, data, groups, x,
+                                              f, schedule[t], table, fixed, s, e, best_e, best_x)
+    return s, e, best_e, offset
+
+
 # ---------------------------------------------------------------------------- annealing
 def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher[_F], Dispatcher[_F]]:
     """Compile ``impl`` twice: threaded over replicas (``prange``) and on the calling thread only.
@@ -582,6 +808,11 @@ def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher
 # Arguments shared by the public kernels:
 #   dense, couplings, indptr, indices, data: the problem (the unused form may be a dummy);
 #   cons: the inequality constraints (see ``_penalty_change``; none: an empty weight array),
+#   group_of, group_ptr, group_members, group_counts: k-hot groups (see
+#   ``_sweep_replica_grouped``; none: an empty group_of; never together with constraints), as
+#   four arrays rather than a tuple: numba types a tuple argument in Python at every call and
+#   arrays in C (as a second tuple the groups cost the trainer's 1,000-bit solves ~70 us each,
+#   a tenth of a whole 10-step solve; as arrays, nothing measurable),
 #   lhs (R, C) float64: each replica's left-hand sides, kept in step with its state;
 #   states (R, n) uint8, fields (R, n), rng (R,) uint64, energies / best_energies (R,) float64,
 #   best_states (R, n) uint8, offsets (R,) float64 (dynamic offsets of the parallel trial);
@@ -590,10 +821,19 @@ def _compile(impl: _F, name: str, serial_nogil: bool = True) -> tuple[Dispatcher
 #   GIBBS_TABLE (the acceptance rule);
 #   fixed (n,) uint8: bits never flipped.
 def _anneal_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                 data: _Coefficients, cons: _Constraints, states: _Bits, fields: _Coefficients,
-                 lhs: _Floats, schedule: _Floats, trial: bool, offset_rate: float, table: _Table,
-                 fixed: _Bits, rng: _Rng, energies: _Floats, best_energies: _Floats,
-                 best_states: _Bits, offsets: _Floats) -> None:
+                 data: _Coefficients, cons: _Constraints, group_of: _Int64s, group_ptr: _Int64s,
+                 group_members: _Int64s, group_counts: _Int64s, states: _Bits,
+                 fields: _Coefficients, lhs: _Floats, schedule: _Floats, trial: bool,
+                 offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng, energies: _Floats,
+                 best_energies: _Floats, best_states: _Bits, offsets: _Floats) -> None:
+    if group_of.shape[0] > 0:
+        groups = (group_of, group_ptr, group_members, group_counts)
+        for r in prange(states.shape[0]):
+            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_grouped(
+                dense, couplings, indptr, indices, data, groups, states[r], fields[r], schedule,
+                trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                best_states[r], offsets[r])
+        return
     if cons[3].shape[0] > 0:
         for r in prange(states.shape[0]):
             rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_constrained(
@@ -789,18 +1029,53 @@ def _temper_ensemble_constrained(dense: bool, couplings: _Coefficients, indptr: 
     return swap_state
 
 
+@njit(cache=True, nogil=True)
+def _temper_ensemble_grouped(dense: bool, couplings: _Coefficients, indptr: _Index,
+                             indices: _Index, data: _Coefficients, groups: _Groups, states: _Bits,
+                             fields: _Coefficients, ladder: _Floats, order: _Index, base: int,
+                             rounds: int, steps: int, trial: bool, offset_rate: float,
+                             table: _Table, fixed: _Bits, rng: _Rng, swap_state: np.uint64,
+                             energies: _Floats, best_energies: _Floats, best_states: _Bits,
+                             offsets: _Floats, accepted: _Index, first_parity: int) -> np.uint64:
+    """``_temper_ensemble`` with k-hot groups (apart: see ``_sweep_replica``)."""
+    n_rep = ladder.shape[0]
+    schedule = np.empty(steps)
+    for t in range(rounds):
+        for k in range(n_rep):
+            r = base + order[k]
+            schedule[:] = ladder[k]
+            rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_grouped(
+                dense, couplings, indptr, indices, data, groups, states[r], fields[r], schedule,
+                trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                best_states[r], offsets[r])
+        swap_state = swap_replicas(ladder, order, energies[base:base + n_rep], swap_state,
+                                   (t + first_parity) % 2, accepted)
+    return swap_state
+
+
 # Tempering arguments: E independent ensembles of R replicas each, replica e * R + i being the
 # i-th of ensemble e. ``ladders`` (E, R) ascending betas; ``orders`` (E, R): the ensemble's replica
 # (0..R-1) at each slot, updated in place; ``swap_rng`` (E,) uint64; ``accepted`` (E, R - 1) swap
 # counts per slot pair; ``first_parity`` alternates even and odd pairs across calls. Each round:
 # ``steps`` moves per replica at its slot's temperature, then one exchange round.
 def _temper_impl(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                 data: _Coefficients, cons: _Constraints, states: _Bits, fields: _Coefficients,
-                 lhs: _Floats, ladders: _Floats, orders: _Index, rounds: int, steps: int,
-                 trial: bool, offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
-                 swap_rng: _Rng, energies: _Floats, best_energies: _Floats, best_states: _Bits,
-                 offsets: _Floats, accepted: _Index, first_parity: int) -> None:
+                 data: _Coefficients, cons: _Constraints, group_of: _Int64s, group_ptr: _Int64s,
+                 group_members: _Int64s, group_counts: _Int64s, states: _Bits,
+                 fields: _Coefficients, lhs: _Floats, ladders: _Floats, orders: _Index,
+                 rounds: int, steps: int, trial: bool, offset_rate: float, table: _Table,
+                 fixed: _Bits, rng: _Rng, swap_rng: _Rng, energies: _Floats,
+                 best_energies: _Floats, best_states: _Bits, offsets: _Floats, accepted: _Index,
+                 first_parity: int) -> None:
     n_rep = ladders.shape[1]
+    if group_of.shape[0] > 0:
+        groups = (group_of, group_ptr, group_members, group_counts)
+        for e in prange(ladders.shape[0]):
+            swap_rng[e] = _temper_ensemble_grouped(
+                dense, couplings, indptr, indices, data, groups, states, fields, ladders[e],
+                orders[e], e * n_rep, rounds, steps, trial, offset_rate, table, fixed, rng,
+                swap_rng[e], energies, best_energies, best_states, offsets, accepted[e],
+                first_parity)
+        return
     if cons[3].shape[0] > 0:
         for e in prange(ladders.shape[0]):
             swap_rng[e] = _temper_ensemble_constrained(
@@ -823,8 +1098,10 @@ temper, temper_serial = _compile(_temper_impl, "temper")
 
 @njit(cache=True, nogil=True, parallel=True)
 def temper_replicas(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
-                    data: _Coefficients, cons: _Constraints, states: _Bits, fields: _Coefficients,
-                    lhs: _Floats, ladders: _Floats, orders: _Index, rounds: int, steps: int,
+                    data: _Coefficients, cons: _Constraints, group_of: _Int64s,
+                    group_ptr: _Int64s, group_members: _Int64s, group_counts: _Int64s,
+                    states: _Bits, fields: _Coefficients, lhs: _Floats, ladders: _Floats,
+                    orders: _Index, rounds: int, steps: int,
                     trial: bool, offset_rate: float, table: _Table, fixed: _Bits, rng: _Rng,
                     swap_rng: _Rng, energies: _Floats, best_energies: _Floats, best_states: _Bits,
                     offsets: _Floats, accepted: _Index, first_parity: int) -> None:
@@ -833,13 +1110,20 @@ def temper_replicas(dense: bool, couplings: _Coefficients, indptr: _Index, indic
     order = orders[0]
     n_rep = ladder.shape[0]
     constrained = cons[3].shape[0] > 0
+    grouped = group_of.shape[0] > 0
+    groups = (group_of, group_ptr, group_members, group_counts)
     slot = np.empty(n_rep, dtype=np.int64)
     for t in range(rounds):
         for k in range(n_rep):
             slot[order[k]] = k
         for r in prange(n_rep):
             sched = np.full(steps, ladder[slot[r]])
-            if constrained:
+            if grouped:
+                rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_grouped(
+                    dense, couplings, indptr, indices, data, groups, states[r], fields[r], sched,
+                    trial, offset_rate, table, fixed, rng[r], energies[r], best_energies[r],
+                    best_states[r], offsets[r])
+            elif constrained:
                 rng[r], energies[r], best_energies[r], offsets[r] = _anneal_replica_constrained(
                     dense, couplings, indptr, indices, data, cons, lhs[r], states[r], fields[r],
                     sched, trial, offset_rate, table, fixed, rng[r], energies[r],

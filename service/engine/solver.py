@@ -18,6 +18,7 @@ import numpy as np
 
 from . import kernels
 from .constraints import LinearInequalities
+from .groups import KHotGroups
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, AnnealResult, build_result
 from .schedule import (CoolingMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
@@ -92,11 +93,15 @@ class Replicas:
         parallel: run replicas on all cores (numba threads) or on the calling thread only.
         constraints: linear inequalities kept by the kernels; energies then include their
             penalty (``LinearInequalities``).
+        groups: k-hot groups kept exactly by swap moves (``KHotGroups``); initial states are
+            repaired to the groups' counts. Not together with ``constraints`` or with fixed bits
+            inside a group (ValueError).
     """
 
     def __init__(self, problem: BinaryQuadraticProblem, num_replicas: int, seed: int | None = None,
                  initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
-                 parallel: bool = True, constraints: LinearInequalities | None = None) -> None:
+                 parallel: bool = True, constraints: LinearInequalities | None = None,
+                 groups: KHotGroups | None = None) -> None:
         if num_replicas < 1:
             raise ValueError(f"the number of replicas/runs must be >= 1, got {num_replicas}")
         self.problem = problem
@@ -140,6 +145,10 @@ class Replicas:
         if fmask.any():
             states[:, fmask] = fvalues[fmask]
         self.fixed = fmask.astype(np.uint8)
+        self.groups = groups if groups is not None and groups.num_groups else None
+        self.group_arrays = KHotGroups.none_arrays()
+        if self.groups is not None:
+            self.group_arrays = self._grouped(self.groups, fmask, states)
         self.states = states
         self.parallel = parallel
         self.fields = np.empty((num_replicas, n), dtype=self.field_dtype)
@@ -153,13 +162,34 @@ class Replicas:
         self.best_energies = self.energies.copy()
         self._mark_best_feasibility()
 
+    def _grouped(self, groups: KHotGroups, fixed_mask: np.ndarray, states: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The groups' kernel arrays, after the checks; repairs ``states`` to the counts."""
+        arrays = groups.kernel_arrays(self.problem.num_variables)
+        if self.constraints is not None:
+            raise ValueError("k-hot groups together with inequality constraints are not "
+                             "supported; express the inequalities as penalties or drop the groups")
+        if fixed_mask[groups.members].any():
+            bad = int(groups.members[fixed_mask[groups.members]][0])
+            raise ValueError(f"variable {bad} is fixed inside a k-hot group; fixed bits must lie "
+                             "outside the groups (drop the group's fixed members and lower its "
+                             "count instead)")
+        if not self.dense and not _sorted_rows(self.indptr, self.indices):
+            raise ValueError("k-hot groups need the problem's CSR indices sorted")
+        rng = np.random.default_rng(self.seeds.spawn(1)[0])
+        for r in range(states.shape[0]):
+            states[r] = groups.repair(states[r], rng)
+        return arrays
+
     @property
     def num_replicas(self) -> int:
         return int(self.states.shape[0])
 
     def _problem_args(self) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                     tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        return (self.dense, self.couplings, self.indptr, self.indices, self.data, self.cons)
+                                     tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                                     np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (self.dense, self.couplings, self.indptr, self.indices, self.data, self.cons,
+                *self.group_arrays)
 
     def exact(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(fields, energies) of ``states`` recomputed from scratch in float64; energies include
@@ -244,6 +274,16 @@ class Replicas:
                           self.indices, self.data, self.problem.linear, self.states, self.fields,
                           self.energies, self.fixed, self.rng, kernels.METROPOLIS_TABLE, 8, 40)
         return float(large), float(small)
+
+
+def _sorted_rows(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    """Whether every CSR row lists its columns in ascending order (the grouped kernels look
+    couplings up by binary search)."""
+    steps = np.diff(indices.astype(np.int64))
+    row_starts = indptr[1:-1]
+    rising = steps > 0
+    rising[row_starts[(row_starts > 0) & (row_starts < indices.size)] - 1] = True
+    return bool(rising.all())
 
 
 class _Driver:
@@ -457,6 +497,7 @@ def anneal_da(
     cancel: Cancel = None,
     parallel: bool = True,
     constraints: LinearInequalities | None = None,
+    groups: KHotGroups | None = None,
 ) -> AnnealResult:
     """Simulated annealing with the Digital Annealer's dynamics (fujitsuDA / DA2 / MixedMode).
 
@@ -468,6 +509,8 @@ def anneal_da(
 
     Returns each run's best state seen, distinct states merged (COMPLETE) or only the best (QUICK).
     With ``constraints`` every energy (moves, best states, results) includes their penalty.
+    With ``groups`` every state visited holds each k-hot group's count (swap moves, see
+    ``Replicas``).
 
     Example:
         >>> p = BinaryQuadraticProblem.from_dict({(0, 0): -1, (0, 1): 2, (1, 1): -1})
@@ -479,7 +522,7 @@ def anneal_da(
     if noise_model not in ("METROPOLIS", "GIBBS"):
         raise ValueError(f"noise_model must be METROPOLIS or GIBBS, got {noise_model!r}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
-    reps = Replicas(problem, num_runs, seed, initial, fixed, parallel, constraints)
+    reps = Replicas(problem, num_runs, seed, initial, fixed, parallel, constraints, groups)
     # Measuring the problem costs a short quench: skip it when the caller set everything.
     needs_scales = (temperature_start is None or temperature_decay is None or moves == "auto"
                     or (offset_increase_rate is None and moves != "sweep"))
@@ -544,6 +587,7 @@ def parallel_tempering(
     cancel: Cancel = None,
     parallel: bool = True,
     constraints: LinearInequalities | None = None,
+    groups: KHotGroups | None = None,
 ) -> AnnealResult:
     """Replica-exchange Monte Carlo (fujitsuDAPT / DA2PT) on a geometric ladder of temperatures.
 
@@ -566,7 +610,7 @@ def parallel_tempering(
         raise ValueError(f"num_ensembles must be >= 1, got {num_ensembles}")
     driver = _Driver(problem, time_limit, cancel, target_energy)
     reps = Replicas(problem, num_replicas * num_ensembles, seed, initial, fixed, parallel,
-                    constraints)
+                    constraints, groups)
     large, small = reps.delta_scales()
     tune_ladder = tune_ladder and ladder is None
     if ladder is None:
@@ -611,6 +655,7 @@ def solve_time_limited(
     constraints: LinearInequalities | None = None,
     energy_parts: EnergyParts | None = None,
     penalty_scale: float | None = None,
+    groups: KHotGroups | None = None,
 ) -> AnnealResult:
     """The time-limited DA3 mode: ``num_groups`` groups, each of ``ENSEMBLES_PER_GROUP``
     independent tempering ladders of ``num_runs`` replicas, until ``time_limit`` passes or the
@@ -634,7 +679,8 @@ def solve_time_limited(
         raise ValueError("num_groups and num_outputs must be >= 1")
     driver = _Driver(problem, time_limit, cancel, target_energy, energy_parts)
     chains = num_groups * ENSEMBLES_PER_GROUP
-    reps = Replicas(problem, num_runs * chains, seed, initial, fixed, parallel, constraints)
+    reps = Replicas(problem, num_runs * chains, seed, initial, fixed, parallel, constraints,
+                    groups)
     active = reps.constraints  # None when the constraints given were empty
     large, small = reps.delta_scales()
     barrier = 0.0 if penalty_scale is None else float(penalty_scale)

@@ -12,6 +12,9 @@ Choices:
       with auxiliary variables (service.jobs.higher_order) and the replies report the original
       variables with the exact polynomial energy. In penalty_binary_polynomial: a 400.
     * DA3 one-hot groups become penalty terms of the annealed problem (service.jobs.one_hot).
+    * ``k_hot_groups`` (a SpinOut extension on every block) are checked here and kept natively
+      by the engine (service.jobs.k_hot): a group past the problem's end, over a one-hot group
+      or a fixed_config bit, or with inequalities is a 400.
     * ``inequalities`` (v3+): first-order terms (``[i]`` or ``[i, i]``) and constants, kept
       natively by the engine (service.engine.constraints); a term of degree >= 2 is a 400, and so
       is a non-empty list on v1/v2. ``lambda`` is 1..1e9 (default 1).
@@ -45,6 +48,7 @@ from client.wire.compact import (CompactInequalities, CompactProblem, CompactFor
                               decode_request)
 
 from .higher_order import reduce_degree
+from .k_hot import k_hot_groups
 from .one_hot import add_one_hot_penalties, flip_swing, one_hot_groups
 from .solve_job import SolveJob
 from service.engine.term_scan import scan_binary_polynomial
@@ -371,6 +375,7 @@ def _parse_da_request(raw: bytes | Mapping[str, Any], version: str, max_terms: i
             groups = one_hot_groups(params, n)
         except ValueError as exc:
             raise InvalidRequestError(str(exc)) from None
+    _check_k_hot(params, n, ineq)
     aux_pairs = None
     if higher:
         try:  # the auxiliaries count against the generation's size limit too
@@ -589,6 +594,7 @@ def parse_compact_request(body: bytes, max_bits: int = 100_000,
             raise InvalidRequestError("inequalities.lambda: every weight must lie in 1..1e9")
     _check_configs(req.parameters, n)
     groups = _one_hot_groups(req)  # a bad group is refused before anything is registered or solved
+    _check_k_hot(req.parameters, n, req.inequalities)
     if expand_one_hot:
         _add_one_hot(req, groups)
     return req
@@ -599,6 +605,14 @@ def _one_hot_groups(request: SolveJob) -> list[np.ndarray]:
         return []
     try:
         return one_hot_groups(request.parameters, request.problem.num_variables)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def _check_k_hot(params: Mapping[str, Any], n: int,
+                 inequalities: CompactInequalities | None) -> None:
+    try:
+        k_hot_groups(params, n, inequalities is not None and inequalities.num_constraints > 0)
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
 

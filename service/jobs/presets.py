@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from service.engine.sampler import Annealing, Schedule, Tempering, TimeLimited
+from service.engine.sampler import Annealing, Sampling, Schedule, Tempering, TimeLimited
 
 __all__ = ["ANNEALING_BLOCKS", "TEMPERING_BLOCKS", "block_for", "schedule_for"]
 
@@ -31,6 +31,10 @@ def schedule_for(solver: str, params: Mapping[str, Any], *,
         penalty_scale: what a broken in-problem constraint costs (DA3's ladder crosses it).
     """
     if solver in ANNEALING_BLOCKS:
+        if params.get("final_states"):  # the model checked expert mode and the temperature
+            return Sampling(runs=int(params["number_runs"]),
+                            sweeps=int(params["number_iterations"]),
+                            temperature=float(params["temperature_start"]), moves="trial")
         # Only the expert mode of the blocks that have one takes the user's temperatures.
         manual = bool(params.get("expert_mode"))
         return Annealing(runs=int(params["number_runs"]), steps=int(params["number_iterations"]),
@@ -54,9 +58,15 @@ def schedule_for(solver: str, params: Mapping[str, Any], *,
     raise ValueError(f"unknown solver {solver!r}")
 
 
-def block_for(schedule: Annealing) -> tuple[str, dict[str, Any]]:
+def block_for(schedule: Annealing | Sampling) -> tuple[str, dict[str, Any]]:
     """The ``fujitsuDA`` block (expert mode) whose ``schedule_for`` is ``schedule``, up to the
-    moves: a DA service runs parallel trials whatever ``schedule.moves`` says."""
+    moves: a DA service runs parallel trials whatever ``schedule.moves`` says. A ``Sampling``
+    schedule goes out with the SpinOut extension ``final_states``."""
+    if isinstance(schedule, Sampling):
+        return "fujitsuDA", {"expert_mode": True, "number_runs": schedule.runs,
+                             "number_iterations": schedule.sweeps,
+                             "temperature_start": schedule.temperature, "final_states": True,
+                             "offset_increase_rate": 0.0}
     block: dict[str, Any] = {
         "expert_mode": True,
         "number_runs": schedule.runs,

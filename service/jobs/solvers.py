@@ -16,6 +16,9 @@ Mapping (see docs/service.md):
       adds lambda x max(0, lhs), service.engine.constraints). Each solution and progress entry
       reports the energy and the penalty energy (the penalty polynomial's value plus the
       inequalities' lambda x max(0, lhs)); feasible solutions (penalty energy 0) come first.
+    * ``k_hot_groups`` (every block) -> the engine's ``KHotGroups``, kept by swap moves
+      (service.jobs.k_hot); ``final_states`` (fujitsuDA/fujitsuDA2 expert blocks) -> the
+      engine's ``Sampling`` at ``temperature_start``: each run's final state, not its best.
     * ``random_seed`` -> ``seed``. Always ``parallel=False``: the service runs many jobs on a pool
       of threads, one per core, and numba's parallel layer must not be entered from several.
 """
@@ -34,6 +37,7 @@ from client.wire.da import SOLVER_BLOCKS, JobStatus
 from client.wire.compact import CompactInequalities, CompactProblem, CompactReply
 
 from .higher_order import restore_states
+from .k_hot import k_hot_groups
 from .patterns import RegisteredPattern
 from .presets import TEMPERING_BLOCKS, schedule_for
 from .solve_job import SolveJob
@@ -142,9 +146,10 @@ def solve_request(request: SolveJob, options: SolveOptions | None = None) -> Com
         parts = split
     stop = Stop(time_limit=options.time_limit, cancel=options.cancel,
                 target_energy=p.get("target_energy"))
+    groups = k_hot_groups(p, original.num_variables, constraints is not None)
     result = EmbeddedSampler(parallel=False).sample(
         annealed, schedule, initial=initial, fixed=_config(p.get("fixed_config")), seed=seed,
-        constraints=annealed_constraints, stop=stop, energy_parts=parts)
+        constraints=annealed_constraints, stop=stop, energy_parts=parts, groups=groups)
     if annealed is not objective:
         result = result.rescored(objective)
     states, freq = result.states, result.frequencies

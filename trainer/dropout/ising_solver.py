@@ -1,9 +1,10 @@
 """Where Ising-Dropout's QUBOs get solved: the embedded engine (default) or a remote service.
 
-Both run the one schedule ``AnnealBudget.schedule`` defines (an engine ``Annealing``) through an
-engine ``Sampler``: the embedded solver through ``EmbeddedSampler``, the remote one through
-``RemoteSampler`` (the schedule as the ``fujitsuDA`` block ``service.jobs.presets.block_for``
-makes of it). Both answer ``solve(problem, initial) ->
+Both run the one schedule ``AnnealBudget.schedule`` defines (an engine ``Annealing``, or a
+fixed-temperature ``Sampling`` in Boltzmann mode) through an engine ``Sampler``: the embedded
+solver through ``EmbeddedSampler``, the remote one through ``RemoteSampler`` (the schedule as
+the ``fujitsuDA`` block ``service.jobs.presets.block_for`` makes of it, k-hot groups as its
+``k_hot_groups`` extension). Both answer ``solve(problem, initial, seed, groups=...) ->
 (state, timings)``; the timings split the wall time into ``solve`` (the annealer's own time) and
 ``transport`` (encoding, HTTP and decoding; 0 in-process), so the trainer can report where a
 step's time goes.
@@ -20,9 +21,11 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from service.engine import (AnnealResult, Annealing, BinaryQuadraticProblem, EmbeddedSampler, KHotGroups,
-                            LinearInequalities, Schedule, Stop, TemperatureSchedule, kernels)
+from service.engine import (AnnealResult, Annealing, BinaryQuadraticProblem, EmbeddedSampler,
+                            KHotGroups, LinearInequalities, Sampling, Schedule, Stop,
+                            TemperatureSchedule, kernels)
 from service.engine.solver import EnergyParts, InitialState
+from service.jobs.k_hot import k_hot_spec
 from service.jobs.presets import block_for
 
 
@@ -44,6 +47,11 @@ class AnnealBudget:
             initial state; None lets the engine derive a full hot-to-cold schedule.
         warm_start: start from the previous state (True) or from all ones (the paper).
         full_sweeps: sweeps of the complete hot-to-cold anneal of the first solve.
+        sample_temperature: Boltzmann mode when set: each solve runs one chain for
+            ``num_sweeps`` steps (``full_sweeps`` for a ``full`` solve) at this fixed
+            temperature, a fraction of the median |local field| at the initial state like
+            ``temperature``, and returns the chain's FINAL state (a sample of exp(-E / T) / Z
+            over the masks that satisfy the groups) instead of the best it saw.
     """
 
     num_runs: int = 1
@@ -52,6 +60,7 @@ class AnnealBudget:
     moves: str = "sweep"
     temperature: float | None = 0.1
     warm_start: bool = True
+    sample_temperature: float | None = None
 
     def __post_init__(self) -> None:
         if self.num_runs < 1 or self.num_sweeps < 1 or self.full_sweeps < 1:
@@ -60,13 +69,26 @@ class AnnealBudget:
             raise ValueError(f"moves must be 'sweep' or 'trial', got {self.moves!r}")
         if self.temperature is not None and not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.sample_temperature is not None:
+            if not (self.sample_temperature > 0 and np.isfinite(self.sample_temperature)):
+                raise ValueError(f"sample_temperature must be > 0 and finite, got "
+                                 f"{self.sample_temperature}")
+            if self.num_runs != 1:
+                raise ValueError("Boltzmann mode (sample_temperature) runs one chain per solve: "
+                                 f"num_runs must be 1, got {self.num_runs}")
 
     def schedule(self, problem: BinaryQuadraticProblem, initial: np.ndarray,
-                 full: bool = False) -> Annealing:
+                 full: bool = False) -> Annealing | Sampling:
         """The anneal of one solve: warm-started, from the start temperature down to a
         hundredth of it over ``num_sweeps`` steps; ``full`` (or ``temperature=None``), the
-        engine's own hot-to-cold schedule over ``full_sweeps`` (or ``num_sweeps``) steps."""
+        engine's own hot-to-cold schedule over ``full_sweeps`` (or ``num_sweeps``) steps.
+        In Boltzmann mode, one chain at ``sample_temperature`` (scaled like ``temperature``)
+        for as many steps."""
         sweeps = self.full_sweeps if full else self.num_sweeps
+        if self.sample_temperature is not None:
+            return Sampling(runs=1, sweeps=sweeps, moves=self.moves,
+                            temperature=self.sample_temperature * self.field_scale(problem,
+                                                                                   initial))
         start = None if full else self.start_temperature(problem, initial)
         if start is None:
             return Annealing(runs=self.num_runs, steps=sweeps, temperature_interval=1,
@@ -79,22 +101,27 @@ class AnnealBudget:
     def start_temperature(self, problem: BinaryQuadraticProblem, initial: np.ndarray) -> float | None:
         if self.temperature is None:
             return None
+        return self.temperature * self.field_scale(problem, initial)
+
+    @staticmethod
+    def field_scale(problem: BinaryQuadraticProblem, initial: np.ndarray) -> float:
+        """The median nonzero |local field| at ``initial`` (1 when every field is 0): the unit
+        of ``temperature`` and ``sample_temperature``."""
         fields = np.abs(problem.local_fields(initial)).astype(np.float64, copy=False)
         nonzero = fields[fields > 0]
-        scale = float(kernels.quantile(nonzero, 0.5)) if nonzero.size else 1.0
-        return self.temperature * scale
+        return float(kernels.quantile(nonzero, 0.5)) if nonzero.size else 1.0
 
 
 class MaskSolver(Protocol):
     """``solve`` anneals from ``initial``; ``structure`` names the problem's CSR structure: problems
     passed with the same (non-None) token have identical ``indptr`` and ``indices`` (the caller
     guarantees it, e.g. the energy builder whose layout is fixed), so a solver may skip comparing
-    them. ``groups``: k-hot groups the returned state must satisfy (each candidate layer keeps
-    exactly its K units); None = every bit free."""
+    them. ``groups``: k-hot groups (e.g. a layer keeping exactly K units) that the returned state
+    satisfies; ``initial`` is repaired to them if it does not."""
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None, groups: KHotGroups | None = None
-              ) -> tuple[np.ndarray, dict[str, float]]: ...
+              structure: Any = None,
+              groups: KHotGroups | None = None) -> tuple[np.ndarray, dict[str, float]]: ...
 
     def close(self) -> None: ...
 
@@ -116,15 +143,15 @@ class EmbeddedSolver:
         self.sampler = EmbeddedSampler(parallel=parallel)
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None, groups: KHotGroups | None = None
-              ) -> tuple[np.ndarray, dict[str, float]]:
+              structure: Any = None,
+              groups: KHotGroups | None = None) -> tuple[np.ndarray, dict[str, float]]:
         """Anneal from ``initial``; ``full`` asks for a complete hot-to-cold anneal with
-        ``budget.full_sweeps`` sweeps (the first solve, when there is no state worth keeping)."""
+        ``budget.full_sweeps`` sweeps (the first solve, when there is no state worth keeping);
+        ``groups`` are held exactly (swap moves)."""
         t0 = time.perf_counter()
-        initial = _feasible_start(problem, initial, groups)
         result = self.sampler.sample(problem, self.budget.schedule(problem, initial, full),
-                                     initial=initial, seed=seed)
-        state = _held_to_counts(problem, np.asarray(result.best_state, dtype=np.uint8), groups)
+                                     initial=initial, seed=seed, groups=groups)
+        state = np.asarray(result.best_state, dtype=np.uint8).copy()
         return state, {"solve": time.perf_counter() - t0, "transport": 0.0}
 
     def close(self) -> None:
@@ -132,8 +159,10 @@ class EmbeddedSolver:
 
 
 class RemoteSampler:
-    """A SpinOut (or DA-compatible) service as an engine ``Sampler`` of ``Annealing`` schedules,
-    reached with ``client.SolverClient``.
+    """A SpinOut (or DA-compatible) service as an engine ``Sampler`` of ``Annealing`` and
+    ``Sampling`` schedules, reached with ``client.SolverClient``. k-hot ``groups`` go out as the
+    block's ``k_hot_groups`` extension (runs of consecutive variables; ValueError otherwise),
+    a ``Sampling`` schedule as its ``final_states`` extension (SpinOut services only).
 
     The schedule goes out as the ``fujitsuDA`` expert block ``block_for`` makes of it (the
     service runs parallel trials, at most one flip a step, whatever ``moves`` says), ``initial``
@@ -156,9 +185,10 @@ class RemoteSampler:
                initial: InitialState = None, fixed: Mapping[int, bool] | None = None,
                seed: int | None = None, constraints: LinearInequalities | None = None,
                stop: Stop = Stop(), energy_parts: EnergyParts | None = None,
-               structure: Any = None) -> AnnealResult:
-        if not isinstance(schedule, Annealing):
-            raise TypeError(f"a remote DA service runs Annealing schedules, not {type(schedule).__name__}")
+               groups: KHotGroups | None = None, structure: Any = None) -> AnnealResult:
+        if not isinstance(schedule, Annealing | Sampling):
+            raise TypeError("a remote DA service runs Annealing and Sampling schedules, not "
+                            f"{type(schedule).__name__}")
         if fixed or constraints is not None or stop != Stop() or energy_parts is not None:
             raise ValueError("the remote sampler takes no fixed bits, constraints, stop or "
                              "energy parts")
@@ -167,6 +197,9 @@ class RemoteSampler:
         solver, params = block_for(schedule)
         if seed is not None:
             params["random_seed"] = int(seed) % (1 << 31)
+        if groups is not None and groups.num_groups:
+            groups.check(n)
+            params["k_hot_groups"] = k_hot_spec(groups)
         if initial is not None:
             params["guidance_config"] = np.asarray(initial, dtype=np.uint8)  # sent as an array
         result = self.client.solve(self._encode(problem, structure), solver, num_variables=n,
@@ -224,66 +257,17 @@ class RemoteSolver:
         self.sampler = RemoteSampler(url, api_key)
 
     def solve(self, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int, full: bool = False,
-              structure: Any = None, groups: KHotGroups | None = None
-              ) -> tuple[np.ndarray, dict[str, float]]:
-        initial = _feasible_start(problem, initial, groups)
+              structure: Any = None,
+              groups: KHotGroups | None = None) -> tuple[np.ndarray, dict[str, float]]:
         result = self.sampler.sample(problem, self.budget.schedule(problem, initial, full),
-                                     initial=initial, seed=seed, structure=structure)
+                                     initial=initial, seed=seed, groups=groups,
+                                     structure=structure)
         solve, total = result.timing["solve"], result.timing["total"]
-        state = _held_to_counts(problem, np.asarray(result.best_state, dtype=np.uint8), groups)
-        return state, {"solve": solve, "transport": max(total - solve, 0.0)}
+        return (np.asarray(result.best_state, dtype=np.uint8).copy(),
+                {"solve": solve, "transport": max(total - solve, 0.0)})
 
     def close(self) -> None:
         self.sampler.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Stop-gap until the samplers take k-hot groups as a native move (the engine's swap moves): the
-# solvers anneal the free problem and these two functions put the start and the answer at the
-# groups' counts. Used only because the samplers cannot take ``groups`` yet.
-
-def enforce_counts(problem: BinaryQuadraticProblem, state: np.ndarray, groups: KHotGroups) -> np.ndarray:
-    """A copy of ``state`` with every group at its count, changed greedily by marginal energy.
-
-    A group holding too many ones switches off, one at a time, the set member whose removal
-    lowers the energy most (largest local field); one holding too few switches on the unset
-    member that raises it least (smallest local field); fields are updated after each flip.
-    Groups already at their count and free variables are untouched.
-    """
-    x = np.array(state, dtype=np.uint8).reshape(-1)
-    fields = np.asarray(problem.local_fields(x), dtype=np.float64).copy()
-    couplings = problem.couplings
-    for g in range(groups.num_groups):
-        members = groups.members[groups.indptr[g]:groups.indptr[g + 1]]
-        while True:
-            on = members[x[members] == 1]
-            surplus = on.size - int(groups.counts[g])
-            if surplus == 0:
-                break
-            if surplus > 0:
-                u = int(on[np.argmax(fields[on])])
-            else:
-                off = members[x[members] == 0]
-                u = int(off[np.argmin(fields[off])])
-            delta = -1.0 if x[u] else 1.0
-            x[u] = 1 - x[u]
-            row = couplings[[u], :].toarray().reshape(-1) if problem.is_sparse else couplings[u]
-            fields += delta * np.asarray(row, dtype=np.float64)
-    return x
-
-
-def _feasible_start(problem: BinaryQuadraticProblem, initial: np.ndarray,
-                    groups: KHotGroups | None) -> np.ndarray:
-    if groups is None or groups.satisfied(initial):
-        return initial
-    return enforce_counts(problem, initial, groups)
-
-
-def _held_to_counts(problem: BinaryQuadraticProblem, state: np.ndarray,
-                    groups: KHotGroups | None) -> np.ndarray:
-    if groups is None or groups.satisfied(state):
-        return state.copy()
-    return enforce_counts(problem, state, groups)
 
 
 @dataclass(frozen=True)

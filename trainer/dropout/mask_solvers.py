@@ -28,7 +28,6 @@ f_j - f_i - J_ij (unit i out, j in).
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any
 
@@ -401,39 +400,15 @@ def cheap_solver(name: str) -> MaskSolver:
 
 
 # ---------------------------------------------------------------------------------- groups adapter
-def takes_groups(solver: Any) -> bool:
-    """Whether ``solver.solve`` accepts the ``groups`` keyword.
-
-    The ONE place that bridges solvers written before the engine's native k-hot moves (which
-    solve the unconstrained problem): :func:`solve_in_groups` repairs their state to the counts.
-    """
-    try:
-        params = inspect.signature(solver.solve).parameters
-    except (TypeError, ValueError):
-        return False
-    return "groups" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def solve_in_groups(solver: Any, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int,
+def solve_in_groups(solver: MaskSolver, problem: BinaryQuadraticProblem, initial: np.ndarray, seed: int,
                     full: bool = False, structure: Any = None, groups: KHotGroups | None = None
                     ) -> tuple[np.ndarray, dict[str, float]]:
-    """``solver.solve`` with the groups: the start is brought to the counts first (best marginal
-    moves); a solver that does not take ``groups`` solves the unconstrained problem and its state
-    is brought to the counts the same way (timed as part of ``solve``)."""
-    if groups is None:
-        return solver.solve(problem, initial, seed=seed, full=full, structure=structure)
+    """``solver.solve`` with the groups, from a start brought to the counts by best marginal moves
+    (a solver left to repair it would do so at random)."""
     start = np.array(initial, dtype=np.uint8).reshape(-1)
-    if not groups.satisfied(start):
+    if groups is not None and not groups.satisfied(start):
         start = repair_counts(problem, start, groups)
-    if takes_groups(solver):
-        return solver.solve(problem, start, seed=seed, full=full, structure=structure, groups=groups)
-    state, timing = solver.solve(problem, start, seed=seed, full=full, structure=structure)
-    t0 = time.perf_counter()
-    if not groups.satisfied(state):
-        state = repair_counts(problem, state, groups)
-    timing = dict(timing)
-    timing["solve"] = timing.get("solve", 0.0) + time.perf_counter() - t0
-    return state, timing
+    return solver.solve(problem, start, seed=seed, full=full, structure=structure, groups=groups)
 
 
 def repair_counts(problem: BinaryQuadraticProblem, state: np.ndarray, groups: KHotGroups) -> np.ndarray:
