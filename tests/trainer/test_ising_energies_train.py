@@ -91,3 +91,25 @@ def test_before_step_gets_the_labels_when_it_takes_them(with_labels: bool) -> No
         assert sorted(labels.tolist()) == sorted(y.tolist())
     else:
         assert all(batch_y is None for _, batch_y in model.seen)
+
+
+def test_boltzmann_masks_keep_the_counts_and_stay_random_where_ground_states_settle(
+        mnist_small: DataSplits) -> None:
+    """A hot chain's final states (sample_temperature) hold the exact counts at every solve and
+    keep most units in 10-90 % of the solves; the ground-state search at the same K puts fewer
+    units there (its masks settle)."""
+    within = {}
+    for mode, extra in (("boltzmann", {"sample_temperature": "2.0"}), ("ground", {})):
+        torch.manual_seed(0)
+        spec = VariantSpec(sizes=SIZES, include_input=True, mode="train", seed=0,
+                           options={"ising_energy": "relevance-redundancy", "solve_every": 2,
+                                    "num_sweeps": 10, "full_sweeps": 20, "diagnostics_every": 0,
+                                    **extra})
+        model = registry.get("ising")(spec)
+        result = train(model, mnist_small, epochs=1, batch_size=32, seed=0, max_steps_per_epoch=60)
+        counts = result.log["ising"]["keep_counts"]
+        kept = [int(model.state[model.layout.slice(l)].sum()) for l in model.layout.layers]
+        assert kept == counts
+        within[mode] = result.log["ising"]["keep_frequency"]["within_0.1_0.9"]
+    assert within["boltzmann"] > 0.5
+    assert within["boltzmann"] > within["ground"]

@@ -102,7 +102,7 @@ KNOWN_OPTIONS = frozenset({
     "ising_energy", "solve_every", "num_sweeps", "num_runs", "moves", "temperature", "warm_start",
     "full_sweeps", "activation_ema", "async_solve", "cost", "keep_ratio", "exact_k",
     "cardinality_strength", "stickiness", "bias_weight", "alpha", "saturation_weight", "mu", "sigma2",
-    "diagnostics_every", "solver", "api_key", "control", "audit_every", "rescale",
+    "diagnostics_every", "solver", "api_key", "control", "audit_every", "rescale", "sample_temperature",
 })
 
 
@@ -171,6 +171,7 @@ class IsingDropout(VariantModel):
             warm_start=spec.option("warm_start", preset["warm_start"], bool),
             moves=spec.option("moves", "sweep", str),
             full_sweeps=spec.option("full_sweeps", 200, int),
+            sample_temperature=_parse_temperature(spec.options.get("sample_temperature")),
         )
         self.solve_every = spec.option("solve_every", preset["solve_every"], int)
         self.async_solve = spec.option("async_solve", False, bool)
@@ -205,6 +206,7 @@ class IsingDropout(VariantModel):
         # control changes the mask that is applied.
         self.solver_state = self.state.copy()
         self.num_solves = 0
+        self._kept_solves = np.zeros(self.layout.num_variables, dtype=np.int64)  # per unit, over solves
         self._timings = {"ising_build": 0.0, "transport": 0.0, "solve": 0.0, "solve_wait": 0.0,
                          "mask_bookkeeping": 0.0, "ising_diagnostics": 0.0}
         self._snapshot: dict[int, tuple[torch.Tensor, torch.Tensor | None]] | None = None
@@ -308,6 +310,7 @@ class IsingDropout(VariantModel):
             state = shuffle_mask(state, [self.layout.slice(l) for l in self.layout.layers],
                                  self._control_rng)
         self.set_state(state)
+        self._kept_solves += self.state
         self.num_solves += 1
         if self.diagnostics_every and (self.num_solves - 1) % self.diagnostics_every == 0:
             t0 = time.perf_counter()
@@ -363,7 +366,21 @@ class IsingDropout(VariantModel):
                                 "exact_k": o.exact_k, "keep_counts": self.builder.counts,
                                 "diagnostics": summarize_diagnostics(self.diagnostics),
                                 "diagnostics_per_solve": list(self.diagnostics),
-                                "audit_every": self.auditor.every, "audit": self.auditor.records}
+                                "audit_every": self.auditor.every, "audit": self.auditor.records,
+                                "sample_temperature": self.budget.sample_temperature,
+                                "keep_frequency": self.keep_frequency_summary()}
+
+    def keep_frequency_summary(self) -> dict[str, Any]:
+        """How often each unit was kept over the solves: per layer the mean, and the fraction of
+        units kept in 10-90 % of solves (Boltzmann masks should put most units there; ground
+        states, which settle, put them at 0 or 1)."""
+        if self.num_solves == 0:
+            return {}
+        frequency = self._kept_solves / self.num_solves
+        inside = (frequency >= 0.1) & (frequency <= 0.9)
+        return {"solves": self.num_solves, "within_0.1_0.9": float(inside.mean()),
+                "per_layer_within_0.1_0.9": {str(l): float(inside[self.layout.slice(l)].mean())
+                                             for l in self.layout.layers}}
 
     def close(self) -> None:
         """Drop an in-flight solve (its masks would come too late) and release the solver."""
