@@ -75,8 +75,11 @@ class Setting:
 
     @property
     def keep_ratio(self) -> str:
-        """One fraction per candidate layer (input, then hidden)."""
-        return ",".join([str(self.keep_input)] + [str(self.keep_hidden)] * (len(self.sizes) - 2))
+        """One fraction per candidate layer: the input's first when the input is a candidate
+        (``keep_input`` < 1), then the hidden layers' (the last value repeats for any further
+        hidden layer, e.g. the CNN's four)."""
+        hidden = [str(self.keep_hidden)] * (len(self.sizes) - 2)
+        return ",".join(([str(self.keep_input)] if self.keep_input < 1.0 else []) + hidden)
 
 
 @dataclass(frozen=True)

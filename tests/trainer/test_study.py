@@ -35,6 +35,23 @@ def test_every_arm_of_a_setting_shares_seed_data_and_counts() -> None:
                 assert args[args.index("--p") + 1] == "0.5" and "p_input=0.4" in args
 
 
+def test_a_setting_without_input_candidates_gives_every_ratio_to_the_hidden_layers() -> None:
+    """The CNN keeps every pixel: its ratios start at conv 1, and the count reaching the trained
+    network is each hidden layer's own (0.5 of 6, 16, 120 and 84)."""
+    cnn = study.SETTINGS_BY_KEY["mnist-cnn"]
+    assert cnn.keep_ratio == "0.5,0.5"
+    (run,) = build_study(settings=["mnist-cnn"], arms=["topk"], seeds=1)
+    args = run.train_args()
+    assert "--include-input" not in args and args[args.index("--keep-ratio") + 1] == "0.5,0.5"
+    from trainer.dropout import registry
+    from trainer.dropout.base import VariantSpec
+
+    model = registry.get("ising")(VariantSpec([784, 100, 100, 10], model="cnn", activation="relu",
+                                              options={"keep_ratio": cnn.keep_ratio, "exact_k": "true"}))
+    assert model.builder.counts == [3, 8, 60, 42]
+    model.close()
+
+
 def test_the_remote_arm_runs_in_the_main_setting_only_and_needs_a_url() -> None:
     runs = build_study(url="http://127.0.0.1:9")
     remote = [r for r in runs if r.arm.remote]
