@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .data import DataSplits
 from .dropout.base import HarnessContext, gated_network, is_deterministic, paper_parameter_counts
@@ -55,6 +56,7 @@ class RunResult:
     """
 
     test_accuracy: float
+    test_nll: float
     best_val_accuracy: float
     best_epoch: int
     epochs_run: int
@@ -97,19 +99,26 @@ def _takes_labels(hook: Callable[..., Any]) -> bool:
     return True
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Accuracy in % with the model in eval mode (restores the previous mode)."""
+    return evaluate_with_nll(model, x, y)[0]
+
+
+@torch.no_grad()
+def evaluate_with_nll(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy in %, mean negative log-likelihood in nats) with the model in eval mode."""
     if x.shape[0] == 0:
-        return float("nan")
+        return float("nan"), float("nan")
     was_training = model.training
     model.eval()
-    correct = 0
+    correct, nll = 0, 0.0
     for start in range(0, x.shape[0], EVAL_CHUNK):
         logits = model(x[start:start + EVAL_CHUNK])
-        correct += int((logits.argmax(1) == y[start:start + EVAL_CHUNK]).sum())
+        target = y[start:start + EVAL_CHUNK]
+        correct += int((logits.argmax(1) == target).sum())
+        nll += float(F.cross_entropy(logits, target, reduction="sum"))
     model.train(was_training)
-    return 100.0 * correct / x.shape[0]
+    return 100.0 * correct / x.shape[0], nll / x.shape[0]
 
 
 def keep_masks(model: nn.Module) -> list[torch.Tensor] | None:
@@ -333,14 +342,16 @@ def train(model: nn.Module, data: DataSplits, *, epochs: int, batch_size: int = 
         th = time.perf_counter()
         finish(trainer.context())
         trainer.timings["hooks"] += time.perf_counter() - th
-    test_acc = trainer.evaluate(data.test_x, data.test_y)
-    result = summarize(model, trainer, test_acc, best_val, best_epoch, time.perf_counter() - start)
+    t0 = time.perf_counter()
+    test_acc, test_nll = evaluate_with_nll(model, data.test_x, data.test_y)
+    trainer.timings["evaluation"] += time.perf_counter() - t0
+    result = summarize(model, trainer, test_acc, best_val, best_epoch, time.perf_counter() - start, test_nll)
     result.selection = selection
     return result
 
 
 def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: float, best_epoch: int,
-              seconds: float) -> RunResult:
+              seconds: float, test_nll: float = math.nan) -> RunResult:
     """Collect the metrics of a finished run."""
     network = gated_network(model)
     sizes = list(getattr(model, "sizes", []))
@@ -370,7 +381,7 @@ def summarize(model: nn.Module, trainer: Trainer, test_acc: float, best_val: flo
     ratio = total / remaining if remaining > 0 else math.inf
     timings = dict(trainer.timings)
     timings.update(trainer.method_timings())
-    return RunResult(test_accuracy=test_acc, best_val_accuracy=best_val, best_epoch=best_epoch,
+    return RunResult(test_accuracy=test_acc, test_nll=test_nll, best_val_accuracy=best_val, best_epoch=best_epoch,
                      epochs_run=trainer.epochs_done, steps=trainer.steps, drop_rate_per_layer=rates,
                      params_total=total, params_remaining=remaining, params_removed_pct=removed_pct,
                      compression_ratio=ratio, params_total_exact=total_exact,

@@ -255,6 +255,7 @@ def result_json(args: argparse.Namespace, sizes: list[int], activation: str, opt
         "include_input": bool(args.include_input),
         "mode": args.mode,
         "test_accuracy": round(result.test_accuracy, 4),
+        "test_nll": _finite(result.test_nll),
         "best_val_accuracy": round(result.best_val_accuracy, 4),
         "best_epoch": result.best_epoch,
         "drop_rate_per_layer": {f"h{i}": round(r, 4) for i, r in enumerate(result.drop_rate_per_layer)},

@@ -146,3 +146,18 @@ def test_linear_lr_decay_lowers_the_rate_each_epoch(easy_data: DataSplits, decay
 def test_unknown_lr_decay_is_refused(easy_data: DataSplits) -> None:
     with pytest.raises(ValueError, match="lr_decay"):
         train(MLP([6, 2]), easy_data, epochs=1, lr_decay="cosine")
+
+
+def test_test_nll_is_the_mean_cross_entropy_of_the_evaluated_weights() -> None:
+    from torch.nn import functional as F
+
+    from trainer.harness import evaluate_with_nll
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+    accuracy, nll = evaluate_with_nll(model, x, y)
+    with torch.no_grad():
+        logits = model(x)
+    assert abs(nll - float(F.cross_entropy(logits, y))) < 1e-6
+    assert accuracy == 100.0 * int((logits.argmax(1) == y).sum()) / 50
