@@ -20,7 +20,11 @@ from typing import Any
 import numpy as np
 
 from . import study
-from .study_stats import ANNEALER, CHEAP_SOLVERS, DECISION_RULE, decide, mean_sd
+from .study_stats import (ANNEALER, CHEAP_SOLVERS, DECISION_RULE, compare, decide, mean_sd,
+                          paired_bootstrap, paired_differences, sign_flip_test)
+
+#: The remote arm, compared with the embedded annealer (same schedule, same seeds).
+REMOTE = "annealer-http"
 
 
 def load_results(out: Path, runs: Sequence[study.StudyRun]) -> dict[str, dict[str, Any]]:
@@ -81,6 +85,56 @@ def _plot(points: dict[str, list[tuple[str, float, float]]], path: Path) -> bool
     return True
 
 
+def _against_baseline(accuracy: dict[str, dict[str, dict[int, float]]]) -> list[str]:
+    """Every arm against no dropout, paired over seeds: what each method costs (or buys) in test
+    accuracy at its compression."""
+    lines = ["## Every arm against no dropout (paired over seeds)", "",
+             "Difference = arm − no dropout in test accuracy points; intervals and tests as above, Holm "
+             "within each setting.", "",
+             "| setting | arm | seeds | mean diff | 95 % interval | p (Holm) |", "|---|---|---:|---:|---|---:|"]
+    for setting, results in accuracy.items():
+        if "none" not in results:
+            continue
+        for arm in [a.key for a in study.ARMS if a.key != "none" and a.key in results]:
+            for c in compare(setting, results, arm, ["none"]):
+                iv = c.interval
+                lines.append(f"| {setting} | {arm} | {iv.n} | {iv.mean:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] | "
+                             f"{c.p_value:.4f} |")
+    return lines + [""]
+
+
+def _step_seconds(result: dict[str, Any]) -> float:
+    """A run's seconds per training step without its solve audit (the embedded annealer arm
+    re-solves every audited problem with every cheap solver; the remote arm audits nothing)."""
+    audit = sum(sum(r.get("seconds", {}).values()) for r in _audits(result))
+    return (float(result["seconds"]) - audit) / max(int(result["steps"]), 1)
+
+
+def _remote_against_embedded(accuracy: dict[str, dict[str, dict[int, float]]],
+                             rows: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
+    """The annealer over HTTP against the embedded one: the same accuracy distribution (paired
+    interval and sign-flip test of the difference) at what step time (per-seed ratio of the
+    runs' seconds per training step without the audit, median and range; the two arms' runs
+    are not simultaneous, so neighbours on shared cores widen the range)."""
+    lines: list[str] = []
+    for setting, results in accuracy.items():
+        d = paired_differences(results, REMOTE, ANNEALER)
+        if len(d) < 2:
+            continue
+        iv = paired_bootstrap(d)
+        remote = {r["seed"]: _step_seconds(r) for r in rows.get((setting, REMOTE), [])}
+        local = {r["seed"]: _step_seconds(r) for r in rows.get((setting, ANNEALER), [])}
+        ratios = [remote[s] / local[s] for s in sorted(set(remote) & set(local)) if local[s] > 0]
+        if not lines:
+            lines += ["## The annealer over HTTP against the embedded one (paired over seeds)", "",
+                      "| setting | seeds | accuracy diff (HTTP − embedded) | 95 % interval | p | step time ratio, median (range) |",
+                      "|---|---:|---:|---|---:|---|"]
+        ratio = (f"{np.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-")
+        lines.append(f"| {setting} | {iv.n} | {iv.mean:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] | "
+                     f"{sign_flip_test(d):.4f} | {ratio} |")
+    return lines + ([""] if lines else [])
+
+
 def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: Path, *, command: str,
                        wall_seconds: float | None = None) -> Path:
     """Write the report for ``runs`` (finished or not) and return its path."""
@@ -120,17 +174,23 @@ def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: P
         if not arms:
             continue
         lines += [f"### {study.SETTINGS_BY_KEY[setting].label}", "",
-                  "| arm | seeds | test accuracy % | train - test gap | params removed % (units) | ms/step solve | s/run |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| arm | seeds | test accuracy % | test NLL | train - test gap | params removed % (units) "
+                  "| MACs removed % | inference speed-up | ms/step solve | s/run |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for arm in arms:
             rs = rows[(setting, arm.key)]
             acc = mean_sd([r["test_accuracy"] for r in rs])
             gap = mean_sd([(r["history"][-1]["train_accuracy"] or math.nan) - r["test_accuracy"]
                            for r in rs if r.get("history")])
             removed = mean_sd([r.get("params_removed_pct_exact", math.nan) for r in rs])
+            nll = mean_sd([r["test_nll"] if r.get("test_nll") is not None else math.nan for r in rs])
+            pruning = [r.get("structured_pruning") or {} for r in rs]
+            macs = mean_sd([p.get("macs_removed_pct", 0.0 if p else math.nan) for p in pruning])
+            speedup = mean_sd([p.get("speedup", math.nan) for p in pruning])
             solve = mean_sd([r.get("ms_per_step", {}).get("solve", 0.0) for r in rs])
             secs = mean_sd([r.get("seconds", math.nan) for r in rs])
-            lines.append(f"| {arm.key} | {len(rs)} | {_fmt(*acc)} | {_fmt(*gap)} | {_fmt(*removed, 1)} | "
+            lines.append(f"| {arm.key} | {len(rs)} | {_fmt(*acc)} | {_fmt(*nll, 4)} | {_fmt(*gap)} | "
+                         f"{_fmt(*removed, 1)} | {_fmt(*macs, 1)} | {_fmt(*speedup)} | "
                          f"{_fmt(*solve, 3)} | {secs[0]:.0f} |")
         lines.append("")
     # ---------------------------------------------------------------- paired comparisons
@@ -145,6 +205,8 @@ def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: P
         lines.append(f"| {c.setting} | {c.comparator} | {iv.n} | {iv.mean:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] | "
                      f"{c.p_value:.4f} | {c.p_holm:.4f} |")
     lines.append("")
+    lines += _against_baseline(accuracy)
+    lines += _remote_against_embedded(accuracy, rows)
     # ---------------------------------------------------------------- the audit
     lines += ["## Solve audit (the annealer arm: every solver on the same problems)", ""]
     for setting, records in audits.items():

@@ -142,3 +142,16 @@ def test_holm_family_is_reported_per_setting() -> None:
 
 def test_required_settings() -> None:
     assert [required_settings(n) for n in (0, 1, 2, 3, 4)] == [0, 1, 2, 2, 3]
+
+
+def test_report_compares_the_remote_arm_with_the_embedded_one_without_the_audit_time() -> None:
+    from trainer.study_report import _remote_against_embedded
+
+    accuracy = {"s": {"annealer": {0: 90.0, 1: 91.0, 2: 92.0}, "annealer-http": {0: 90.5, 1: 91.5, 2: 92.5}}}
+    audit = [{"seconds": {"annealer": 1.0, "greedy": 1.0}}]  # 2 s of audit in each embedded run
+    rows = {("s", "annealer"): [{"seed": s, "seconds": 12.0, "steps": 10, "log": {"ising": {"audit": audit}}}
+                                for s in range(3)],
+            ("s", "annealer-http"): [{"seed": s, "seconds": 15.0, "steps": 10} for s in range(3)]}
+    lines = _remote_against_embedded(accuracy, rows)
+    row = next(line for line in lines if line.startswith("| s |"))
+    assert "+0.500" in row and "1.50x (1.50-1.50)" in row  # 1.5 s against 1.0 s a step
