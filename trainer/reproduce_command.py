@@ -50,8 +50,10 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every command that trains a grid of runs with ``run_grid`` takes."""
+def add_runner_arguments(parser: argparse.ArgumentParser, list_help: str) -> None:
+    """The arguments every command that trains a grid of runs with ``run_grid`` takes;
+    ``list_help`` says what its ``--list`` prints."""
+    parser.add_argument("--list", action="store_true", help=list_help)
     parser.add_argument("--jobs", type=int, default=None, help="runs in parallel (default: number of cores)")
     parser.add_argument("--limit-train", type=int, default=None, help="train on this many images only")
     parser.add_argument("--limit-test", type=int, default=None, help="test on this many images only")
@@ -87,13 +89,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=None,
                         help="early stopping after this many epochs without a better validation accuracy "
                              "(default: none, every run trains all its epochs)")
-    parser.add_argument("--list", action="store_true", help="print the grid's runs and exit")
-    add_runner_arguments(parser)
+    add_runner_arguments(parser, "print the grid's runs and exit")
+
+
+def usage_error(program: str, message: str) -> int:
+    """Print ``program: error: message`` on stderr; returns the exit status of a usage error."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _error(message: str) -> int:
-    print(f"spinout reproduce: error: {message}", file=sys.stderr)
-    return 2
+    return usage_error("spinout reproduce", message)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:

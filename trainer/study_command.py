@@ -29,7 +29,7 @@ from service.loopback import free_port, wait_until_serving
 from . import study
 from .reproduce_command import (Outcome, add_runner_arguments, check_same_settings, data_dir_for,
                                 default_jobs, failure_printer, load_manifest, print_summary, run_grid,
-                                save_manifest)
+                                save_manifest, usage_error)
 
 MANIFEST = "study.json"
 _SETTING_KEYS = ("energy", "epochs", "limit_train", "limit_test", "val_size", "seeds")
@@ -53,13 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None,
                         help="the Markdown report (default OUT/ising-dropout-study.md); its images go to "
                              "the folder named like it without .md")
-    parser.add_argument("--list", action="store_true", help="print the epoch budget and the runs, then exit")
-    add_runner_arguments(parser)
+    add_runner_arguments(parser, "print the epoch budget and the runs, then exit")
 
 
 def _error(message: str) -> int:
-    print(f"spinout study: error: {message}", file=sys.stderr)
-    return 2
+    return usage_error("spinout study", message)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
