@@ -1,26 +1,18 @@
-"""Real SpinOut processes on loopback for tests and benchmarks: a free port, and a
-``python -m service serve|worker`` subprocess that waits for its healthcheck, stops politely or
+"""Real SpinOut processes on loopback for tests and benchmarks: a free port (service.loopback),
+and a ``python -m service serve|worker`` subprocess that waits for its healthcheck, stops politely or
 dies by kill -9. One definition, used by every test folder and the service benchmarks."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from service.loopback import free_port, wait_until_serving  # noqa: F401  (free_port re-exported)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerProcess:
@@ -50,18 +42,8 @@ class ServerProcess:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/healthcheck", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready in {timeout} s: {self.log.read_text()[-3000:]}")
+        assert self.proc is not None
+        wait_until_serving(self.url, self.proc, self.log, timeout)
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -283,7 +283,12 @@ def _paper_table() -> dict[tuple[str, str, str], PaperResult]:
 PAPER: dict[tuple[str, str, str], PaperResult] = _paper_table()
 
 
-def _select(requested: Iterable[str] | None, known: Sequence[str], what: str) -> list[str]:
+def select_names(requested: Iterable[str] | None, known: Sequence[str], what: str) -> list[str]:
+    """``requested`` without repeats in its own order (None: all of ``known``).
+
+    Raises:
+        ValueError: a requested name is not in ``known``, naming ``what`` it should have been.
+    """
     if requested is None:
         return list(known)
     chosen = list(dict.fromkeys(requested))
@@ -311,9 +316,9 @@ def build_grid(*, datasets: Iterable[str] | None = None, networks: Iterable[str]
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     all_rows = list(ROWS) + list(extra_rows)
     by_key = {row.key: row for row in all_rows}
-    chosen_datasets = _select(datasets, DATASETS, "dataset(s)")
-    chosen_networks = _select(networks, NETWORKS, "network(s)")
-    chosen_rows = _select(rows, [r.key for r in ROWS], "row(s)") + [r.key for r in extra_rows]
+    chosen_datasets = select_names(datasets, DATASETS, "dataset(s)")
+    chosen_networks = select_names(networks, NETWORKS, "network(s)")
+    chosen_rows = select_names(rows, [r.key for r in ROWS], "row(s)") + [r.key for r in extra_rows]
     runs = []
     for dataset in chosen_datasets:
         for network in chosen_networks:

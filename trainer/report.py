@@ -130,11 +130,20 @@ def _family(row_key: str) -> str:
 _MARKERS = {"784-100-100-10": "o", "784-100-50-50-10": "s", "784-100-50-50-25-10": "^", "784-300-100-10": "D"}
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display); ImportError without it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
+    """Lay ``fig`` out, write it to ``path`` (its folder made) and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
 
 
 def plot_scatter(records: Sequence[RunRecord], path: Path, title: str) -> bool:
@@ -144,7 +153,7 @@ def plot_scatter(records: Sequence[RunRecord], path: Path, title: str) -> bool:
               and r.run.paper.removed_pct is not None]
     if not points and not papers:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     families = sorted({_family(r.run.row.key) for r in records})
     colors = {f: plt.get_cmap("tab20")(i % 20) for i, f in enumerate(families)}
     fig, ax = plt.subplots(figsize=(9, 6))
@@ -168,10 +177,7 @@ def plot_scatter(records: Sequence[RunRecord], path: Path, title: str) -> bool:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -180,7 +186,7 @@ def plot_curves(records: Sequence[RunRecord], path: Path, title: str) -> bool:
     with_curves = [r for r in records if r.curve]
     if not with_curves:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     cmap = plt.get_cmap("tab20")
     for i, rec in enumerate(with_curves):
@@ -197,10 +203,7 @@ def plot_curves(records: Sequence[RunRecord], path: Path, title: str) -> bool:
     ax2.set_yscale("log")
     ax2.legend(fontsize=7, ncol=2)
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

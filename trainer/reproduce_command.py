@@ -45,8 +45,24 @@ class Outcome:
     message: str = ""
 
 
-def _default_jobs() -> int:
+def default_jobs() -> int:
+    """Runs in parallel when ``--jobs`` is not given: the cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser, list_help: str) -> None:
+    """The arguments every command that trains a grid of runs with ``run_grid`` takes;
+    ``list_help`` says what its ``--list`` prints."""
+    parser.add_argument("--list", action="store_true", help=list_help)
+    parser.add_argument("--jobs", type=int, default=None, help="runs in parallel (default: number of cores)")
+    parser.add_argument("--limit-train", type=int, default=None, help="train on this many images only")
+    parser.add_argument("--limit-test", type=int, default=None, help="test on this many images only")
+    parser.add_argument("--val-size", type=int, default=None, help="validation images (train's default 5000)")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding mnist/ and fashion-mnist/ (default: spinout train's own lookup)")
+    parser.add_argument("--run-timeout", type=float, default=None, help="seconds before a run is killed")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,29 +81,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None,
                         help="where the Markdown report goes (default OUT/results.md); its plots go to the "
                              "folder named like it without .md")
-    parser.add_argument("--jobs", type=int, default=None, help="runs in parallel (default: number of cores)")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs of every run (default {experiments.DEFAULT_EPOCHS} as in the paper, "
                              f"SparseVD {experiments.SPARSEVD_EPOCHS} for its published schedule; "
                              f"--quick {experiments.QUICK_EPOCHS})")
-    parser.add_argument("--limit-train", type=int, default=None, help="train on this many images only")
-    parser.add_argument("--limit-test", type=int, default=None, help="test on this many images only")
-    parser.add_argument("--val-size", type=int, default=None, help="validation images (train's default 5000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patience", type=int, default=None,
                         help="early stopping after this many epochs without a better validation accuracy "
                              "(default: none, every run trains all its epochs)")
-    parser.add_argument("--data-root", default=None,
-                        help="folder holding mnist/ and fashion-mnist/ (default: spinout train's own lookup)")
-    parser.add_argument("--run-timeout", type=float, default=None, help="seconds before a run is killed")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
-    parser.add_argument("--list", action="store_true", help="print the grid's runs and exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runner_arguments(parser, "print the grid's runs and exit")
+
+
+def usage_error(program: str, message: str) -> int:
+    """Print ``program: error: message`` on stderr; returns the exit status of a usage error."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _error(message: str) -> int:
-    print(f"spinout reproduce: error: {message}", file=sys.stderr)
-    return 2
+    return usage_error("spinout reproduce", message)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,8 +255,12 @@ def run_grid(runs: Sequence[Run], out: Path, *, jobs: int = 1, data_root: str | 
     return outcomes
 
 
-def _load_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
+def load_manifest(path: Path) -> dict[str, Any] | None:
+    """A grid folder's manifest (None: no such file).
+
+    Raises:
+        ValueError: the file is not valid JSON.
+    """
     if not path.is_file():
         return None
     try:
@@ -253,11 +269,44 @@ def _load_manifest(out: Path) -> dict[str, Any] | None:
         raise ValueError(f"{path} is not valid JSON ({exc}); remove it or use another --out") from exc
 
 
+def save_manifest(path: Path, record: dict[str, Any]) -> None:
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def check_same_settings(out: Path, manifest: dict[str, Any], settings: dict[str, Any],
+                        keys: Sequence[str]) -> None:
+    """Refuse to mix runs made with other settings into one folder.
+
+    Raises:
+        ValueError: naming each of ``keys`` whose value differs from the manifest's.
+    """
+    old = {k: manifest["settings"].get(k) for k in keys}
+    new = {k: settings.get(k) for k in keys}
+    if old != new:
+        diff = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in keys if old[k] != new[k])
+        raise ValueError(f"{out} holds runs made with other settings ({diff}); use another --out")
+
+
+def failure_printer(program: str) -> Callable[[Outcome], None]:
+    """A ``run_grid`` callback that reports each failed run on stderr as it happens."""
+    def tell(outcome: Outcome) -> None:
+        if outcome.status == "failed":
+            print(f"\n{program}: run {outcome.run_id} failed: {outcome.message}", file=sys.stderr)
+    return tell
+
+
+def print_summary(program: str, outcomes: Sequence[Outcome], seconds: float) -> None:
+    """One stderr line: how many runs trained, were already done and failed, and the time."""
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(f"{program}: {counts['done']} trained, {counts['skipped']} already done, "
+          f"{counts['failed']} failed, in {seconds:.1f} s", file=sys.stderr)
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     report_path = Path(args.report) if args.report else None
     try:
-        manifest = _load_manifest(out)
+        manifest = load_manifest(out / MANIFEST)
         if args.report_only:
             if manifest is None:
                 return _error(f"no {MANIFEST} in {out}: nothing to report (run without --report-only first)")
@@ -282,11 +331,7 @@ def main(args: argparse.Namespace) -> int:
                          "rows": args.rows or defaults["rows"]}
             order = _default_selection(False)
             if manifest is not None:
-                old = {k: manifest["settings"].get(k) for k in _SETTING_KEYS}
-                new = {k: settings.get(k) for k in _SETTING_KEYS}
-                if old != new:
-                    diff = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in _SETTING_KEYS if old[k] != new[k])
-                    raise ValueError(f"{out} holds runs made with other settings ({diff}); use another --out")
+                check_same_settings(out, manifest, settings, _SETTING_KEYS)
                 selection = {k: _merge(manifest["selection"][k], selection[k], order[k]) for k in selection}
             command = _command_line(args, selection)
             wall = None
@@ -306,17 +351,13 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         record = {"settings": settings, "selection": selection, "command": command,
                   "data_root": args.data_root, "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (out / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
-        jobs = args.jobs or _default_jobs()
+        save_manifest(out / MANIFEST, record)
+        jobs = args.jobs or default_jobs()
         print(f"spinout reproduce: {len(runs)} runs, {jobs} in parallel, into {out}", file=sys.stderr)
         start = time.perf_counter()
 
-        def tell(outcome: Outcome) -> None:
-            if outcome.status == "failed":
-                print(f"\nspinout reproduce: run {outcome.run_id} failed: {outcome.message}", file=sys.stderr)
-
         outcomes = run_grid(runs, out, jobs=jobs, data_root=args.data_root, timeout=args.run_timeout,
-                            progress=not args.no_progress, on_outcome=tell)
+                            progress=not args.no_progress, on_outcome=failure_printer("spinout reproduce"))
         invocation_wall = time.perf_counter() - start
         # A resumed grid adds up: the report states the wall time of all the invocations.
         earlier = manifest or {}
@@ -324,10 +365,8 @@ def main(args: argparse.Namespace) -> int:
         invocations = int(earlier.get("invocations", 1 if earlier.get("wall_seconds") else 0)) + 1
         record.update(wall_seconds=round(invocation_wall, 1), wall_seconds_total=round(wall, 1),
                       invocations=invocations)
-        (out / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-        print(f"spinout reproduce: {counts['done']} trained, {counts['skipped']} already done, "
-              f"{counts['failed']} failed, in {invocation_wall:.1f} s", file=sys.stderr)
+        save_manifest(out / MANIFEST, record)
+        print_summary("spinout reproduce", outcomes, invocation_wall)
     from .report import write_report
     path = write_report(out, runs, command=command, report_path=report_path, settings=settings,
                         wall_seconds=wall, invocations=invocations)

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .experiments import select_names
+
 #: The energy the Ising arms solve unless ``--energy`` says otherwise.
 ENERGY = "relevance-redundancy"
 #: ``spinout train`` arguments of the CNN setting (the layer-agnostic variants' ``--model``).
@@ -230,16 +232,6 @@ class StudyRun:
         return args + list(self.extra)
 
 
-def _select(requested: Iterable[str] | None, known: Sequence[str], what: str) -> list[str]:
-    if requested is None:
-        return list(known)
-    chosen = list(dict.fromkeys(requested))
-    unknown = [name for name in chosen if name not in known]
-    if unknown:
-        raise ValueError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
-    return chosen
-
-
 def build_study(*, settings: Iterable[str] | None = None, arms: Iterable[str] | None = None,
                 seeds: int | None = None, epochs: int | None = None, energy: str = ENERGY,
                 limit_train: int | None = None, limit_test: int | None = None,
@@ -254,8 +246,8 @@ def build_study(*, settings: Iterable[str] | None = None, arms: Iterable[str] | 
         limit_train, limit_test, val_size: data limits (``--quick``).
         url: the service URL the remote arm solves against.
     """
-    chosen_settings = _select(settings, [s.key for s in SETTINGS], "setting(s)")
-    chosen_arms = _select(arms, [a.key for a in ARMS], "arm(s)")
+    chosen_settings = select_names(settings, [s.key for s in SETTINGS], "setting(s)")
+    chosen_arms = select_names(arms, [a.key for a in ARMS], "arm(s)")
     if seeds is not None and seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if epochs is not None and epochs < 1:

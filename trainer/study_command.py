@@ -13,11 +13,9 @@ accumulated wall time; the report (``trainer.study_report``) is written at the e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from service.loopback import free_port, wait_until_serving
+
 from . import study
-from .reproduce_command import Outcome, data_dir_for, run_grid
+from .reproduce_command import (Outcome, add_runner_arguments, check_same_settings, data_dir_for,
+                                default_jobs, failure_printer, load_manifest, print_summary, run_grid,
+                                save_manifest, usage_error)
 
 MANIFEST = "study.json"
 _SETTING_KEYS = ("energy", "epochs", "limit_train", "limit_test", "val_size", "seeds")
@@ -47,24 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per setting (default: the table's)")
     parser.add_argument("--epochs", type=int, default=None, help="override every setting's epoch budget")
     parser.add_argument("--energy", default=study.ENERGY, help=f"the Ising arms' energy (default {study.ENERGY})")
-    parser.add_argument("--limit-train", type=int, default=None, help="train on this many images only")
-    parser.add_argument("--limit-test", type=int, default=None, help="test on this many images only")
-    parser.add_argument("--val-size", type=int, default=None, help="validation images")
     parser.add_argument("--out", default="study", help="folder for runs/, study.json and the report")
     parser.add_argument("--report", default=None,
                         help="the Markdown report (default OUT/ising-dropout-study.md); its images go to "
                              "the folder named like it without .md")
-    parser.add_argument("--jobs", type=int, default=None, help="runs in parallel (default: cores)")
-    parser.add_argument("--data-root", default=None, help="folder holding mnist/ and fashion-mnist/")
-    parser.add_argument("--run-timeout", type=float, default=None, help="seconds before a run is killed")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from existing runs")
-    parser.add_argument("--list", action="store_true", help="print the epoch budget and the runs, then exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runner_arguments(parser, "print the epoch budget and the runs, then exit")
 
 
 def _error(message: str) -> int:
-    print(f"spinout study: error: {message}", file=sys.stderr)
-    return 2
+    return usage_error("spinout study", message)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,19 +101,11 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def solver_service(log: Path, timeout: float = 120.0) -> Iterator[str]:
     """A ``spinout serve`` on a free loopback port with a one-off API key (exported as
     ``SPINOUT_API_KEY`` for the runs), stopped on exit; yields its URL."""
-    import httpx
-
-    port, key = _free_port(), secrets.token_hex(16)
+    port, key = free_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -128,18 +113,7 @@ def solver_service(log: Path, timeout: float = 120.0) -> Iterator[str]:
                                  "--api-key", key, "--workers", "1"], stdout=out, stderr=subprocess.STDOUT)
     previous = os.environ.get("SPINOUT_API_KEY")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"spinout serve exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(f"{url}/v1/healthcheck", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"spinout serve not ready in {timeout:g} s; see {log}")
-            time.sleep(0.2)
+        wait_until_serving(url, proc, log, timeout, poll=0.2)
         os.environ["SPINOUT_API_KEY"] = key
         yield url
     finally:
@@ -153,16 +127,6 @@ def solver_service(log: Path, timeout: float = 120.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
-def _load_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); remove it or use another --out") from exc
 
 
 def _build(settings: dict[str, Any], selection: dict[str, list[str]], url: str | None = None) -> list[study.StudyRun]:
@@ -180,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
             value = getattr(args, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        manifest = _load_manifest(out)
+        manifest = load_manifest(out / MANIFEST)
         if args.report_only:
             if manifest is None:
                 return _error(f"no {MANIFEST} in {out}: nothing to report")
@@ -188,11 +152,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             settings, selection, command = _settings(args), _selection(args), command_line(args)
             if manifest is not None:
-                old = {k: manifest["settings"].get(k) for k in _SETTING_KEYS}
-                new = {k: settings.get(k) for k in _SETTING_KEYS}
-                if old != new:
-                    diff = ", ".join(f"{k} {old[k]} -> {new[k]}" for k in _SETTING_KEYS if old[k] != new[k])
-                    raise ValueError(f"{out} holds runs made with other settings ({diff}); use another --out")
+                check_same_settings(out, manifest, settings, _SETTING_KEYS)
                 selection = {k: list(dict.fromkeys(manifest["selection"][k] + selection[k])) for k in selection}
         runs = _build(settings, selection, url="http://service.invalid")
     except (ValueError, KeyError) as exc:
@@ -208,20 +168,17 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         record = {"settings": settings, "selection": selection, "command": command, "data_root": args.data_root,
                   "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (out / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
-        jobs = args.jobs or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        save_manifest(out / MANIFEST, record)
+        jobs = args.jobs or default_jobs()
         print(study.budget_table(), file=sys.stderr)
         print(f"spinout study: {len(runs)} runs, {jobs} in parallel, into {out}", file=sys.stderr)
         start = time.perf_counter()
         needs_service = any(r.arm.remote and not (out / "runs" / r.run_id / "result.json").is_file() for r in runs)
 
-        def tell(outcome: Outcome) -> None:
-            if outcome.status == "failed":
-                print(f"\nspinout study: run {outcome.run_id} failed: {outcome.message}", file=sys.stderr)
-
         def go(url: str | None) -> list[Outcome]:
             return run_grid(_build(settings, selection, url), out, jobs=jobs, data_root=args.data_root,
-                            timeout=args.run_timeout, progress=not args.no_progress, on_outcome=tell)
+                            timeout=args.run_timeout, progress=not args.no_progress,
+                            on_outcome=failure_printer("spinout study"))
 
         try:
             if needs_service:
@@ -235,10 +192,8 @@ def main(args: argparse.Namespace) -> int:
         wall += invocation
         record.update(wall_seconds=round(invocation, 1), wall_seconds_total=round(wall, 1),
                       invocations=int((manifest or {}).get("invocations", 0)) + 1)
-        (out / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-        print(f"spinout study: {counts['done']} trained, {counts['skipped']} already done, "
-              f"{counts['failed']} failed, in {invocation:.1f} s", file=sys.stderr)
+        save_manifest(out / MANIFEST, record)
+        print_summary("spinout study", outcomes, invocation)
     from .study_report import write_study_report
     path = write_study_report(out, runs, report_path, command=command, wall_seconds=wall)
     print(f"spinout study: report written to {path}", file=sys.stderr)

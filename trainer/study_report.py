@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import study
+from .report import pyplot, save_figure
 from .study_stats import (ANNEALER, CHEAP_SOLVERS, DECISION_RULE, compare, decide, mean_sd,
                           paired_bootstrap, paired_differences, sign_flip_test)
 
@@ -64,9 +65,7 @@ def dose_response(accuracy: dict[str, dict[str, dict[int, float]]], audits: dict
 
 def _plot(points: dict[str, list[tuple[str, float, float]]], path: Path) -> bool:
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return False
     fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
@@ -78,10 +77,7 @@ def _plot(points: dict[str, list[tuple[str, float, float]]], path: Path) -> bool
         ax.set_ylabel("mean test accuracy (%)")
         ax.set_title(setting)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return True
 
 

@@ -68,12 +68,22 @@ GIBBS_TABLE = np.log(_QUANTILES / (1.0 - _QUANTILES)).astype(np.float32)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next_uniform(s: np.uint64) -> tuple[np.float64, np.uint64]:
-    """xorshift64*: returns (u in [0, 1), new state)."""
+def _xorshift(s: np.uint64) -> np.uint64:
+    """The xorshift64 state step; an output is the new state times ``_XORSHIFT_STAR``."""
     s ^= s >> _U64(12)
     s ^= s << _U64(25)
     s ^= s >> _U64(27)
-    out = (s * _U64(2685821657736338717)) >> _U64(11)
+    return s
+
+
+_XORSHIFT_STAR = _U64(2685821657736338717)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_uniform(s: np.uint64) -> tuple[np.float64, np.uint64]:
+    """xorshift64*: returns (u in [0, 1), new state)."""
+    s = _xorshift(s)
+    out = (s * _XORSHIFT_STAR) >> _U64(11)
     return np.float64(out) * (1.0 / 9007199254740992.0), s
 
 
@@ -86,10 +96,8 @@ def _next_index(s: np.uint64, bits: np.uint64,
     ``left = 0`` so results do not depend on where a run is cut into kernel calls.
     """
     if left == 0:
-        s ^= s >> _U64(12)
-        s ^= s << _U64(25)
-        s ^= s >> _U64(27)
-        bits = s * _U64(2685821657736338717)
+        s = _xorshift(s)
+        bits = s * _XORSHIFT_STAR
         left = 4
     k = bits >> _U64(48)
     bits = bits << _U64(16)
@@ -438,6 +446,38 @@ def _inverse_acceptance(t: np.float32, gibbs: bool) -> np.float32:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _iteration_seed(s: np.uint64) -> tuple[np.uint32, np.uint64]:
+    """A parallel-trial iteration's seed for its counter hashes: the top half of one xorshift64*
+    output. Returns (seed, new generator state)."""
+    s = _xorshift(s)
+    return _U32((s * _XORSHIFT_STAR) >> _U64(32)), s
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _make_trial_move(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
+                     data: _Coefficients, x: _Bits, f: _Coefficients, a: int, b: int, d: float,
+                     e: float, best_e: float, best_x: _Bits,
+                     pending: bool) -> tuple[float, float, bool]:
+    """Flip bit a, and bit b too when b >= 0 (a swap): an iteration's accepted move, of energy
+    change d. Returns (e, best_e, pending).
+
+    ``pending``: x is the best state seen but not yet copied to best_x. The copy is made only
+    when a move leaves it (or at the end of the run), so a descent copies once at its bottom,
+    not at every step. ``dense`` is a closure constant of the callers, so the other storage's
+    flip compiles away."""
+    if pending and e + d >= best_e:
+        best_x[:] = x  # leaving the best state seen
+        pending = False
+    e += _flip(dense, couplings, indptr, indices, data, x, f, a)
+    if b >= 0:
+        e += _flip(dense, couplings, indptr, indices, data, x, f, b)
+    if e < best_e:
+        best_e = e
+        pending = True
+    return e, best_e, pending
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _trial_uniform(seed: np.uint32, i: int) -> np.float32:
     """u_i in (0, 1) of bit i: the top 24 bits of lowbias32(seed + (i + 1) golden), a counter
     hash, so the words do not depend on each other and the loop over bits vectorises."""
@@ -531,33 +571,21 @@ def _trial_run(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
         half of one xorshift64* output seeds each iteration's random words; the accepted bit
         with the smallest key flips (a uniform choice among the accepted, see ``_trial_keys``).
 
-        ``pending``: x is the best state seen but not yet copied to best_x. The copy is made only
-        when a flip leaves it (or at the end), so a descent copies once at its bottom, not at
-        every step.
+        The best state seen is copied lazily (``pending``, see ``_make_trial_move``).
         """
         keys = np.empty(x.shape[0], dtype=np.int32)
         pending = False
         for t in range(schedule.shape[0]):
-            s ^= s >> _U64(12)
-            s ^= s << _U64(25)
-            s ^= s >> _U64(27)
-            seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+            seed, s = _iteration_seed(s)
             smallest = _trial_keys(seed, f, x, fixed, schedule[t], offset, gibbs, keys)
             if smallest >= _ONE_BITS:
                 offset += offset_rate
                 continue
             offset = 0.0
             i = _first_index(keys, smallest)
-            if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
-                best_x[:] = x  # leaving the best state seen
-                pending = False
-            if dense_storage:
-                e += _flip_dense(couplings, x, f, i)
-            else:
-                e += _flip_sparse(indptr, indices, data, x, f, i)
-            if e < best_e:
-                best_e = e
-                pending = True
+            e, best_e, pending = _make_trial_move(dense_storage, couplings, indptr, indices, data,
+                                                  x, f, i, -1, f[i] if x[i] == 0 else -f[i], e,
+                                                  best_e, best_x, pending)
         if pending:
             best_x[:] = x
         return s, e, best_e, offset
@@ -581,10 +609,7 @@ def _trial_run_constrained(dense_storage: bool) -> Dispatcher[Callable[..., _Ste
         keys = np.empty(x.shape[0], dtype=np.int32)
         pen = np.empty(x.shape[0])
         for t in range(schedule.shape[0]):
-            s ^= s >> _U64(12)
-            s ^= s << _U64(25)
-            s ^= s >> _U64(27)
-            seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+            seed, s = _iteration_seed(s)
             for j in range(x.shape[0]):
                 pen[j] = _penalty_change(cons, lhs, x, j)
             smallest = _trial_keys_penalised(seed, f, x, pen, fixed, schedule[t], offset, gibbs,
@@ -648,10 +673,7 @@ def _trial_run_grouped(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
                 blocked[members[q]] = 1
         pending = False
         for t in range(schedule.shape[0]):
-            s ^= s >> _U64(12)
-            s ^= s << _U64(25)
-            s ^= s >> _U64(27)
-            seed = _U32((s * _U64(2685821657736338717)) >> _U64(32))
+            seed, s = _iteration_seed(s)
             beta = schedule[t]
             smallest = _trial_keys(seed, f, x, blocked, beta, offset, gibbs, keys)
             partner_seed = _U32(seed ^ _PARTNER_SALT)
@@ -686,15 +708,9 @@ def _trial_run_grouped(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
                 continue
             offset = 0.0
             if swap_key < smallest:
-                if pending and e + swap_d >= best_e:
-                    best_x[:] = x
-                    pending = False
-                if dense_storage:
-                    e += _flip_dense(couplings, x, f, swap_a)
-                    e += _flip_dense(couplings, x, f, swap_b)
-                else:
-                    e += _flip_sparse(indptr, indices, data, x, f, swap_a)
-                    e += _flip_sparse(indptr, indices, data, x, f, swap_b)
+                e, best_e, pending = _make_trial_move(dense_storage, couplings, indptr, indices,
+                                                      data, x, f, swap_a, swap_b, swap_d, e,
+                                                      best_e, best_x, pending)
                 pa = where[swap_a]
                 pb = where[swap_b]
                 slots[pa] = swap_b
@@ -703,16 +719,10 @@ def _trial_run_grouped(dense_storage: bool) -> Dispatcher[Callable[..., _Step]]:
                 where[swap_b] = pa
             else:
                 i = _first_index(keys, smallest)
-                if pending and e + (f[i] if x[i] == 0 else -f[i]) >= best_e:
-                    best_x[:] = x
-                    pending = False
-                if dense_storage:
-                    e += _flip_dense(couplings, x, f, i)
-                else:
-                    e += _flip_sparse(indptr, indices, data, x, f, i)
-            if e < best_e:
-                best_e = e
-                pending = True
+                e, best_e, pending = _make_trial_move(dense_storage, couplings, indptr, indices,
+                                                      data, x, f, i, -1,
+                                                      f[i] if x[i] == 0 else -f[i], e, best_e,
+                                                      best_x, pending)
         if pending:
             best_x[:] = x
         return s, e, best_e, offset

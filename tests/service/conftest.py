@@ -125,11 +125,17 @@ def config_energy(terms: list[dict[str, Any]], configuration: dict[str, bool]) -
     return float(total)
 
 
+#: The job states a job leaves no more.
+FINISHED = {"Done", "Error", "Canceled"}
+
+
 def wait_status(client: httpx.Client, job_id: str, statuses: set[str], version: str = "v2",
-                timeout: float = 60.0) -> dict[str, Any]:
+                timeout: float = 60.0, prefix: str = "") -> dict[str, Any]:
+    """Poll ``{prefix}/{version}/async/jobs/result/{job_id}`` until the job's status is one of
+    ``statuses``; returns that reply."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = client.get(f"/{version}/async/jobs/result/{job_id}")
+        r = client.get(f"{prefix}/{version}/async/jobs/result/{job_id}")
         assert r.status_code == 200, r.text
         body = r.json()
         if body["status"] in statuses:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
+
+from tests.trainer.ising_steps import train_step
 
 
 def make(include_input: bool = True, mode: str = "train", **options):
@@ -20,12 +21,7 @@ def make(include_input: bool = True, mode: str = "train", **options):
 def one_step(model, x, y, step: int = 1) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     for s in range(step, step + 3):   # several steps so Adam's momentum is non-zero
-        model.before_step(x, s)
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.after_step(x, s)
+        train_step(model, opt, x, y, s)
 
 
 def test_dropped_units_keep_their_weights_and_kept_ones_train() -> None:
@@ -102,13 +98,7 @@ def test_kept_weights_follow_the_optimizer_bit_for_bit() -> None:
         for step in range(6):
             if step == 3:
                 model.set_state(state)   # drop after Adam has momentum
-            model.before_step(x, step + 1)
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if bookkeeping:
-                model.after_step(x, step + 1)
+            train_step(model, opt, x, y, step + 1, after=bookkeeping)
         runs.append(model)
     model, twin = runs
     for index, (lin, lin_twin) in enumerate(zip(model.network.connections, twin.network.connections)):

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from service.engine import BinaryQuadraticProblem
 from trainer.dropout import registry
 from trainer.dropout.base import VariantSpec
 from trainer.dropout.ising_controls import shuffle_couplings, shuffle_mask
+
+from tests.trainer.ising_steps import train_step
 
 SIZES = [20, 12, 8, 3]
 
@@ -32,12 +33,7 @@ def train_steps(model, steps: int = 6, seed: int = 0) -> list[np.ndarray]:
     states = []
     for s in range(1, steps + 1):
         x, y = torch.rand(16, SIZES[0], generator=gen), torch.randint(0, 3, (16,), generator=gen)
-        model.before_step(x, s)
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.after_step(x, s)
+        train_step(model, opt, x, y, s)
         states.append(model.state.copy())
     return states
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -14,24 +12,8 @@ from trainer.dropout.ising_energy import EnergyOptions, IsingLayout, QuboBuilder
 from trainer.dropout.ising_solver import AnnealBudget, EmbeddedSolver, RemoteSolver
 from trainer.harness import train
 
-from tests.servers import ServerProcess, free_port
+from tests.trainer.conftest import SERVICE_KEY
 from tests.trainer.ising_stats import random_stats, stats_from_means
-
-KEY = "trainer-test-key"
-
-
-@pytest.fixture(scope="module")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("service")
-    port = free_port()
-    proc = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
-                          "--workers", "1", "--database", str(tmp / "jobs.sqlite3")], {},
-                         tmp / "server.log", port)
-    try:
-        proc.start()
-        yield proc.url
-    finally:
-        proc.stop()
 
 
 def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None:
@@ -45,7 +27,7 @@ def test_remote_solver_agrees_with_the_embedded_engine(service_url: str) -> None
         stats_from_means(abars, weights, biases)).problem
     budget = AnnealBudget(num_runs=4, num_sweeps=300, moves="trial", temperature=None, warm_start=False)
     ones = np.ones(problem.num_variables, dtype=np.uint8)
-    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    remote = RemoteSolver(service_url, budget, api_key=SERVICE_KEY)
     try:
         state, timing = remote.solve(problem, ones, seed=1)
     finally:
@@ -64,7 +46,7 @@ def test_remote_solver_returns_the_exact_counts(service_url: str) -> None:
     problem, groups = builder.build(random_stats(sizes, seed=4))
     assert groups is not None
     budget = AnnealBudget(num_runs=2, num_sweeps=50, moves="trial", temperature=None, warm_start=False)
-    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    remote = RemoteSolver(service_url, budget, api_key=SERVICE_KEY)
     try:
         state, _ = remote.solve(problem, np.ones(problem.num_variables, dtype=np.uint8), seed=5,
                                 groups=groups)
@@ -89,7 +71,7 @@ def test_remote_solver_follows_a_change_of_structure(service_url: str) -> None:
     budget = AnnealBudget(num_runs=4, num_sweeps=300, moves="trial", temperature=None, warm_start=False)
     builder_a, a = _layered_problem([30, 12, 8, 3], 1)
     builder_b, b = _layered_problem([20, 16, 3], 2)
-    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    remote = RemoteSolver(service_url, budget, api_key=SERVICE_KEY)
     try:
         for problem, token in ((a, builder_a), (b, None), (a, None), (b, builder_b), (b, builder_b)):
             state, _ = remote.solve(problem, np.ones(problem.num_variables, dtype=np.uint8), seed=3,
@@ -106,7 +88,7 @@ def test_remote_solver_follows_a_change_of_structure(service_url: str) -> None:
 def test_training_against_the_service_learns(service_url: str, mnist_small) -> None:
     torch.manual_seed(0)
     spec = VariantSpec(sizes=[784, 32, 10], include_input=True, mode="train+infer", seed=0,
-                       options={"solver": service_url, "api_key": KEY, "solve_every": 16,
+                       options={"solver": service_url, "api_key": SERVICE_KEY, "solve_every": 16,
                                 "num_sweeps": 50})
     model = registry.get("ising")(spec)
     result = train(model, mnist_small, epochs=1, batch_size=32, lr=0.01, seed=0)
@@ -146,7 +128,7 @@ def test_both_solvers_run_one_schedule_through_a_sampler(service_url: str) -> No
                             warm_start=False).schedule(problem, np.ones(problem.num_variables), True)
     assert isinstance(schedule, Annealing) and schedule.steps == 200  # the full anneal's sweeps
     ones = np.ones(problem.num_variables, dtype=np.uint8)
-    remote = RemoteSampler(service_url, api_key=KEY)
+    remote = RemoteSampler(service_url, api_key=SERVICE_KEY)
     try:
         far = remote.sample(problem, schedule, initial=ones, seed=5)
         near = EmbeddedSampler(parallel=False).sample(problem, schedule, initial=ones, seed=5)

@@ -3,33 +3,16 @@ and against a real solver service on loopback (``python -m service serve``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from service.engine import BinaryQuadraticProblem, KHotGroups, Sampling
 from trainer.dropout.ising_solver import AnnealBudget, EmbeddedSolver, RemoteSolver
 
-from tests.servers import ServerProcess, free_port
+from tests.trainer.conftest import SERVICE_KEY
 
-KEY = "trainer-groups-key"
 #: Two "layers" of 20 and 25 units keeping 12 and 5, after 5 free variables; 10 free after them.
 GROUPS = KHotGroups.consecutive([20, 25], [12, 5], start=5)
-
-
-@pytest.fixture(scope="module")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("service")
-    port = free_port()
-    proc = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY,
-                          "--workers", "1", "--database", str(tmp / "jobs.sqlite3")], {},
-                         tmp / "server.log", port)
-    try:
-        proc.start()
-        yield proc.url
-    finally:
-        proc.stop()
 
 
 def sparse_problem(seed: int, n: int = 60) -> BinaryQuadraticProblem:
@@ -51,7 +34,7 @@ BUDGETS = {
 @pytest.mark.parametrize("name", list(BUDGETS))
 def test_embedded_and_remote_masks_hold_the_groups(service_url: str, name: str) -> None:
     budget = BUDGETS[name]
-    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    remote = RemoteSolver(service_url, budget, api_key=SERVICE_KEY)
     embedded = EmbeddedSolver(budget)
     try:
         for seed in range(3):
@@ -72,7 +55,7 @@ def test_remote_and_embedded_reach_the_same_energies_with_groups(service_url: st
     """Same problem, same groups, same (trial) dynamics: the remote solver's masks are as good
     as the embedded ones, and far below a random mask that holds the groups."""
     budget = AnnealBudget(num_runs=4, num_sweeps=400, moves="trial", temperature=None)
-    remote = RemoteSolver(service_url, budget, api_key=KEY)
+    remote = RemoteSolver(service_url, budget, api_key=SERVICE_KEY)
     rng = np.random.default_rng(0)
     try:
         for seed in range(3):
@@ -119,7 +102,7 @@ def test_boltzmann_budget_checks_and_schedule() -> None:
 
 def test_remote_refuses_groups_the_wire_cannot_carry(service_url: str) -> None:
     scattered = KHotGroups.from_lists([[1, 5, 9]], [1])
-    remote = RemoteSolver(service_url, AnnealBudget(num_runs=2), api_key=KEY)
+    remote = RemoteSolver(service_url, AnnealBudget(num_runs=2), api_key=SERVICE_KEY)
     try:
         with pytest.raises(ValueError, match="consecutive variables"):
             remote.solve(sparse_problem(0), np.ones(60, dtype=np.uint8), seed=0,

@@ -6,14 +6,13 @@ and every solution's penalty_energy the penalty polynomial plus lambda x max(0, 
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import KEY_A, ServerProcess
+from tests.service.conftest import FINISHED, KEY_A, ServerProcess, wait_status
 from .test_conformance import _evaluate, _terms, reference_optimum
 
 VERSIONS = ("v3", "v3c", "v4")
@@ -74,15 +73,9 @@ def test_random_constrained_jobs_reach_the_exhaustive_optimum(quick_job_server: 
                 r = http.post(f"/da/{version}/async/qubo/solve", json=body)
                 assert r.status_code == 200, r.text
                 jobs.append((seed, version, r.json()["job_id"]))
-        deadline = time.monotonic() + 120
         for seed, version, job_id in jobs:
             body = bodies[seed]
-            while True:
-                reply = http.get(f"/da/{version}/async/jobs/result/{job_id}").json()
-                if reply["status"] not in ("Waiting", "Running"):
-                    break
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            reply = wait_status(http, job_id, FINISHED, version, timeout=120, prefix="/da")
             assert reply["status"] == "Done", reply
             solutions = reply["qubo_solution"]["solutions"]
             optimum, _ = reference_optimum(body)

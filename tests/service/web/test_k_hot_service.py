@@ -4,7 +4,6 @@ v1/v2, async DA3 beside one-hot groups) and the compact transport (``client.Solv
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import httpx
@@ -14,7 +13,8 @@ import pytest
 from client import SolverClient
 from client.errors import BadRequestError
 from client.wire.da import FujitsuDA2, KHotGroupsSpec
-from tests.service.conftest import KEY_A, ServerProcess, config_energy, random_terms
+from tests.service.conftest import (FINISHED, KEY_A, ServerProcess, config_energy, random_terms,
+                                    wait_status)
 from .test_service_api import assert_envelope, body
 
 GROUPS = {"numbers": [4, 3, 2], "counts": [2, 1, 1]}  # variables 0..8; 9, 10, 11 free
@@ -66,14 +66,7 @@ def test_da3_job_with_one_hot_and_k_hot_groups(client: httpx.Client) -> None:
              "k_hot_groups": {"numbers": [4, 2], "counts": [3, 1]}}
     r = client.post("/v3/async/qubo/solve", json=body(terms, "fujitsuDA3", block))
     assert r.status_code == 200, r.text
-    job = r.json()["job_id"]
-    deadline = time.monotonic() + 60
-    while True:
-        reply = client.get(f"/v3/async/jobs/result/{job}").json()
-        if reply["status"] not in ("Waiting", "Running"):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    reply = wait_status(client, r.json()["job_id"], FINISHED, "v3")
     assert reply["status"] == "Done", reply
     solutions = reply["qubo_solution"]["solutions"]
     feasible = [s for s in solutions if s["penalty_energy"] <= 1e-9]
