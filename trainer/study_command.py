@@ -79,6 +79,15 @@ def _selection(args: argparse.Namespace) -> dict[str, list[str]]:
     return {"settings": args.settings or defaults["settings"], "arms": args.arms or defaults["arms"]}
 
 
+def _with_selection(args: argparse.Namespace, selection: dict[str, list[str]]) -> argparse.Namespace:
+    """``args`` asking for the folder's whole selection (the union over its invocations): the
+    canonical command names settings and arms only when they are not all of them."""
+    every = {"settings": [s.key for s in study.SETTINGS], "arms": [a.key for a in study.ARMS]}
+    chosen = {k: (None if sorted(v) == sorted(every[k]) else [x for x in every[k] if x in v])
+              for k, v in selection.items()}
+    return argparse.Namespace(**{**vars(args), **chosen})
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The canonical command that regenerates this folder's runs and report."""
     parts = ["spinout", "study", "ising"]
@@ -149,11 +158,15 @@ def main(args: argparse.Namespace) -> int:
             if manifest is None:
                 return _error(f"no {MANIFEST} in {out}: nothing to report")
             settings, selection, command = manifest["settings"], manifest["selection"], manifest["command"]
+            # --settings / --arms narrow the report to part of the folder (e.g. the finished settings)
+            selection = {k: [x for x in v if not getattr(args, k) or x in getattr(args, k)]
+                         for k, v in selection.items()}
         else:
             settings, selection, command = _settings(args), _selection(args), command_line(args)
             if manifest is not None:
                 check_same_settings(out, manifest, settings, _SETTING_KEYS)
                 selection = {k: list(dict.fromkeys(manifest["selection"][k] + selection[k])) for k in selection}
+                command = command_line(_with_selection(args, selection))
         runs = _build(settings, selection, url="http://service.invalid")
     except (ValueError, KeyError) as exc:
         return _error(str(exc).strip("'\""))

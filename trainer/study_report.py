@@ -178,7 +178,9 @@ def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: P
             acc = mean_sd([r["test_accuracy"] for r in rs])
             gap = mean_sd([(r["history"][-1]["train_accuracy"] or math.nan) - r["test_accuracy"]
                            for r in rs if r.get("history")])
-            removed = mean_sd([r.get("params_removed_pct_exact", math.nan) for r in rs])
+            # units physically removed; a random method's expected rates remove nothing ("-")
+            removed = mean_sd([r.get("params_removed_pct_exact", math.nan)
+                               if r.get("params_exact_basis") == "pruned" else math.nan for r in rs])
             nll = mean_sd([r["test_nll"] if r.get("test_nll") is not None else math.nan for r in rs])
             pruning = [r.get("structured_pruning") or {} for r in rs]
             macs = mean_sd([p.get("macs_removed_pct", 0.0 if p else math.nan) for p in pruning])
