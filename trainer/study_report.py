@@ -70,9 +70,9 @@ def _plot(points: dict[str, list[tuple[str, float, float]]], path: Path) -> bool
         return False
     fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 4), squeeze=False)
     for ax, (setting, rows) in zip(axes[0], points.items()):
-        for solver, gap, acc in rows:
-            ax.scatter(100 * gap, acc, s=40)
-            ax.annotate(solver, (100 * gap, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for solver, gap, acc in rows:  # a legend, not labels: solvers at one point would overlap
+            ax.scatter(100 * gap, acc, s=40, label=solver)
+        ax.legend(fontsize=8)
         ax.set_xlabel("mean energy gap to the best found (%)")
         ax.set_ylabel("mean test accuracy (%)")
         ax.set_title(setting)
