@@ -147,7 +147,6 @@ ARMS: tuple[Arm, ...] = (
         dropout="prune-taylor"),
 )
 ARMS_BY_KEY = {a.key: a for a in ARMS}
-CHEAP_ARMS = ("random", "topk", "greedy", "qpbo", "anneal10")
 
 #: ``--quick``: a few arms on the main setting, 2 seeds, tiny data, 1 epoch.
 QUICK_ARMS = ("none", "bernoulli", "topk", "greedy", "annealer", "shuffled-mask", "prune-taylor")

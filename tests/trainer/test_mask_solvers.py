@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from service.engine import BinaryQuadraticProblem, KHotGroups
 from trainer.dropout.ising_solver import AnnealBudget, make_solver
-from trainer.dropout.mask_solvers import (CHEAP_SOLVERS, cheap_solver, greedy_descent, layer_groups,
+from trainer.dropout.mask_solvers import (CHEAP_SOLVERS, cheap_solver, greedy_descent,
                                           roof_duality, solve_in_groups, topk_state)
 
 
@@ -157,12 +157,6 @@ def test_qpbo_and_greedy_reach_the_constrained_optimum_on_most_small_problems() 
             hits[name] += problem.energy(state) <= best + 1e-9
     assert hits["greedy"] >= 10 and hits["qpbo"] >= 10
     assert hits["random"] < hits["greedy"]
-
-
-def test_layer_groups_round_the_counts() -> None:
-    groups = layer_groups([784, 100, 100], [0.6, 0.5, 0.75])
-    assert groups.counts.tolist() == [470, 50, 75]
-    assert groups.indptr.tolist() == [0, 784, 884, 984]
 
 
 def test_unknown_solver_name_is_a_clear_error() -> None:

@@ -418,9 +418,3 @@ def repair_counts(problem: BinaryQuadraticProblem, state: np.ndarray, groups: KH
     fill_counts(out, np.asarray(problem.linear, dtype=np.float64), indptr, indices, data,
                 groups.indptr, groups.members, groups.counts)
     return out
-
-
-def layer_groups(layer_sizes: list[int], keep_ratios: list[float]) -> KHotGroups:
-    """Consecutive layer groups keeping ``round(ratio x n_l)`` units (at least 1) of each layer."""
-    counts = [min(n, max(1, int(round(r * n)))) for n, r in zip(layer_sizes, keep_ratios)]
-    return KHotGroups.consecutive(layer_sizes, counts)
