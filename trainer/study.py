@@ -96,7 +96,9 @@ class Arm:
         dropout: the ``--dropout`` variant for "prune" arms.
         settings: the settings it runs in (None: all).
         remote: solves over HTTP against ``spinout serve`` (the runner starts one).
-        family: "baseline", "cheap", "annealer", "control" or "compression" (report grouping).
+        family: "baseline", "cheap", "annealer", "control", "compression" or "energy" (report
+            grouping).
+        energy: the ``--ising-energy`` of this arm when it is not the study's (an Ising arm).
     """
 
     key: str
@@ -107,6 +109,7 @@ class Arm:
     dropout: str = ""
     settings: tuple[str, ...] | None = None
     remote: bool = False
+    energy: str | None = None
 
 
 #: The epoch budget per setting, in one table (measured arithmetic in docs/ising-dropout-study.md).
@@ -141,6 +144,9 @@ ARMS: tuple[Arm, ...] = (
         _ANNEALER + (("control", "shuffled-mask"),)),
     Arm("other-batch", "annealer, mask from another mini-batch", "ising", "control",
         _ANNEALER + (("control", "other-batch"),)),
+    # The trainer's former default energy at the same counts: what the choice of energy is worth.
+    Arm("annealer-saliency", "the annealer on the `saliency` energy", "ising", "energy", _ANNEALER,
+        energy="saliency"),
     Arm("prune-magnitude", "magnitude pruning (L1 of outgoing weights)", "prune", "compression",
         dropout="prune-magnitude"),
     Arm("prune-taylor", "Taylor pruning (Molchanov et al.)", "prune", "compression",
@@ -213,7 +219,7 @@ class StudyRun:
             args += ["--dropout", arm.dropout, "--option", f"keep_ratio={s.keep_ratio}",
                      "--option", f"prune_epoch={max(1, self.epochs // 2)}"]
         else:
-            args += ["--dropout", "ising", "--ising-energy", self.energy, "--keep-ratio", s.keep_ratio,
+            args += ["--dropout", "ising", "--ising-energy", arm.energy or self.energy, "--keep-ratio", s.keep_ratio,
                      "--option", f"solve_every={SOLVE_EVERY}"]
             for key, value in ISING_OPTIONS:
                 args += ["--option", f"{key}={value}"]

@@ -29,6 +29,9 @@ def test_every_arm_of_a_setting_shares_seed_data_and_counts() -> None:
             # the same counts in every arm, however the arm takes them
             if run.arm.kind in ("ising",):
                 assert args[args.index("--keep-ratio") + 1] == "0.6,0.5,0.5"
+                # one energy for every Ising arm but the arm that compares energies
+                energy = args[args.index("--ising-energy") + 1]
+                assert energy == ("saliency" if run.arm.key == "annealer-saliency" else study.ENERGY)
             elif run.arm.kind == "prune":
                 assert "keep_ratio=0.6,0.5,0.5" in args
             elif run.arm.kind == "bernoulli":
