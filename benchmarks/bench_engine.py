@@ -13,6 +13,17 @@ Sections:
 - rate: single-flip attempts per second, dense and sparse.
 - startup: first-call compilation overhead of a fresh process (kernels from numba's cache).
 - memory: peak RSS of a dense 1,024-variable solve beyond the interpreter with its imports.
+- sk: the Digital Annealer's own regime, dense Sherrington-Kirkpatrick glasses with Gaussian
+  couplings (N = 256 ... 2,048, instance seeds 1, 2): a reference energy per instance from long
+  runs of every solver (the ground state where they agree, stated for N <= 1,024), then TTS99 to
+  it as in ``tts`` for each solver, and the fitted power of N. The hardware DA reported ~100x over
+  single-core SA on such problems (Aramon et al. 2019): the anchor. Not in the default sections:
+  ``--sections sk``.
+- large: the G-set's 2,000-14,000-node graphs: best cut after 1, 10 and 60 s and the time to
+  99.5 %, 99.9 % and 100 % of the best known cut (medians over ``--seeds``), beside dwave-SA
+  filling the same wall time with the same two cores (two independent single-threaded calls,
+  the better cut counts); one instance also through the service's v4 route, to show what the
+  route costs. Not in the default sections (about an hour): ``--sections large``.
 Compilation is kept out of the timed parts; figures are medians; ratios are peer / SpinOut.
 Needs `pip install -e '.[bench]'`.
 """
@@ -44,12 +55,13 @@ DATA = ROOT / ".." / "shared" / "data"
 SEED = 2026
 
 
-def sk_instance(n: int = 1024, seed: int = 7) -> Instance:
-    """Sherrington-Kirkpatrick: +-1 couplings on all pairs (fixed seed), as a dense QUBO."""
+def sk_instance(n: int = 1024, seed: int = 7, gaussian: bool = False) -> Instance:
+    """Sherrington-Kirkpatrick: couplings on all pairs, +-1 or standard normal (fixed seed), as
+    a dense QUBO."""
     rng = np.random.default_rng(seed)
-    j = np.triu(rng.choice([-1.0, 1.0], size=(n, n)), 1)
+    j = np.triu(rng.standard_normal((n, n)) if gaussian else rng.choice([-1.0, 1.0], size=(n, n)), 1)
     problem = BinaryQuadraticProblem.from_ising(np.zeros(n), j, storage="dense")
-    return Instance(f"SK{n}", "sk", None, problem)
+    return Instance(f"SK{n}{'g' if gaussian else ''}-{seed}", "sk", None, problem)
 
 
 def to_bqm(problem: BinaryQuadraticProblem):
@@ -188,6 +200,24 @@ def section_tts(instances: list[Instance], peers: list[Peer], quick: bool,
     return rows
 
 
+def peer_within(peer: Peer, bqm, budget: float, seed: int, reads: int = 4,
+                sweeps: int | None = None) -> tuple[float, float, int]:
+    """The peer's best energy from ``reads`` reads filling ``budget`` seconds of annealing:
+    (energy, seconds, sweeps). Without ``sweeps``, the sweep count is scaled up from 100 until a
+    call takes more than 0.7 x the budget."""
+    overhead = peer.overhead(bqm)
+    if sweeps is not None:
+        energies, seconds = peer.sample(bqm, reads, sweeps, seed, overhead)
+        return float(energies.min()), seconds, sweeps
+    sweeps = 100
+    for _ in range(6):
+        energies, seconds = peer.sample(bqm, reads, sweeps, seed, overhead)
+        if seconds > 0.7 * budget:
+            break
+        sweeps = max(sweeps + 1, int(sweeps * min(budget / seconds, 50.0)))
+    return float(energies.min()), seconds, sweeps
+
+
 def section_equal_time(instances: list[Instance], peers: list[Peer], quick: bool) -> list[dict]:
     budgets = [0.1, 1.0] if quick else [0.1, 1.0, 10.0]
     rows = []
@@ -198,15 +228,8 @@ def section_equal_time(instances: list[Instance], peers: list[Peer], quick: bool
             row = {"instance": inst.name, "budget": budget,
                    "spinout": inst.objective(r.best_energy), "spinout_s": r.timing["total"]}
             for peer in peers:
-                # Fill the budget: scale the sweep count until a call's annealing time is close.
-                overhead = peer.overhead(bqm)
-                reads, sweeps = 4, 100
-                for _ in range(4):
-                    energies, seconds = peer.sample(bqm, reads, sweeps, SEED, overhead)
-                    if seconds > 0.7 * budget:
-                        break
-                    sweeps = max(sweeps + 1, int(sweeps * min(budget / seconds, 50.0)))
-                row[peer.name] = inst.objective(energies.min())
+                energy, seconds, _ = peer_within(peer, bqm, budget, SEED)
+                row[peer.name] = inst.objective(energy)
                 row[peer.name + "_s"] = seconds
             rows.append(row)
             print(f"  {inst.name:<9} {budget:>5} s  " + "  ".join(
@@ -216,6 +239,197 @@ def section_equal_time(instances: list[Instance], peers: list[Peer], quick: bool
     for row in rows:
         print(f"{row['instance']:<10}{row['budget']:>8}{row['spinout']:>12g}"
               + "".join(f"{row[p.name]:>14g}" for p in peers))
+    return rows
+
+
+LARGE = ("G22", "G23", "G32", "G48", "G57", "G63", "G72", "G77")
+LARGE_FRACTIONS = (0.995, 0.999, 1.0)
+
+
+def cut_trajectory(inst: Instance, seconds: float, seed: int) -> list[tuple[float, float]]:
+    """(seconds since the call, best cut so far) at every improvement of one time-limited run
+    (the DA3 mode on all cores, stopping at the best known cut)."""
+    r = solve_time_limited(inst.problem, time_limit=seconds, target_energy=inst.target_energy, seed=seed)
+    return [(float(t), inst.objective(e)) for t, e, *_ in r.progress]
+
+
+def best_within(trajectory: list[tuple[float, float]], budget: float) -> float:
+    return max((cut for t, cut in trajectory if t <= budget), default=math.nan)
+
+
+def time_to(trajectory: list[tuple[float, float]], cut: float) -> float:
+    return next((t for t, c in trajectory if c >= cut - 1e-9), math.inf)
+
+
+def median_time(times: list[float]) -> float:
+    """The median, infinite when half the runs or more never got there."""
+    return statistics.median(times) if sum(math.isfinite(t) for t in times) > len(times) // 2 else math.inf
+
+
+def route_v4(inst: Instance, seconds: float, seed: int) -> dict:
+    """``inst`` as a fujitsuDA3 job to ``POST /v4/async/qubo/solve`` on a ``spinout serve``
+    started here: the best cut, the solve time the service reports, and the wall time from the
+    POST to the fetched result."""
+    import tempfile
+
+    import httpx
+
+    from tests.servers import ServerProcess, free_port
+
+    p = inst.problem
+    rows, cols, values = p.to_triplets()
+    terms = [{"c": float(c), "p": [int(i)]} for i, c in enumerate(p.linear) if c != 0.0]
+    terms += [{"c": float(v), "p": [int(i), int(j)]} for i, j, v in zip(rows, cols, values)]
+    body = json.dumps({"binary_polynomial": {"terms": terms},
+                       "fujitsuDA3": {"time_limit_sec": int(seconds), "num_run": 16, "random_seed": seed,
+                                      "target_energy": float(inst.target_energy)}}).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        server = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                                "--database", str(Path(tmp) / "jobs.sqlite3")],
+                               {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None,
+                                "SPINOUT_LOG_LEVEL": "WARNING"}, Path(tmp) / "server.log", port)
+        server.start(timeout=300)
+        try:
+            with httpx.Client(base_url=server.url, timeout=600) as http:
+                t0 = time.perf_counter()
+                job_id = http.post("/v4/async/qubo/solve", content=body,
+                                   headers={"Content-Type": "application/json"}).json()["job_id"]
+                while (reply := http.get(f"/v4/async/jobs/result/{job_id}").json())["status"] in ("Waiting", "Running"):
+                    time.sleep(0.2)
+                wall = time.perf_counter() - t0
+                http.delete(f"/v4/async/jobs/result/{job_id}")
+        finally:
+            server.stop()
+    assert reply["status"] == "Done", reply
+    solution = reply["qubo_solution"]
+    best = min(float(s["energy"]) for s in solution["solutions"])
+    return {"cut": inst.objective(best), "solve_s": float(solution["timing"]["solve_time"]) / 1000, "wall_s": wall}
+
+
+def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: list[str],
+                  route_instance: str | None) -> list[dict]:
+    peers = [p for p in peers if p.name == "dwave-SA"]
+    rows = []
+    for name in names:
+        inst = load_instance(DATA / "gset" / f"{name}.txt")
+        known = inst.best_known
+        trajectories = []
+        for k in range(seeds):
+            trajectories.append(cut_trajectory(inst, budgets[-1], SEED + k))
+            print(f"  {name} seed {k}: best {trajectories[-1][-1][1]:g} of {known:g} after "
+                  f"{trajectories[-1][-1][0]:.1f} s", flush=True)
+        row: dict = {"instance": name, "nodes": inst.problem.num_variables, "best_known": known}
+        for budget in budgets:
+            row[f"cut_{budget:g}s"] = statistics.median(best_within(t, budget) for t in trajectories)
+        for fraction in LARGE_FRACTIONS:
+            row[f"t_{fraction:g}"] = median_time([time_to(t, fraction * known) for t in trajectories])
+        bqm = to_bqm(inst.problem)
+        for peer in peers:
+            for budget in budgets:
+                # Two cores for the peer too: two independent single-threaded calls, each
+                # filling the budget; the better cut counts. Medians over the first seeds
+                # (at most 3 calls of the longest budget).
+                cuts = []
+                energy, _, sweeps = peer_within(peer, bqm, budget, SEED)
+                for k in range(min(seeds, 3) if budget < budgets[-1] else 1):
+                    second, _, _ = peer_within(peer, bqm, budget, SEED + 1000 + k, sweeps=sweeps)
+                    first = energy if k == 0 else peer_within(peer, bqm, budget, SEED + k, sweeps=sweeps)[0]
+                    cuts.append(inst.objective(min(first, second)))
+                row[f"{peer.name}_{budget:g}s"] = statistics.median(cuts)
+                print(f"    {peer.name} {budget:g} s ({sweeps} sweeps x 4 reads x 2 calls): "
+                      f"{row[f'{peer.name}_{budget:g}s']:g}", flush=True)
+        if name == route_instance:
+            row["v4"] = route_v4(inst, budgets[1] if len(budgets) > 1 else budgets[0], SEED)
+            print(f"    v4 route: {row['v4']}", flush=True)
+        rows.append(row)
+    print(f"\nLarge G-set, best cut at equal wall time on {os.cpu_count()} cores (median over {seeds} "
+          "seeds; % of best known) and time to a fraction of the best known (median; inf: not in "
+          "half the runs)")
+    header = f"{'instance':<9}{'nodes':>7}{'best':>7}" + "".join(f"{f'{b:g} s':>16}" for b in budgets)
+    header += "".join(f"{f'{b:g} s dwave':>18}" for b in budgets if peers)
+    header += "".join(f"{f't {f * 100:g} %':>11}" for f in LARGE_FRACTIONS)
+    print(header)
+    for row in rows:
+        known = row["best_known"]
+        line = f"{row['instance']:<9}{row['nodes']:>7}{known:>7g}"
+        line += "".join(f"{row[f'cut_{b:g}s']:>8g} ({row[f'cut_{b:g}s'] / known:6.2%})" for b in budgets)
+        for peer in peers:
+            line += "".join(f"{row[f'{peer.name}_{b:g}s']:>10g} ({row[f'{peer.name}_{b:g}s'] / known:6.2%})"
+                            for b in budgets)
+        line += "".join(f"{row[f't_{f:g}']:>11.2f}" for f in LARGE_FRACTIONS)
+        print(line)
+    for row in rows:
+        if "v4" in row:
+            v4 = row["v4"]
+            print(f"\n{row['instance']} through POST /v4/async/qubo/solve: cut {v4['cut']:g} (engine "
+                  f"alone, median: {row[f'cut_{budgets[1] if len(budgets) > 1 else budgets[0]:g}s']:g}); solve "
+                  f"{v4['solve_s']:.2f} s, POST to result {v4['wall_s']:.2f} s: the route adds "
+                  f"{v4['wall_s'] - v4['solve_s']:.2f} s")
+    return rows
+
+
+SK_SIZES = (256, 512, 1024, 2048)
+SK_SEEDS = (1, 2)
+
+
+def sk_reference(inst: Instance, peers: list[Peer], seconds: float) -> tuple[float, list[str]]:
+    """The lowest energy long runs of every solver find on ``inst``, and the solvers that reach
+    it: SpinOut for ``seconds`` (two seeds), each peer's reads filling as long."""
+    found: dict[str, float] = {}
+    found["spinout"] = min(solve_time_limited(inst.problem, time_limit=seconds, seed=SEED + k).best_energy
+                           for k in range(2))
+    bqm = to_bqm(inst.problem)
+    for peer in peers:
+        found[peer.name] = peer_within(peer, bqm, seconds, SEED, reads=8)[0]
+    best = min(found.values())
+    return best, [name for name, e in found.items() if hit(e, best)]
+
+
+def fitted_power(sizes: list[int], times: list[float]) -> float:
+    """b in TTS = a N^b, least squares on the finite log-log points (nan with fewer than 2)."""
+    points = [(math.log(n), math.log(t)) for n, t in zip(sizes, times) if math.isfinite(t) and t > 0]
+    if len(points) < 2:
+        return math.nan
+    x, y = np.array(points).T
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def section_sk(peers: list[Peer], quick: bool, repeats: int | None) -> list[dict]:
+    sizes = [128, 256] if quick else list(SK_SIZES)
+    seeds = SK_SEEDS[:1] if quick else SK_SEEDS
+    repeats = repeats or (5 if quick else 10)
+    rows = []
+    for n in sizes:
+        for seed in seeds:
+            inst = sk_instance(n, seed, gaussian=True)
+            reference_s = (2.0 if quick else 30.0) * max(1.0, n / 512)
+            energy, agreeing = sk_reference(inst, peers, reference_s)
+            inst = Instance(inst.name, inst.kind, inst.objective(energy), inst.problem)
+            print(f"  {inst.name}: reference energy {energy:.6f} ({reference_s:g} s runs), reached by "
+                  f"{', '.join(agreeing)}", flush=True)
+            row = {"instance": inst.name, "n": n, "seed": seed, "reference": energy, "agreeing": agreeing,
+                   "ground_state": len(agreeing) > 1 and n <= 1024}
+            limit = 5.0 if quick else 10.0 * max(1.0, n / 512)
+            row["spinout"], row["spinout_budget"] = spinout_tts(inst, limit, repeats)
+            sweeps_grid = [100, 1000] if quick else [250, 1000, 4000, 16000]
+            for peer in peers:
+                row[peer.name], row[peer.name + "_budget"] = peer_tts(peer, inst, sweeps_grid, 16 if quick else 32)
+            rows.append(row)
+    print("\nSK, Gaussian couplings: TTS99 to the reference energy (seconds; ratio = peer / SpinOut; "
+          "'ground' where several solvers' long runs agree and N <= 1,024)")
+    print(f"{'instance':<14}{'ground':>7}{'SpinOut':>10}" + "".join(f"{p.name:>14}{'ratio':>9}" for p in peers))
+    for row in rows:
+        line = f"{row['instance']:<14}{'yes' if row['ground_state'] else 'no':>7}{row['spinout']:>10.3f}"
+        for peer in peers:
+            ratio = row[peer.name] / row["spinout"] if math.isfinite(row["spinout"]) else math.nan
+            line += f"{row[peer.name]:>14.3f}{ratio:>9.1f}"
+        print(line)
+    print("\nScaling: TTS99 ~ N^b, b fitted on the per-size medians")
+    for name in ["spinout"] + [p.name for p in peers]:
+        medians = [statistics.median(r[name] for r in rows if r["n"] == n) for n in sizes]
+        print(f"  {name:<12} b = {fitted_power(sizes, medians):.2f}  (medians "
+              + ", ".join(f"N={n}: {m:.3g} s" for n, m in zip(sizes, medians)) + ")")
     return rows
 
 
@@ -304,6 +518,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--instances", help="comma-separated subset, e.g. G1,G11 (tts, equal_time)")
     parser.add_argument("--repeats", type=int, help="SpinOut runs per instance for TTS (default 10)")
+    parser.add_argument("--seeds", type=int, default=3, help="large: seeds per instance (default 3)")
+    parser.add_argument("--budgets", default="1,10,60", help="large: seconds, comma-separated")
     args = parser.parse_args()
     import numba
 
@@ -336,6 +552,16 @@ def main() -> None:
     if "rate" in sections:
         print("\n== flip attempts per second ==")
         report["rate"] = section_rate(peers, 1.0 if args.quick else 3.0)
+    if "sk" in sections:
+        print("\n== Sherrington-Kirkpatrick, Gaussian couplings ==")
+        report["sk"] = section_sk(peers, args.quick, args.repeats)
+    if "large" in sections:
+        print("\n== large G-set ==")
+        budgets = sorted(float(b) for b in args.budgets.split(","))
+        names = [n for n in LARGE if chosen is None or n in chosen]
+        report["large"] = section_large(peers, 1 if args.quick else args.seeds,
+                                        budgets[:2] if args.quick else budgets, names[:2] if args.quick else names,
+                                        route_instance=names[0] if names else None)
     if "startup" in sections or "memory" in sections:
         report["startup_memory"] = section_startup_memory(3 if args.quick else 5)
     if args.json:

@@ -20,10 +20,14 @@ Interfaces of parallel work this grid assumes (kept here, in one place):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .experiments import select_names
+
+#: A run's hyperparameters beyond its arm's: ``(key, value)`` pairs, sorted; "lr" is Adam's
+#: learning rate, every other key a ``--option`` (``trainer.study_tuning`` chooses them).
+Config = tuple[tuple[str, str], ...]
 
 #: The energy the Ising arms solve unless ``--energy`` says otherwise.
 ENERGY = "relevance-redundancy"
@@ -177,10 +181,15 @@ class StudyRun:
     val_size: int | None = None
     url: str | None = None
     extra: tuple[str, ...] = field(default=())
+    config: Config = ()
+    tuning: bool = False
 
     @property
     def run_id(self) -> str:
-        return f"{self.setting.key}__{self.arm.key}__s{self.seed}"
+        """``<setting>__<arm>[@<config>]__s<seed>``, ``tune__`` first for a tuning run: a
+        configuration other than the default is part of the id."""
+        arm = self.arm.key + ("@" + ",".join(f"{k}={v}" for k, v in self.config) if self.config else "")
+        return f"{'tune__' if self.tuning else ''}{self.setting.key}__{arm}__s{self.seed}"
 
     @property
     def dataset(self) -> str:
@@ -188,20 +197,24 @@ class StudyRun:
 
     @property
     def relative_cost(self) -> float:
-        """Epochs x weights, times the measured slowdown of the arm's solver (longest first)."""
+        """Epochs x weights, times the measured slowdown of the arm's solver at its cadence
+        (longest first)."""
         sizes = self.setting.sizes
         weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
         factor = {"none": 1.0, "bernoulli": 1.0, "prune": 1.1}.get(self.arm.kind, 0.0)
         if not factor:
             solver = dict(self.arm.options).get("solver", "embedded")
-            factor = {"random": 1.2, "topk": 1.2, "greedy": 1.6, "qpbo": 2.5, "anneal10": 1.4}.get(solver, 3.0)
+            slowdown = {"random": 1.2, "topk": 1.2, "greedy": 1.6, "qpbo": 2.5, "anneal10": 1.4}.get(solver, 3.0)
+            factor = 1.0 + (slowdown - 1.0) * SOLVE_EVERY / int(dict(self.config).get("solve_every", SOLVE_EVERY))
         return self.epochs * weights * factor
 
     def train_args(self, data_dir: str | None = None) -> list[str]:
         """The ``spinout train`` arguments of this run (without ``--out``)."""
         s, arm = self.setting, self.arm
+        config = dict(self.config)
+        lr = config.pop("lr", str(LR))
         args = ["--dataset", s.dataset, "--arch", s.arch, "--activation", s.activation,
-                "--epochs", str(self.epochs), "--seed", str(self.seed), "--lr", str(LR),
+                "--epochs", str(self.epochs), "--seed", str(self.seed), "--lr", lr,
                 "--batch-size", str(BATCH_SIZE), "--mode", MODE, "--threads", "1", "--no-progress",
                 *s.args]
         if data_dir is not None:
@@ -230,6 +243,9 @@ class StudyRun:
                 options["solver"] = self.url
             for key, value in options.items():
                 args += ["--option", f"{key}={value}"]
+        # the configuration's options come last: a later --option overrides an earlier one
+        for key, value in config.items():
+            args += ["--option", f"{key}={value}"]
         for flag, value in (("--limit-train", self.limit_train), ("--limit-test", self.limit_test),
                             ("--val-size", self.val_size)):
             if value is not None:
@@ -240,7 +256,8 @@ class StudyRun:
 def build_study(*, settings: Iterable[str] | None = None, arms: Iterable[str] | None = None,
                 seeds: int | None = None, epochs: int | None = None, energy: str = ENERGY,
                 limit_train: int | None = None, limit_test: int | None = None,
-                val_size: int | None = None, url: str | None = None) -> list[StudyRun]:
+                val_size: int | None = None, url: str | None = None,
+                configs: Mapping[str, Config] | None = None) -> list[StudyRun]:
     """The study's runs, setting-major, then arm, then seed.
 
     Args:
@@ -250,6 +267,7 @@ def build_study(*, settings: Iterable[str] | None = None, arms: Iterable[str] | 
         energy: the Ising arms' ``--ising-energy``.
         limit_train, limit_test, val_size: data limits (``--quick``).
         url: the service URL the remote arm solves against.
+        configs: each arm's tuned configuration (``study_tuning.configs``; missing: the default).
     """
     chosen_settings = select_names(settings, [s.key for s in SETTINGS], "setting(s)")
     chosen_arms = select_names(arms, [a.key for a in ARMS], "arm(s)")
@@ -266,7 +284,8 @@ def build_study(*, settings: Iterable[str] | None = None, arms: Iterable[str] | 
                 continue
             for seed in range(seeds if seeds is not None else setting.seeds):
                 runs.append(StudyRun(setting, arm, seed, epochs or setting.epochs, energy, limit_train,
-                                     limit_test, val_size, url if arm.remote else None))
+                                     limit_test, val_size, url if arm.remote else None,
+                                     config=(configs or {}).get(akey, ())))
     return runs
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from service.loopback import free_port, wait_until_serving
 
-from . import study
+from . import study, study_tuning
 from .reproduce_command import (Outcome, add_runner_arguments, check_same_settings, data_dir_for,
                                 default_jobs, failure_printer, load_manifest, print_summary, run_grid,
                                 save_manifest, usage_error)
@@ -49,6 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per setting (default: the table's)")
     parser.add_argument("--epochs", type=int, default=None, help="override every setting's epoch budget")
     parser.add_argument("--energy", default=study.ENERGY, help=f"the Ising arms' energy (default {study.ENERGY})")
+    parser.add_argument("--tune", action="store_true",
+                        help=f"choose each arm's hyperparameters on the validation split first: "
+                             f"{study_tuning.BUDGET} configurations per arm on {study.MAIN_SETTING}, tuning "
+                             f"seeds {', '.join(map(str, study_tuning.TUNE_SEEDS))}; writes "
+                             f"OUT/{study_tuning.TUNING_FILE}, which later invocations use")
     parser.add_argument("--out", default="study", help="folder for runs/, study.json and the report")
     parser.add_argument("--report", default=None,
                         help="the Markdown report (default OUT/ising-dropout-study.md); its images go to "
@@ -138,11 +143,18 @@ def solver_service(log: Path, timeout: float = 120.0) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
-def _build(settings: dict[str, Any], selection: dict[str, list[str]], url: str | None = None) -> list[study.StudyRun]:
+def _build(settings: dict[str, Any], selection: dict[str, list[str]], url: str | None = None,
+           tuning: dict[str, Any] | None = None) -> list[study.StudyRun]:
     return study.build_study(settings=selection["settings"], arms=selection["arms"], seeds=settings["seeds"],
                              epochs=settings["epochs"], energy=settings["energy"],
                              limit_train=settings["limit_train"], limit_test=settings["limit_test"],
-                             val_size=settings["val_size"], url=url)
+                             val_size=settings["val_size"], url=url, configs=study_tuning.configs(tuning))
+
+
+def _tuning_runs(settings: dict[str, Any], selection: dict[str, list[str]], quick: bool) -> list[study.StudyRun]:
+    return study_tuning.tuning_runs(selection["arms"], quick=quick, epochs=settings["epochs"],
+                                    limit_train=settings["limit_train"], limit_test=settings["limit_test"],
+                                    val_size=settings["val_size"], energy=settings["energy"])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -167,9 +179,16 @@ def main(args: argparse.Namespace) -> int:
                 check_same_settings(out, manifest, settings, _SETTING_KEYS)
                 selection = {k: list(dict.fromkeys(manifest["selection"][k] + selection[k])) for k in selection}
                 command = command_line(_with_selection(args, selection))
-        runs = _build(settings, selection, url="http://service.invalid")
+        if args.tune and args.report_only:
+            raise ValueError("--tune trains the tuning runs; it does not go with --report-only")
+        tuning = study_tuning.load(out)
+        runs = (_tuning_runs(settings, selection, bool(args.quick)) if args.tune
+                else _build(settings, selection, url="http://service.invalid", tuning=tuning))
     except (ValueError, KeyError) as exc:
         return _error(str(exc).strip("'\""))
+    if args.tune and not runs:
+        return _error(f"none of the arms {' '.join(selection['arms'])} has a tuning grid "
+                      f"(tuned: {' '.join(study_tuning.GRIDS)})")
     if args.list:
         print(study.budget_table())
         print(f"\n{len(runs)} runs:")
@@ -189,7 +208,8 @@ def main(args: argparse.Namespace) -> int:
         needs_service = any(r.arm.remote and not (out / "runs" / r.run_id / "result.json").is_file() for r in runs)
 
         def go(url: str | None) -> list[Outcome]:
-            return run_grid(_build(settings, selection, url), out, jobs=jobs, data_root=args.data_root,
+            todo = runs if args.tune else _build(settings, selection, url, tuning)
+            return run_grid(todo, out, jobs=jobs, data_root=args.data_root,
                             timeout=args.run_timeout, progress=not args.no_progress,
                             on_outcome=failure_printer("spinout study"))
 
@@ -207,8 +227,15 @@ def main(args: argparse.Namespace) -> int:
                       invocations=int((manifest or {}).get("invocations", 0)) + 1)
         save_manifest(out / MANIFEST, record)
         print_summary("spinout study", outcomes, invocation)
+        if args.tune:
+            tuning = study_tuning.select(out, runs)
+            study_tuning.save(out, tuning)
+            print(study_tuning.tuning_table(tuning))
+            print(f"spinout study: each arm's choice written to {out / study_tuning.TUNING_FILE}; the next "
+                  f"invocation without --tune runs the study with it", file=sys.stderr)
+            return 0 if all((out / "runs" / r.run_id / "result.json").is_file() for r in runs) else 1
     from .study_report import write_study_report
-    path = write_study_report(out, runs, report_path, command=command, wall_seconds=wall)
+    path = write_study_report(out, runs, report_path, command=command, wall_seconds=wall, tuning=tuning)
     print(f"spinout study: report written to {path}", file=sys.stderr)
     failed = [r for r in runs if not (out / "runs" / r.run_id / "result.json").is_file()]
     return 1 if failed else 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import study
+from . import study, study_tuning
 from .report import pyplot, save_figure
 from .study_stats import (ANNEALER, CHEAP_SOLVERS, DECISION_RULE, compare, decide, mean_sd,
                           paired_bootstrap, paired_differences, sign_flip_test)
@@ -132,8 +132,9 @@ def _remote_against_embedded(accuracy: dict[str, dict[str, dict[int, float]]],
 
 
 def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: Path, *, command: str,
-                       wall_seconds: float | None = None) -> Path:
-    """Write the report for ``runs`` (finished or not) and return its path."""
+                       wall_seconds: float | None = None, tuning: dict[str, Any] | None = None) -> Path:
+    """Write the report for ``runs`` (finished or not) and return its path; ``tuning`` is the
+    folder's ``tuning.json`` (None: every arm at its defaults)."""
     results = load_results(out, runs)
     accuracy: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -154,11 +155,20 @@ def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: P
               f"Every arm of a setting keeps exactly the same per-layer counts (kept fractions below), "
               f"uses Adam {study.LR}, batch {study.BATCH_SIZE}, mode `{study.MODE}`, and for a given seed "
               f"the same initialisation and data order. Ising arms solve the `{runs[0].energy if runs else study.ENERGY}` "
-              f"energy every {study.SOLVE_EVERY} mini-batches; the annealer's solves are audited every "
+              f"energy every {study.SOLVE_EVERY} mini-batches unless tuning chose another cadence (below); the annealer's solves are audited every "
               f"{study.AUDIT_EVERY}th solve.", "", study.budget_table(), "",
               "| arm | family | what |", "|---|---|---|"]
     lines += [f"| {a.key} | {a.family} | {a.label} |" for a in study.ARMS]
-    lines.append("")
+    lines += ["", "### Hyperparameters (chosen on the validation split)", ""]
+    if tuning:
+        lines += [f"Each arm tried {study_tuning.BUDGET} configurations of its own knobs on "
+                  f"{study.MAIN_SETTING}, tuning seeds {', '.join(map(str, study_tuning.TUNE_SEEDS))} "
+                  f"(disjoint from the paired seeds), and runs every setting with the one of highest mean best "
+                  f"validation accuracy, ties to the default (`trainer/study_tuning.py` says which knobs and "
+                  f"why; `--tune` on the command below makes these runs):", "",
+                  study_tuning.tuning_table(tuning), ""]
+    else:
+        lines += ["Not tuned (no `tuning.json` in the study folder): every arm runs at the defaults above.", ""]
     missing = [r.run_id for r in runs if r.run_id not in results]
     lines += [f"Runs finished: {len(results)} of {len(runs)}."
               + (f" Missing or failed: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}." if missing else ""),

@@ -991,6 +991,66 @@ def swap_replicas(ladder: _Floats, order: _Index, energies: _Floats, s: np.uint6
 
 
 @njit(cache=True, nogil=True)
+def cluster_moves(indptr: _Index, indices: _Index, data: _Coefficients, states: _Bits,
+                  fields: _Coefficients, energies: _Floats, best_energies: _Floats,
+                  best_states: _Bits, orders: _Index, first_slot: int, fixed: _Bits, s: np.uint64,
+                  stack: _Index, mark: _Bits) -> np.uint64:
+    """Isoenergetic cluster moves (Houdayer 2001; Zhu, Ochoa & Katzgraber 2015) between the
+    ensemble pairs (0, 1), (2, 3), ... at every slot from ``first_slot`` on (the cold end).
+
+    The replicas at slot k of two ensembles share a temperature. A site where they differ is
+    drawn; the connected cluster of differing sites (through the couplings) around it flips in
+    both. The pair's summed energy is unchanged (a coupling across the cluster's edge meets
+    equal bits on the far side in both replicas, so its two changes cancel; a field's too), so
+    the move is always accepted, and it carries a whole domain from one replica to the other
+    where single flips would have to climb over the domain wall. Sparse storage only;
+    ``stack`` (n,) int and ``mark`` (n,) uint8 zeros are scratch; returns the generator state.
+    """
+    size = orders.shape[1]
+    n = states.shape[1]
+    for e in range(0, orders.shape[0] - 1, 2):
+        for k in range(first_slot, size):
+            a = e * size + orders[e, k]
+            b = (e + 1) * size + orders[e + 1, k]
+            xa = states[a]
+            xb = states[b]
+            # the first differing free site at or after a random start (wrapping)
+            u, s = _next_uniform(s)
+            start = min(int(u * n), n - 1)
+            seed_site = -1
+            for t in range(n):
+                i = start + t
+                if i >= n:
+                    i -= n
+                if xa[i] != xb[i] and fixed[i] == 0:
+                    seed_site = i
+                    break
+            if seed_site < 0:
+                continue
+            mark[seed_site] = 1
+            stack[0] = seed_site
+            top = 1
+            while top > 0:
+                top -= 1
+                v = stack[top]
+                energies[a] += _flip_sparse(indptr, indices, data, xa, fields[a], v)
+                energies[b] += _flip_sparse(indptr, indices, data, xb, fields[b], v)
+                # flipping v in both leaves every other site's "differs" as it was
+                for q in range(indptr[v], indptr[v + 1]):
+                    w = indices[q]
+                    if mark[w] == 0 and xa[w] != xb[w] and fixed[w] == 0:
+                        mark[w] = 1
+                        stack[top] = w
+                        top += 1
+            mark[:] = 0
+            for r in (a, b):
+                if energies[r] < best_energies[r]:
+                    best_energies[r] = energies[r]
+                    best_states[r, :] = states[r]
+    return s
+
+
+@njit(cache=True, nogil=True)
 def _temper_ensemble(dense: bool, couplings: _Coefficients, indptr: _Index, indices: _Index,
                      data: _Coefficients, states: _Bits, fields: _Coefficients, ladder: _Floats,
                      order: _Index, base: int, rounds: int, steps: int, trial: bool,

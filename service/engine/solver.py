@@ -42,6 +42,9 @@ COLD_SWAP_RATE = 0.4
 RESYNC_SECONDS = 1.0
 #: Wall time one kernel call aims at: short enough to honour deadlines and cancellation.
 CHUNK_SECONDS = 0.05
+#: ``cluster_moves="auto"``: the largest mean degree (couplings per variable) that gets cluster
+#: moves; toroidal grids have 4, the G-set's random graphs 10-20.
+CLUSTER_MAX_DEGREE = 6.0
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
@@ -157,6 +160,7 @@ class Replicas:
         self.lhs = np.zeros((num_replicas, 0 if self.constraints is None
                              else self.constraints.num_constraints + 2))
         self.offsets = np.zeros(num_replicas)
+        self._cluster_scratch: tuple[np.ndarray, np.ndarray] | None = None
         self.resync()
         self.best_states = self.states.copy()
         self.best_energies = self.energies.copy()
@@ -258,6 +262,28 @@ class Replicas:
            trial,
            float(offset_rate), _table(gibbs), self.fixed, self.rng, swap_rng, self.energies,
            self.best_energies, self.best_states, self.offsets, accepted, first_parity)
+
+    @property
+    def supports_cluster_moves(self) -> bool:
+        """Cluster moves need sparse couplings and an energy without constraints or groups
+        (their penalty and swap bookkeeping do not follow a cluster flip)."""
+        return not self.dense and self.constraints is None and self.groups is None
+
+    def mean_degree(self) -> float:
+        """Couplings per variable (the sparse adjacency's mean row length)."""
+        return float(self.indices.shape[0]) / max(self.problem.num_variables, 1) if not self.dense \
+            else float(self.problem.num_variables - 1)
+
+    def cluster_moves(self, orders: np.ndarray, first_slot: int, rng: np.uint64) -> np.uint64:
+        """One isoenergetic cluster move per ensemble pair at every slot from ``first_slot`` on
+        (``kernels.cluster_moves``); returns the generator state."""
+        if self._cluster_scratch is None:
+            n = self.problem.num_variables
+            self._cluster_scratch = (np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.uint8))
+        stack, mark = self._cluster_scratch
+        return np.uint64(kernels.cluster_moves(self.indptr, self.indices, self.data, self.states, self.fields,
+                                               self.energies, self.best_energies, self.best_states, orders,
+                                               first_slot, self.fixed, rng, stack, mark))
 
     def best(self) -> tuple[np.ndarray, float]:
         r = int(np.argmin(self.best_energies))
@@ -363,9 +389,17 @@ class TemperingLadder:
     E x R states (ensemble e owns replicas e*R .. e*R + R - 1). All ensembles share one ladder."""
 
     def __init__(self, replicas: Replicas, ladder: np.ndarray, steps: int, trial: bool,
-                 offset_rate: float, gibbs: bool, num_ensembles: int = 1) -> None:
+                 offset_rate: float, gibbs: bool, num_ensembles: int = 1,
+                 cluster_moves: bool = False) -> None:
         if replicas.num_replicas % num_ensembles:
             raise ValueError("replicas must split evenly into ensembles")
+        if cluster_moves and (num_ensembles < 2 or not replicas.supports_cluster_moves):
+            raise ValueError("cluster moves need two ensembles or more and sparse couplings without "
+                             "constraints or k-hot groups")
+        #: after every kernel chunk, isoenergetic cluster moves between ensemble pairs at the
+        #: colder half of the slots (hotter replicas' differing sites percolate: a move there
+        #: would swap nearly whole states, which the exchanges already do)
+        self.cluster_moves = cluster_moves
         self.replicas = replicas
         self.num_ensembles = num_ensembles
         self.size = replicas.num_replicas // num_ensembles
@@ -381,6 +415,8 @@ class TemperingLadder:
         self.swap_rng = np.array([c.generate_state(1, np.uint64)[0] | np.uint64(1)
                                   for c in replicas.seeds.spawn(num_ensembles)],
                                  dtype=np.uint64)
+        self.cluster_rng = (np.uint64(replicas.seeds.spawn(1)[0].generate_state(1, np.uint64)[0] | np.uint64(1))
+                            if cluster_moves else np.uint64(1))
         self.rounds_done = 0
         self._rounds_counted = 0  # rounds since ``accepted`` was reset
         self._per_round = math.inf
@@ -401,6 +437,8 @@ class TemperingLadder:
         t0 = time.perf_counter()
         self.replicas.temper(ladders, self.orders, rounds, self.steps, self.trial, self.offset_rate,
                              self.gibbs, self.swap_rng, self.accepted, self.rounds_done % 2)
+        if self.cluster_moves:
+            self.cluster_rng = self.replicas.cluster_moves(self.orders, self.size // 2, self.cluster_rng)
         self._per_round = (time.perf_counter() - t0) / rounds
         self.rounds_done += rounds
         self._rounds_counted += rounds
@@ -433,6 +471,20 @@ class TemperingLadder:
             rounds_per_stage *= 2
         self.accepted[:] = 0
         self._rounds_counted = 0
+
+
+def _choose_cluster_moves(choice: str, replicas: Replicas, ensembles: int) -> bool:
+    """"on", "off", or "auto": on for sparse graphs of low mean degree (at most
+    CLUSTER_MAX_DEGREE couplings per variable), where clusters of differing sites stay small
+    at the cold end instead of percolating."""
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"cluster_moves must be 'auto', 'on' or 'off', got {choice!r}")
+    possible = ensembles >= 2 and replicas.supports_cluster_moves
+    if choice == "on" and not possible:
+        raise ValueError("cluster moves need sparse couplings without constraints or k-hot groups")
+    if choice == "auto":
+        return possible and replicas.mean_degree() <= CLUSTER_MAX_DEGREE
+    return choice == "on"
 
 
 def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
@@ -633,6 +685,7 @@ def parallel_tempering(
     while tempering.rounds_done < total_rounds and not driver.should_stop():
         tempering.advance(driver, total_rounds - tempering.rounds_done)
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
+            "cluster_moves": tempering.cluster_moves,
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, reps.best_states, None, solution_mode, None, info,
                    reps.constraints)
@@ -656,6 +709,7 @@ def solve_time_limited(
     energy_parts: EnergyParts | None = None,
     penalty_scale: float | None = None,
     groups: KHotGroups | None = None,
+    cluster_moves: str = "auto",
 ) -> AnnealResult:
     """The time-limited DA3 mode: ``num_groups`` groups, each of ``ENSEMBLES_PER_GROUP``
     independent tempering ladders of ``num_runs`` replicas, until ``time_limit`` passes or the
@@ -689,7 +743,8 @@ def solve_time_limited(
         barrier = max(barrier, float((active.weights[entries.row] * np.abs(entries.data)).max(initial=0.0)))
     hot, cold = beta_range_from_deltas(max(large, barrier), small)
     trial = _choose_moves(moves, reps, cold)
-    tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False, chains)
+    tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False, chains,
+                                cluster_moves=_choose_cluster_moves(cluster_moves, reps, chains))
     pools = [DistinctPool(num_outputs) for _ in range(num_groups)]
     # With inequalities the lowest penalised energies may all break a constraint (a small
     # lambda): each group also keeps the best feasible states its replicas were seen in.
@@ -716,6 +771,7 @@ def solve_time_limited(
     harvest()
     states, counts = zip(*(pool.arrays() for pool in pools + feasible_pools if len(pool)))
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
+            "cluster_moves": tempering.cluster_moves,
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
                    num_outputs * num_groups, info, active)

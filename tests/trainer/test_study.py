@@ -4,12 +4,13 @@ resume, report with the decision rule first)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from service.cli import main as cli_main
-from trainer import study
+from trainer import study, study_tuning
 from trainer.study import build_study
 
 
@@ -73,6 +74,48 @@ def test_settings_have_at_least_five_seeds_and_run_ids_are_unique() -> None:
         build_study(arms=["annealr"])
 
 
+def test_tuning_gives_every_tuned_arm_one_budget_and_the_controls_the_annealers_choice() -> None:
+    runs = study_tuning.tuning_runs([a.key for a in study.ARMS])
+    per_arm = Counter(r.arm.key for r in runs)
+    assert set(per_arm) == set(study_tuning.GRIDS)
+    assert set(per_arm.values()) == {study_tuning.BUDGET * len(study_tuning.TUNE_SEEDS)}
+    assert all(r.run_id.startswith("tune__") and r.seed in study_tuning.TUNE_SEEDS for r in runs)
+    assert len({r.run_id for r in runs}) == len(runs)
+    configs = study_tuning.configs({"chosen": {"annealer": {"alpha": "0.25", "solve_every": "4"},
+                                               "none": {"lr": "0.003"}}})
+    by_arm = {r.arm.key: r for r in build_study(settings=["mnist-sigmoid"], seeds=1, url="http://x",
+                                                 configs=configs)}
+    for arm in ("annealer", "annealer-http", "shuffled-couplings", "shuffled-mask", "other-batch"):
+        run = by_arm[arm]
+        args = run.train_args()
+        assert run.run_id == f"mnist-sigmoid__{arm}@alpha=0.25,solve_every=4__s0"
+        # the configuration's cadence comes after (and so overrides) the study's default one
+        cadence = [a for a in args if a.startswith("solve_every=")]
+        assert cadence == [f"solve_every={study.SOLVE_EVERY}", "solve_every=4"]
+        assert "alpha=0.25" in args
+    assert by_arm["none"].train_args()[by_arm["none"].train_args().index("--lr") + 1] == "0.003"
+    assert by_arm["topk"].config == () and by_arm["topk"].run_id == "mnist-sigmoid__topk__s0"
+
+
+def test_tuning_keeps_the_best_validation_accuracy_and_ties_go_to_the_default(tmp_path: Path) -> None:
+    runs = study_tuning.tuning_runs(["topk", "none"])
+    val = {(): 90.0, (("alpha", "0.25"),): 91.0, (("alpha", "0.75"),): 95.0, (("solve_every", "4"),): 90.5}
+    for run in runs:
+        if run.arm.key == "topk" and run.config == (("alpha", "0.75"),) and run.seed == study_tuning.TUNE_SEEDS[1]:
+            continue  # this configuration misses a tuning seed: it does not take part
+        folder = tmp_path / "runs" / run.run_id
+        folder.mkdir(parents=True)
+        accuracy = val[run.config] if run.arm.key == "topk" else 80.0
+        (folder / "result.json").write_text(json.dumps({"best_val_accuracy": accuracy}))
+    tuning = study_tuning.select(tmp_path, runs)
+    assert tuning["chosen"] == {"topk": {"alpha": "0.25"}, "none": {}}
+    rows = {tuple(sorted(r["config"].items())): r for r in tuning["scores"]["topk"]}
+    assert rows[(("alpha", "0.75"),)]["val_accuracy"] is None and rows[(("alpha", "0.75"),)]["seeds"] == 1
+    assert rows[(("alpha", "0.25"),)] == {"config": {"alpha": "0.25"}, "seeds": 2, "val_accuracy": 91.0}
+    table = study_tuning.tuning_table(tuning)
+    assert "| topk | default: 90.00; alpha=0.25: 91.00; alpha=0.75: not finished; solve_every=4: 90.50 | alpha=0.25 |" in table
+
+
 def test_longest_runs_first() -> None:
     runs = build_study(settings=["mnist-sigmoid"], seeds=1, url="http://x")
     cost = {r.arm.key: r.relative_cost for r in runs}
@@ -110,3 +153,19 @@ def test_a_tiny_study_runs_end_to_end_resumes_and_reports(tmp_path: Path, data_r
     assert first.startswith("Decision rule (fixed before the runs)")
     assert "**Verdict: the annealer" in report
     assert "| mnist-sigmoid | topk | 2 |" in report  # the paired comparison row
+    assert "Not tuned" in report
+    # tuning on the validation split, then the study again with each arm's choice
+    assert cli_main([*args[:2], "--tune", *args[2:]]) == 0
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert set(tuning["chosen"]) == {"none", "topk", "annealer"}
+    for arm, rows in tuning["scores"].items():
+        assert len(rows) == study_tuning.QUICK_BUDGET and all(r["val_accuracy"] is not None for r in rows)
+        assert tuning["chosen"][arm] == max(rows, key=lambda r: r["val_accuracy"])["config"]
+    assert cli_main(args) == 0
+    for arm in ("none", "topk", "annealer"):
+        config = study_tuning.configs(tuning)[arm]
+        tag = "@" + ",".join(f"{k}={v}" for k, v in config) if config else ""
+        for seed in (0, 1):
+            result = json.loads((out / "runs" / f"mnist-sigmoid__{arm}{tag}__s{seed}" / "result.json").read_text())
+            assert all(result["options"].get(k) == v for k, v in config if k != "lr")
+    assert "### Hyperparameters (chosen on the validation split)" in (out / "ising-dropout-study.md").read_text()
