@@ -53,6 +53,8 @@ from service.engine.solver import ENSEMBLES_PER_GROUP  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 SEED = 2026
+#: ``--cluster-moves``: SpinOut's choice in the tts, equal_time, sk and large sections.
+CLUSTER_MOVES = "auto"
 
 
 def sk_instance(n: int = 1024, seed: int = 7, gaussian: bool = False) -> Instance:
@@ -140,7 +142,7 @@ def spinout_tts(inst: Instance, limit: float, repeats: int) -> tuple[float, str]
     hits = []
     for k in range(repeats):
         r = solve_time_limited(inst.problem, time_limit=limit, target_energy=inst.target_energy,
-                               seed=SEED + k)
+                               seed=SEED + k, cluster_moves=CLUSTER_MOVES)
         hits.append(r.timing["total"] if hit(r.best_energy, inst.target_energy) else math.inf)
     hits.sort()
     best = (math.inf, f"never within {limit} s")
@@ -224,7 +226,7 @@ def section_equal_time(instances: list[Instance], peers: list[Peer], quick: bool
     for inst in instances:
         bqm = to_bqm(inst.problem)
         for budget in budgets:
-            r = solve_time_limited(inst.problem, time_limit=budget, seed=SEED)
+            r = solve_time_limited(inst.problem, time_limit=budget, seed=SEED, cluster_moves=CLUSTER_MOVES)
             row = {"instance": inst.name, "budget": budget,
                    "spinout": inst.objective(r.best_energy), "spinout_s": r.timing["total"]}
             for peer in peers:
@@ -249,7 +251,8 @@ LARGE_FRACTIONS = (0.995, 0.999, 1.0)
 def cut_trajectory(inst: Instance, seconds: float, seed: int) -> list[tuple[float, float]]:
     """(seconds since the call, best cut so far) at every improvement of one time-limited run
     (the DA3 mode on all cores, stopping at the best known cut)."""
-    r = solve_time_limited(inst.problem, time_limit=seconds, target_energy=inst.target_energy, seed=seed)
+    r = solve_time_limited(inst.problem, time_limit=seconds, target_energy=inst.target_energy, seed=seed,
+                           cluster_moves=CLUSTER_MOVES)
     return [(float(t), inst.objective(e)) for t, e, *_ in r.progress]
 
 
@@ -324,6 +327,17 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
             row[f"cut_{budget:g}s"] = statistics.median(best_within(t, budget) for t in trajectories)
         for fraction in LARGE_FRACTIONS:
             row[f"t_{fraction:g}"] = median_time([time_to(t, fraction * known) for t in trajectories])
+        # The cluster moves' share: the same seeds at the middle budget without them (where the
+        # automatic choice turned them on).
+        middle = budgets[len(budgets) // 2]
+        first = solve_time_limited(inst.problem, time_limit=0.05, seed=SEED, cluster_moves=CLUSTER_MOVES)
+        if first.info["cluster_moves"]:
+            row[f"cut_{middle:g}s_no_cluster"] = statistics.median(
+                inst.objective(solve_time_limited(inst.problem, time_limit=middle, target_energy=inst.target_energy,
+                                                  seed=SEED + k, cluster_moves="off").best_energy)
+                for k in range(seeds))
+            print(f"    without cluster moves, {middle:g} s: {row[f'cut_{middle:g}s_no_cluster']:g} "
+                  f"(with: {row[f'cut_{middle:g}s']:g})", flush=True)
         bqm = to_bqm(inst.problem)
         for peer in peers:
             for budget in budgets:
@@ -359,6 +373,12 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
                             for b in budgets)
         line += "".join(f"{row[f't_{f:g}']:>11.2f}" for f in LARGE_FRACTIONS)
         print(line)
+    middle = budgets[len(budgets) // 2]
+    ablated = [row for row in rows if f"cut_{middle:g}s_no_cluster" in row]
+    if ablated:
+        print(f"\nCluster moves (on where the mean degree is <= 6): best cut at {middle:g} s with / without")
+        for row in ablated:
+            print(f"  {row['instance']:<9}{row[f'cut_{middle:g}s']:>8g} / {row[f'cut_{middle:g}s_no_cluster']:g}")
     for row in rows:
         if "v4" in row:
             v4 = row["v4"]
@@ -377,7 +397,8 @@ def sk_reference(inst: Instance, peers: list[Peer], seconds: float) -> tuple[flo
     """The lowest energy long runs of every solver find on ``inst``, and the solvers that reach
     it: SpinOut for ``seconds`` (two seeds), each peer's reads filling as long."""
     found: dict[str, float] = {}
-    found["spinout"] = min(solve_time_limited(inst.problem, time_limit=seconds, seed=SEED + k).best_energy
+    found["spinout"] = min(solve_time_limited(inst.problem, time_limit=seconds, seed=SEED + k,
+                                              cluster_moves=CLUSTER_MOVES).best_energy
                            for k in range(2))
     bqm = to_bqm(inst.problem)
     for peer in peers:
@@ -519,8 +540,12 @@ def main() -> None:
     parser.add_argument("--instances", help="comma-separated subset, e.g. G1,G11 (tts, equal_time)")
     parser.add_argument("--repeats", type=int, help="SpinOut runs per instance for TTS (default 10)")
     parser.add_argument("--seeds", type=int, default=3, help="large: seeds per instance (default 3)")
+    parser.add_argument("--cluster-moves", choices=("auto", "on", "off"), default="auto",
+                        help="SpinOut's cluster moves (default auto: on for sparse graphs of mean degree <= 6)")
     parser.add_argument("--budgets", default="1,10,60", help="large: seconds, comma-separated")
     args = parser.parse_args()
+    global CLUSTER_MOVES
+    CLUSTER_MOVES = args.cluster_moves
     import numba
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

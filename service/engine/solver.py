@@ -45,6 +45,8 @@ CHUNK_SECONDS = 0.05
 #: ``cluster_moves="auto"``: the largest mean degree (couplings per variable) that gets cluster
 #: moves; toroidal grids have 4, the G-set's random graphs 10-20.
 CLUSTER_MAX_DEGREE = 6.0
+#: Tempering rounds (one sweep each) between two cluster moves at most.
+CLUSTER_EVERY_ROUNDS = 8
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
@@ -432,6 +434,9 @@ class TemperingLadder:
 
     def advance(self, driver: _Driver, max_rounds: int | None) -> int:
         """One kernel chunk, then exact resync and progress; returns the rounds done."""
+        if self.cluster_moves:
+            # cluster moves run between kernel calls: cut the chunk so they come often enough
+            max_rounds = min(max_rounds or CLUSTER_EVERY_ROUNDS, CLUSTER_EVERY_ROUNDS)
         rounds = driver.chunk_size(0, max_rounds, self._per_round)
         ladders = np.ascontiguousarray(np.broadcast_to(self.ladder, (self.num_ensembles, self.size)))
         t0 = time.perf_counter()
