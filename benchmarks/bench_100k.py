@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from service.jobs.parsing import parse_da_request  # noqa: E402
 from service.jobs.solvers import build_problem  # noqa: E402
-from tests.servers import ServerProcess, free_port  # noqa: E402
+from tests.servers import standalone_server  # noqa: E402
 from tests.service.engine.test_large_problems import N, regular_graph_body  # noqa: E402
 
 
@@ -57,36 +56,25 @@ def main() -> int:
     print(f"{N:,} variables, {len(body['binary_polynomial']['terms']):,} couplings, "
           f"{len(raw) / 1e6:.1f} MB of DA JSON; in-process parse {statistics.median(parse_s):.2f} s, "
           f"build {statistics.median(build_s) * 1000:.0f} ms (medians of {args.repeats})")
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                                "--database", str(Path(tmp) / "jobs.sqlite3")],
-                               {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None,
-                                "SPINOUT_LOG_LEVEL": "WARNING"}, Path(tmp) / "server.log", port)
-        server.start(timeout=300)
-        accepted, solve, first = [], [], []
-        try:
-            with httpx.Client(base_url=server.url, timeout=600) as http:
-                for _ in range(args.repeats):
-                    t = time.perf_counter()
-                    r = http.post("/v4/async/qubo/solve", content=raw,
-                                  headers={"Content-Type": "application/json"})
-                    accepted.append(time.perf_counter() - t)
-                    job_id = r.json()["job_id"]
-                    while True:
-                        reply = http.get(f"/v4/async/jobs/result/{job_id}").json()
-                        if reply["status"] not in ("Waiting", "Running"):
-                            break
-                        time.sleep(0.5)
-                    assert reply["status"] == "Done", reply
-                    solution = reply["qubo_solution"]
-                    solve.append(float(solution["timing"]["solve_time"]) / 1000)
-                    first.append(solution["progress"][0]["time"])
-                    http.delete(f"/v4/async/jobs/result/{job_id}")
-            assert server.proc is not None
-            peak = resident_peak_mib(server.proc.pid)
-        finally:
-            server.stop()
+    accepted, solve, first = [], [], []
+    with standalone_server() as server, httpx.Client(base_url=server.url, timeout=600) as http:
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            r = http.post("/v4/async/qubo/solve", content=raw, headers={"Content-Type": "application/json"})
+            accepted.append(time.perf_counter() - t)
+            job_id = r.json()["job_id"]
+            while True:
+                reply = http.get(f"/v4/async/jobs/result/{job_id}").json()
+                if reply["status"] not in ("Waiting", "Running"):
+                    break
+                time.sleep(0.5)
+            assert reply["status"] == "Done", reply
+            solution = reply["qubo_solution"]
+            solve.append(float(solution["timing"]["solve_time"]) / 1000)
+            first.append(solution["progress"][0]["time"])
+            http.delete(f"/v4/async/jobs/result/{job_id}")
+        assert server.proc is not None
+        peak = resident_peak_mib(server.proc.pid)
     print(f"v4 route: accepted after {statistics.median(accepted):.2f} s (body sent, parsed, "
           f"stored), first progress entry {statistics.median(first):.2f} s into the solve, "
           f"solve {statistics.median(solve):.1f} s; server peak resident {peak:.0f} MiB")

@@ -191,15 +191,19 @@ def section_tts(instances: list[Instance], peers: list[Peer], quick: bool,
                                                                   16 if quick else 32)
         rows.append(row)
     print("\nTTS99 (seconds; lower is better; ratio = peer / SpinOut)")
-    header = f"{'instance':<10}{'SpinOut':>10}" + "".join(f"{p.name:>14}{'ratio':>9}" for p in peers)
-    print(header)
+    print_tts_table(rows, peers)
+    return rows
+
+
+def print_tts_table(rows: list[dict], peers: list[Peer], width: int = 10) -> None:
+    """One line per instance: SpinOut's TTS99, then each peer's and its ratio to SpinOut's."""
+    print(f"{'instance':<{width}}{'SpinOut':>10}" + "".join(f"{p.name:>14}{'ratio':>9}" for p in peers))
     for row in rows:
-        line = f"{row['instance']:<10}{row['spinout']:>10.3f}"
+        line = f"{row['instance']:<{width}}{row['spinout']:>10.3f}"
         for peer in peers:
             ratio = row[peer.name] / row["spinout"] if math.isfinite(row["spinout"]) else math.nan
             line += f"{row[peer.name]:>14.3f}{ratio:>9.1f}"
         print(line)
-    return rows
 
 
 def peer_within(peer: Peer, bqm, budget: float, seed: int, reads: int = 4,
@@ -273,11 +277,9 @@ def route_v4(inst: Instance, seconds: float, seed: int) -> dict:
     """``inst`` as a fujitsuDA3 job to ``POST /v4/async/qubo/solve`` on a ``spinout serve``
     started here: the best cut, the solve time the service reports, and the wall time from the
     POST to the fetched result."""
-    import tempfile
-
     import httpx
 
-    from tests.servers import ServerProcess, free_port
+    from tests.servers import standalone_server
 
     p = inst.problem
     rows, cols, values = p.to_triplets()
@@ -286,24 +288,14 @@ def route_v4(inst: Instance, seconds: float, seed: int) -> dict:
     body = json.dumps({"binary_polynomial": {"terms": terms},
                        "fujitsuDA3": {"time_limit_sec": int(seconds), "num_run": 16, "random_seed": seed,
                                       "target_energy": float(inst.target_energy)}}).encode()
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                                "--database", str(Path(tmp) / "jobs.sqlite3")],
-                               {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None,
-                                "SPINOUT_LOG_LEVEL": "WARNING"}, Path(tmp) / "server.log", port)
-        server.start(timeout=300)
-        try:
-            with httpx.Client(base_url=server.url, timeout=600) as http:
-                t0 = time.perf_counter()
-                job_id = http.post("/v4/async/qubo/solve", content=body,
-                                   headers={"Content-Type": "application/json"}).json()["job_id"]
-                while (reply := http.get(f"/v4/async/jobs/result/{job_id}").json())["status"] in ("Waiting", "Running"):
-                    time.sleep(0.2)
-                wall = time.perf_counter() - t0
-                http.delete(f"/v4/async/jobs/result/{job_id}")
-        finally:
-            server.stop()
+    with standalone_server() as server, httpx.Client(base_url=server.url, timeout=600) as http:
+        t0 = time.perf_counter()
+        job_id = http.post("/v4/async/qubo/solve", content=body,
+                           headers={"Content-Type": "application/json"}).json()["job_id"]
+        while (reply := http.get(f"/v4/async/jobs/result/{job_id}").json())["status"] in ("Waiting", "Running"):
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+        http.delete(f"/v4/async/jobs/result/{job_id}")
     assert reply["status"] == "Done", reply
     solution = reply["qubo_solution"]
     best = min(float(s["energy"]) for s in solution["solutions"])
@@ -437,15 +429,10 @@ def section_sk(peers: list[Peer], quick: bool, repeats: int | None) -> list[dict
             for peer in peers:
                 row[peer.name], row[peer.name + "_budget"] = peer_tts(peer, inst, sweeps_grid, 16 if quick else 32)
             rows.append(row)
-    print("\nSK, Gaussian couplings: TTS99 to the reference energy (seconds; ratio = peer / SpinOut; "
-          "'ground' where several solvers' long runs agree and N <= 1,024)")
-    print(f"{'instance':<14}{'ground':>7}{'SpinOut':>10}" + "".join(f"{p.name:>14}{'ratio':>9}" for p in peers))
-    for row in rows:
-        line = f"{row['instance']:<14}{'yes' if row['ground_state'] else 'no':>7}{row['spinout']:>10.3f}"
-        for peer in peers:
-            ratio = row[peer.name] / row["spinout"] if math.isfinite(row["spinout"]) else math.nan
-            line += f"{row[peer.name]:>14.3f}{ratio:>9.1f}"
-        print(line)
+    print("\nSK, Gaussian couplings: TTS99 to the reference energy (seconds; ratio = peer / SpinOut); "
+          "ground state: " + ", ".join(f"{r['instance']} {'yes' if r['ground_state'] else 'no'}" for r in rows)
+          + " (several solvers' long runs agree and N <= 1,024)")
+    print_tts_table(rows, peers, width=14)
     print("\nScaling: TTS99 ~ N^b, b fitted on the per-size medians")
     for name in ["spinout"] + [p.name for p in peers]:
         medians = [statistics.median(r[name] for r in rows if r["n"] == n) for n in sizes]

@@ -8,6 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from service.loopback import free_port, wait_until_serving  # noqa: F401  (free_port re-exported)
@@ -57,3 +60,21 @@ class ServerProcess:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill9()
+
+
+@contextmanager
+def standalone_server(timeout: float = 300.0) -> Iterator[ServerProcess]:
+    """A ``spinout serve`` as a user starts it alone: one worker, its SQLite job store in a
+    temporary folder, no API keys, no Redis; stopped (and the folder removed) on exit. For the
+    benchmarks that measure what the routes add."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        server = ServerProcess(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                                "--database", str(Path(tmp) / "jobs.sqlite3")],
+                               {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None,
+                                "SPINOUT_LOG_LEVEL": "WARNING"}, Path(tmp) / "server.log", port)
+        server.start(timeout=timeout)
+        try:
+            yield server
+        finally:
+            server.stop()

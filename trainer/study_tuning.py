@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import study
+from .reproduce_command import load_manifest, save_manifest
 from .study import Config
 
 TUNING_FILE = "tuning.json"
@@ -102,19 +103,13 @@ def _best_val(out: Path, run: study.StudyRun) -> float | None:
     return float(json.loads(path.read_text())["best_val_accuracy"])
 
 
-def save(out: Path, tuning: Mapping[str, Any]) -> None:
-    (out / TUNING_FILE).write_text(json.dumps(tuning, indent=2) + "\n")
+def save(out: Path, tuning: dict[str, Any]) -> None:
+    save_manifest(out / TUNING_FILE, tuning)
 
 
 def load(out: Path) -> dict[str, Any] | None:
     """``tuning.json`` of a study folder (None: the study was not tuned)."""
-    path = out / TUNING_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); rerun --tune or remove it") from exc
+    return load_manifest(out / TUNING_FILE)
 
 
 def configs(tuning: Mapping[str, Any] | None) -> dict[str, Config]:
