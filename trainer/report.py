@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments import DATASETS, DROPNEURON_EPOCHS, NETWORKS, SPARSEVD_EPOCHS, Run
+from .experiments import DATASETS, NETWORKS, Run
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
@@ -65,6 +65,27 @@ def collect(out: Path, runs: Sequence[Run]) -> list[RunRecord]:
             record.failure = json.loads(failed_file.read_text())
         records.append(record)
     return records
+
+
+def training_settings(records: Sequence[RunRecord]) -> list[str]:
+    """The training settings the finished runs used, read from their result.json: one line per
+    distinct (units, optimiser schedule, batch, epochs, epoch kept), with the variants that ran so."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for rec in records:
+        r = rec.result or {}
+        key = (r.get("activation"), r.get("lr"), r.get("lr_decay"), r.get("batch_size"), r.get("epochs"),
+               r.get("epoch_selection"))
+        groups.setdefault(key, []).append(str(r.get("dropout")))
+    lines = ["- training settings, read from the runs:"] if groups else []
+    for (activation, lr, decay, batch, epochs, selection), variants in sorted(
+            groups.items(), key=lambda item: -len(item[1])):
+        schedule = f"Adam lr {lr}" + (" decayed linearly to 0" if decay == "linear" else "")
+        kept = {"best": "best validation epoch restored", "last": "last epoch kept",
+                "best-selectable": "best validation epoch among the selectable ones restored"
+                }.get(str(selection), str(selection))
+        lines.append(f"  - {activation} units, {schedule}, batch {batch}, {epochs} epochs, {kept}: "
+                     f"{len(variants)} runs ({', '.join(sorted(set(variants)))})")
+    return lines
 
 
 # ---------------------------------------------------------------------------------- formatting
@@ -314,13 +335,8 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
            if wall_seconds else ""),
     ]
     if settings:
-        lines.append("- settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
-                     + "; Adam lr 0.01, batch 32, 32 epochs, sigmoid units (SELU for alpha; DropAlan "
-                       "on the last hidden layer instead of its activation), best validation epoch restored "
-                       "(SparseVD after its KL warm-up, DropNeuron its last); SparseVD with its published "
-                       "schedule: ReLU, batch 100, Adam 1e-3 decayed linearly to 0, "
-                       f"{SPARSEVD_EPOCHS} epochs, KL weight warmed up over the first half; DropNeuron: "
-                       f"ReLU, Adam 1e-3 decayed linearly, {DROPNEURON_EPOCHS} epochs")
+        lines.append("- grid settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None))
+    lines += training_settings(done)
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

@@ -45,8 +45,11 @@ CHUNK_SECONDS = 0.05
 #: ``cluster_moves="auto"``: the largest mean degree (couplings per variable) that gets cluster
 #: moves; toroidal grids have 4, the G-set's random graphs 10-20.
 CLUSTER_MAX_DEGREE = 6.0
-#: Tempering rounds (one sweep each) between two cluster moves at most.
-CLUSTER_EVERY_ROUNDS = 8
+#: Cluster moves come after every ``max(CLUSTER_MIN_ROUNDS, CLUSTER_WORK // n)``-th tempering round
+#: (one sweep each): often on large graphs, where a round is long, and without a kernel call
+#: every few hundred microseconds on small ones.
+CLUSTER_MIN_ROUNDS = 8
+CLUSTER_WORK = 1 << 16
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
@@ -402,6 +405,8 @@ class TemperingLadder:
         #: colder half of the slots (hotter replicas' differing sites percolate: a move there
         #: would swap nearly whole states, which the exchanges already do)
         self.cluster_moves = cluster_moves
+        self.cluster_every = max(CLUSTER_MIN_ROUNDS, CLUSTER_WORK // max(replicas.problem.num_variables, 1))
+        self.cluster_rounds = 0  # how many times the cluster moves ran
         self.replicas = replicas
         self.num_ensembles = num_ensembles
         self.size = replicas.num_replicas // num_ensembles
@@ -435,17 +440,20 @@ class TemperingLadder:
     def advance(self, driver: _Driver, max_rounds: int | None) -> int:
         """One kernel chunk, then exact resync and progress; returns the rounds done."""
         if self.cluster_moves:
-            # cluster moves run between kernel calls: cut the chunk so they come often enough
-            max_rounds = min(max_rounds or CLUSTER_EVERY_ROUNDS, CLUSTER_EVERY_ROUNDS)
+            # Cluster moves run between kernel calls, after every ``cluster_every``-th round:
+            # chunks end there, so a seed's trajectory does not depend on how time cuts them.
+            to_next = self.cluster_every - self.rounds_done % self.cluster_every
+            max_rounds = to_next if max_rounds is None else min(max_rounds, to_next)
         rounds = driver.chunk_size(0, max_rounds, self._per_round)
         ladders = np.ascontiguousarray(np.broadcast_to(self.ladder, (self.num_ensembles, self.size)))
         t0 = time.perf_counter()
         self.replicas.temper(ladders, self.orders, rounds, self.steps, self.trial, self.offset_rate,
                              self.gibbs, self.swap_rng, self.accepted, self.rounds_done % 2)
-        if self.cluster_moves:
-            self.cluster_rng = self.replicas.cluster_moves(self.orders, self.size // 2, self.cluster_rng)
         self._per_round = (time.perf_counter() - t0) / rounds
         self.rounds_done += rounds
+        if self.cluster_moves and self.rounds_done % self.cluster_every == 0:
+            self.cluster_rng = self.replicas.cluster_moves(self.orders, self.size // 2, self.cluster_rng)
+            self.cluster_rounds += 1
         self._rounds_counted += rounds
         self.replicas.maybe_resync()
         driver.observe(self.replicas)
@@ -690,7 +698,7 @@ def parallel_tempering(
     while tempering.rounds_done < total_rounds and not driver.should_stop():
         tempering.advance(driver, total_rounds - tempering.rounds_done)
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
-            "cluster_moves": tempering.cluster_moves,
+            "cluster_moves": tempering.cluster_moves, "cluster_move_rounds": tempering.cluster_rounds,
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, reps.best_states, None, solution_mode, None, info,
                    reps.constraints)
@@ -776,7 +784,7 @@ def solve_time_limited(
     harvest()
     states, counts = zip(*(pool.arrays() for pool in pools + feasible_pools if len(pool)))
     info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
-            "cluster_moves": tempering.cluster_moves,
+            "cluster_moves": tempering.cluster_moves, "cluster_move_rounds": tempering.cluster_rounds,
             "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
                    num_outputs * num_groups, info, active)

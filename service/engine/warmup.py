@@ -13,7 +13,7 @@ import numpy as np
 from . import kernels
 from .constraints import LinearInequalities
 from .problem import BinaryQuadraticProblem
-from .solver import anneal_da, parallel_tempering, solve_time_limited
+from .solver import Replicas, anneal_da, parallel_tempering, solve_time_limited
 
 
 def main() -> None:
@@ -33,6 +33,8 @@ def main() -> None:
                                        parallel=parallel, seed=0, constraints=cons)
                     solve_time_limited(problem, time_limit=0.01, num_runs=2, parallel=parallel,
                                        seed=0, moves=moves, constraints=cons)
+    # Cluster moves between ensembles (sparse graphs; a short solve may not reach their cadence).
+    Replicas(sparse, 4, seed=0).cluster_moves(np.tile(np.arange(2), (2, 1)), 0, np.uint64(1))
     # Coupling-pattern values of either width, read-only as decoded from a request body, into
     # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.
     source = np.zeros(2, dtype=np.int32)

@@ -130,6 +130,9 @@ def test_report_shows_ours_beside_the_papers_and_embeds_existing_plots(tiny_out:
     assert re.fullmatch(r"\d+\.\d\d", cells[1]) and re.fullmatch(r"\d+\.\d / \d+\.\d / \d+\.\d", cells[7])
     assert "```bash\nspinout reproduce --datasets mnist --networks 784-100-100-10 --rows none ising-infer-input" in text
     assert "## Goals (issue 6)" in text and "baselines at least as accurate as the paper's" in text
+    # the training settings are the runs' own (both tiny runs: sigmoid, Adam 0.01, batch 32)
+    assert (f"  - sigmoid units, Adam lr {ours['lr']}, batch {ours['batch_size']}, {ours['epochs']} epochs, "
+            f"best validation epoch restored: 2 runs (ising, none)") in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
     assert len(images) == 2  # the scatter plot and the network's training curves
     # The curves come from each run's per-epoch history in result.json, not from printed text.
