@@ -73,8 +73,8 @@ def standalone_server(timeout: float = 300.0) -> Iterator[ServerProcess]:
                                 "--database", str(Path(tmp) / "jobs.sqlite3")],
                                {"SPINOUT_API_KEYS": None, "SPINOUT_REDIS_URL": None,
                                 "SPINOUT_LOG_LEVEL": "WARNING"}, Path(tmp) / "server.log", port)
-        server.start(timeout=timeout)
         try:
+            server.start(timeout=timeout)  # a server that never got ready is stopped too
             yield server
         finally:
             server.stop()
