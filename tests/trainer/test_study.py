@@ -169,3 +169,18 @@ def test_a_tiny_study_runs_end_to_end_resumes_and_reports(tmp_path: Path, data_r
             result = json.loads((out / "runs" / f"mnist-sigmoid__{arm}{tag}__s{seed}" / "result.json").read_text())
             assert all(result["options"].get(k) == v for k, v in config if k != "lr")
     assert "### Hyperparameters (chosen on the validation split)" in (out / "ising-dropout-study.md").read_text()
+
+
+def test_the_energy_section_pairs_the_saliency_arm_with_the_study_energy() -> None:
+    from trainer.study_report import _energy_choice
+
+    seeds = range(6)
+    accuracy = {"mnist-sigmoid": {"annealer-saliency": {s: 95.0 + 0.1 * s for s in seeds},
+                                  "annealer": {s: 94.0 + 0.1 * s for s in seeds},
+                                  "topk": {s: 95.5 + 0.1 * s for s in seeds}}}
+    lines = _energy_choice(accuracy)
+    annealer = next(line for line in lines if line.startswith("| mnist-sigmoid | annealer |"))
+    topk = next(line for line in lines if line.startswith("| mnist-sigmoid | topk |"))
+    assert "| 6 | +1.000 | [+1.000, +1.000] |" in annealer and "| 6 | -0.500 |" in topk
+    assert not any("| none |" in line for line in lines)  # no such arm in this setting
+    assert _energy_choice({"mnist-sigmoid": {"annealer": {0: 1.0, 1: 2.0}}}) == []
