@@ -21,7 +21,7 @@ import numpy as np
 
 from . import study, study_tuning
 from .report import pyplot, save_figure
-from .study_stats import (ANNEALER, CHEAP_SOLVERS, DECISION_RULE, compare, decide, mean_sd,
+from .study_stats import (ANNEALER, CHEAP_SOLVERS, DECISION_RULE, compare, decide, holm, mean_sd,
                           paired_bootstrap, paired_differences, sign_flip_test)
 
 #: The remote arm, compared with the embedded annealer (same schedule, same seeds).
@@ -91,11 +91,13 @@ def _against_baseline(accuracy: dict[str, dict[str, dict[int, float]]]) -> list[
     for setting, results in accuracy.items():
         if "none" not in results:
             continue
-        for arm in [a.key for a in study.ARMS if a.key != "none" and a.key in results]:
-            for c in compare(setting, results, arm, ["none"]):
-                iv = c.interval
-                lines.append(f"| {setting} | {arm} | {iv.n} | {iv.mean:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] | "
-                             f"{c.p_value:.4f} |")
+        rows = {arm: c for arm in [a.key for a in study.ARMS if a.key != "none" and a.key in results]
+                for c in compare(setting, results, arm, ["none"])}
+        adjusted = holm({arm: c.p_value for arm, c in rows.items()})  # the setting's arms: one family
+        for arm, c in rows.items():
+            iv = c.interval
+            lines.append(f"| {setting} | {arm} | {iv.n} | {iv.mean:+.3f} | [{iv.low:+.3f}, {iv.high:+.3f}] | "
+                         f"{adjusted[arm]:.4f} |")
     return lines + [""]
 
 

@@ -184,3 +184,17 @@ def test_the_energy_section_pairs_the_saliency_arm_with_the_study_energy() -> No
     assert "| 6 | +1.000 | [+1.000, +1.000] |" in annealer and "| 6 | -0.500 |" in topk
     assert not any("| none |" in line for line in lines)  # no such arm in this setting
     assert _energy_choice({"mnist-sigmoid": {"annealer": {0: 1.0, 1: 2.0}}}) == []
+
+
+def test_every_arm_against_no_dropout_is_one_holm_family_per_setting() -> None:
+    from trainer.study_report import _against_baseline
+    from trainer.study_stats import sign_flip_test
+
+    seeds = range(6)
+    accuracy = {"mnist-sigmoid": {"none": {s: 95.0 + 0.1 * s for s in seeds},
+                                  **{arm: {s: 94.0 + 0.2 * s for s in seeds} for arm in ("topk", "greedy", "annealer")}}}
+    raw = sign_flip_test([-1.0 + 0.1 * s for s in seeds])
+    rows = [line for line in _against_baseline(accuracy) if line.startswith("| mnist-sigmoid |")]
+    assert len(rows) == 3
+    # three equal p-values in one family: Holm multiplies each by 3
+    assert all(line.endswith(f"| {min(1.0, 3 * raw):.4f} |") for line in rows)
