@@ -332,18 +332,20 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
                   f"(with: {row[f'cut_{middle:g}s']:g})", flush=True)
         bqm = to_bqm(inst.problem)
         for peer in peers:
+            # Calibrated once, at the shortest budget: a read's time is linear in its sweeps.
+            _, seconds, sweeps = peer_within(peer, bqm, budgets[0], SEED)
+            per_second = sweeps / seconds
             for budget in budgets:
-                # Two cores for the peer too: two independent single-threaded calls, each
-                # filling the budget; the better cut counts. Medians over the first seeds
-                # (at most 3 calls of the longest budget).
+                # Two cores for the peer too: two independent single-threaded calls, each filling
+                # the budget, the better cut counts; the median over the seeds (one seed at the
+                # longest budget).
+                n_sweeps = max(1, int(per_second * budget))
                 cuts = []
-                energy, _, sweeps = peer_within(peer, bqm, budget, SEED)
-                for k in range(min(seeds, 3) if budget < budgets[-1] else 1):
-                    second, _, _ = peer_within(peer, bqm, budget, SEED + 1000 + k, sweeps=sweeps)
-                    first = energy if k == 0 else peer_within(peer, bqm, budget, SEED + k, sweeps=sweeps)[0]
-                    cuts.append(inst.objective(min(first, second)))
+                for k in range(seeds if budget < budgets[-1] else 1):
+                    pair = [peer_within(peer, bqm, budget, SEED + k + 1000 * c, sweeps=n_sweeps)[0] for c in (0, 1)]
+                    cuts.append(inst.objective(min(pair)))
                 row[f"{peer.name}_{budget:g}s"] = statistics.median(cuts)
-                print(f"    {peer.name} {budget:g} s ({sweeps} sweeps x 4 reads x 2 calls): "
+                print(f"    {peer.name} {budget:g} s ({n_sweeps} sweeps x 4 reads, 2 calls): "
                       f"{row[f'{peer.name}_{budget:g}s']:g}", flush=True)
         if name == route_instance:
             row["v4"] = route_v4(inst, budgets[1] if len(budgets) > 1 else budgets[0], SEED)
