@@ -5,10 +5,12 @@ default) in the main setting, on the tuning seeds (:data:`TUNE_SEEDS`, disjoint 
 paired seeds), and keeps the one of highest mean best-validation accuracy; ties go to the earlier
 configuration, so the default wins unless another is better. Test accuracy is never looked at.
 
-- The Ising solver arms (cheap and annealer alike) tune the energy's redundancy weight ``alpha``
-  and the re-solve cadence ``solve_every``: the knobs that decide what the solver is asked.
-- Random exact-K masks read no energy, and the saliency energy has no ``alpha``: they tune the
-  cadence alone.
+- The Ising solver arms that read the couplings (greedy, QPBO, the anneals) tune the energy's
+  redundancy weight ``alpha`` and the re-solve cadence ``solve_every``: the knobs that decide
+  what the solver is asked.
+- Random exact-K masks read no energy, top-K only the ranking of the fields (which ``alpha``
+  scales without reordering), and the saliency energy has no ``alpha``: they tune the cadence
+  alone.
 - The arms without an energy (no dropout, Bernoulli dropout, magnitude and Taylor pruning) tune
   Adam's learning rate, so a baseline gets as many tries as the method it is compared with.
 - The annealer's remote twin and its controls take the annealer's choice: each is the annealer's
@@ -46,8 +48,8 @@ _LEARNING_RATE: tuple[Config, ...] = ((), (("lr", "0.001"),), (("lr", "0.003"),)
 #: Each tuned arm's configurations, the default first.
 GRIDS: dict[str, tuple[Config, ...]] = {
     "none": _LEARNING_RATE, "bernoulli": _LEARNING_RATE,
-    "random": _CADENCE, "annealer-saliency": _CADENCE,
-    "topk": _ENERGY_KNOBS, "greedy": _ENERGY_KNOBS, "qpbo": _ENERGY_KNOBS, "anneal10": _ENERGY_KNOBS,
+    "random": _CADENCE, "topk": _CADENCE, "annealer-saliency": _CADENCE,
+    "greedy": _ENERGY_KNOBS, "qpbo": _ENERGY_KNOBS, "anneal10": _ENERGY_KNOBS,
     "annealer": _ENERGY_KNOBS,
     "prune-magnitude": _LEARNING_RATE, "prune-taylor": _LEARNING_RATE,
 }

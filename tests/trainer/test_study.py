@@ -98,22 +98,22 @@ def test_tuning_gives_every_tuned_arm_one_budget_and_the_controls_the_annealers_
 
 
 def test_tuning_keeps_the_best_validation_accuracy_and_ties_go_to_the_default(tmp_path: Path) -> None:
-    runs = study_tuning.tuning_runs(["topk", "none"])
+    runs = study_tuning.tuning_runs(["greedy", "none"])
     val = {(): 90.0, (("alpha", "0.25"),): 91.0, (("alpha", "0.75"),): 95.0, (("solve_every", "4"),): 90.5}
     for run in runs:
-        if run.arm.key == "topk" and run.config == (("alpha", "0.75"),) and run.seed == study_tuning.TUNE_SEEDS[1]:
+        if run.arm.key == "greedy" and run.config == (("alpha", "0.75"),) and run.seed == study_tuning.TUNE_SEEDS[1]:
             continue  # this configuration misses a tuning seed: it does not take part
         folder = tmp_path / "runs" / run.run_id
         folder.mkdir(parents=True)
-        accuracy = val[run.config] if run.arm.key == "topk" else 80.0
+        accuracy = val[run.config] if run.arm.key == "greedy" else 80.0
         (folder / "result.json").write_text(json.dumps({"best_val_accuracy": accuracy}))
     tuning = study_tuning.select(tmp_path, runs)
-    assert tuning["chosen"] == {"topk": {"alpha": "0.25"}, "none": {}}
-    rows = {tuple(sorted(r["config"].items())): r for r in tuning["scores"]["topk"]}
+    assert tuning["chosen"] == {"greedy": {"alpha": "0.25"}, "none": {}}
+    rows = {tuple(sorted(r["config"].items())): r for r in tuning["scores"]["greedy"]}
     assert rows[(("alpha", "0.75"),)]["val_accuracy"] is None and rows[(("alpha", "0.75"),)]["seeds"] == 1
     assert rows[(("alpha", "0.25"),)] == {"config": {"alpha": "0.25"}, "seeds": 2, "val_accuracy": 91.0}
     table = study_tuning.tuning_table(tuning)
-    assert "| topk | default: 90.00; alpha=0.25: 91.00; alpha=0.75: not finished; solve_every=4: 90.50 | alpha=0.25 |" in table
+    assert "| greedy | default: 90.00; alpha=0.25: 91.00; alpha=0.75: not finished; solve_every=4: 90.50 | alpha=0.25 |" in table
 
 
 def test_longest_runs_first() -> None:
