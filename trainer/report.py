@@ -337,6 +337,8 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
     if settings:
         lines.append("- grid settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None))
     lines += training_settings(done)
+    commits = sorted({str((r.result or {}).get("code_commit")) for r in done})
+    lines.append(f"- code commit(s) of the runs: {', '.join(f'`{c}`' for c in commits) or '-'}")
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

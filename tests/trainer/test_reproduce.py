@@ -133,6 +133,7 @@ def test_report_shows_ours_beside_the_papers_and_embeds_existing_plots(tiny_out:
     # the training settings are the runs' own (both tiny runs: sigmoid, Adam 0.01, batch 32)
     assert (f"  - sigmoid units, Adam lr {ours['lr']}, batch {ours['batch_size']}, {ours['epochs']} epochs, "
             f"best validation epoch restored: 2 runs (ising, none)") in text
+    assert f"- code commit(s) of the runs: `{ours['code_commit']}`" in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
     assert len(images) == 2  # the scatter plot and the network's training curves
     # The curves come from each run's per-epoch history in result.json, not from printed text.
