@@ -13,7 +13,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,12 @@ def goal_lines(records: Sequence[RunRecord]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- the report
+def code_commits(results: Iterable[dict[str, Any]]) -> str:
+    """The code commits the runs were made at, as a Markdown list of code spans ("-": none)."""
+    commits = sorted({str(r.get("code_commit")) for r in results})
+    return ", ".join(f"`{c}`" for c in commits) or "-"
+
+
 def machine_info() -> str:
     import os
 
@@ -337,8 +343,7 @@ def write_report(out: Path, runs: Sequence[Run], *, command: str, report_path: P
     if settings:
         lines.append("- grid settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None))
     lines += training_settings(done)
-    commits = sorted({str((r.result or {}).get("code_commit")) for r in done})
-    lines.append(f"- code commit(s) of the runs: {', '.join(f'`{c}`' for c in commits) or '-'}")
+    lines.append(f"- code commit(s) of the runs: {code_commits(r.result or {} for r in done)}")
     lines += [
         "",
         "Columns: test accuracy (%) ours and the paper's; parameters removed by the paper's eq. 6 "

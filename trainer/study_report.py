@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import study, study_tuning
-from .report import pyplot, save_figure
+from .report import code_commits, pyplot, save_figure
 from .study_stats import (ANNEALER, CHEAP_SOLVERS, DECISION_RULE, compare, decide, holm, mean_sd,
                           paired_bootstrap, paired_differences, sign_flip_test)
 
@@ -296,9 +296,8 @@ def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: P
               f"- (c) controls: beats both shuffle controls in {sum(decision.control_settings.values())} of "
               f"{len(decision.control_settings)} settings: {'holds' if decision.controls_hold else 'fails'}.", ""]
     # ---------------------------------------------------------------- provenance
-    commits = sorted({str(r.get("code_commit")) for r in results.values()})
     lines += ["## How to reproduce", "", "```bash", command, "```", "",
-              f"Code commit(s) of the runs: {', '.join(f'`{c}`' for c in commits) or '-'}."]
+              f"Code commit(s) of the runs: {code_commits(results.values())}."]
     if wall_seconds:
         lines.append(f"Wall time of the study (all invocations): {wall_seconds / 3600:.2f} h.")
     lines.append("")
