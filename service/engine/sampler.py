@@ -90,8 +90,10 @@ class Tempering:
 
 @dataclass(frozen=True)
 class TimeLimited:
-    """The DA3 mode: ``groups`` groups of tuned tempering ladders with ``runs`` replicas each,
-    for ``seconds``; keeps the ``outputs`` lowest distinct states of each group.
+    """The DA3 mode: ``groups`` groups of tuned tempering ladders with ``runs`` replicas each
+    (from ``ANNEAL_MIN_VARIABLES`` variables on, restarted anneals paced by the clock instead:
+    ``solve_time_limited``), for ``seconds``; keeps the ``outputs`` lowest distinct states of
+    each group.
 
     ``penalty_scale``: the energy a broken constraint inside the problem costs (one-hot groups,
     a penalty polynomial), so that the ladder's hot end crosses it."""

@@ -50,6 +50,18 @@ CLUSTER_MAX_DEGREE = 6.0
 #: every few hundred microseconds on small ones.
 CLUSTER_MIN_ROUNDS = 8
 CLUSTER_WORK = 1 << 16
+#: ``strategy="auto"`` of the time-limited mode anneals (``ClockAnneal``) instead of tempering from
+#: this many variables on: there a ladder of 16 slots spans the temperatures in steps of many
+#: standard deviations of the energy (which grow with sqrt(n)), exchanges die (G72, 10,000 nodes:
+#: every neighbour pair swaps in under 1 % of the tries) and tempering degenerates into
+#: fixed-temperature chains, which a slow anneal beats (docs/engine.md, "At scale").
+ANNEAL_MIN_VARIABLES = 4096
+#: Replicas per DA3 group in the anneal strategy: few, so that each anneal is slow (measured on
+#: G63 and G72 at 10 s: 4 replicas beat 16).
+ANNEAL_REPLICAS_PER_GROUP = 4
+#: The first anneal's share of the time limit; each restart doubles its length, and one that
+#: leaves too little time for the next runs to the deadline (it gets at least half the budget).
+FIRST_ANNEAL_SHARE = 1 / 16
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
@@ -486,6 +498,73 @@ class TemperingLadder:
         self._rounds_counted = 0
 
 
+class ClockAnneal:
+    """Restarted annealing whose temperature follows the clock, for problems too large to temper.
+
+    Every replica anneals from ``beta_hot`` to ``beta_cold`` (geometric in beta) over a stretch
+    of wall time, then starts again hot from where it is. The first anneal takes
+    ``FIRST_ANNEAL_SHARE`` of the time left, each later one twice the one before, and one that
+    would leave less than twice its own length for the next runs to the deadline instead: good
+    answers early (progress, target energies) and at least half the budget for the last, slowest
+    anneal. The schedule follows elapsed time rather than a sweep count so that the last anneal
+    is at its cold end at the deadline on a busy machine as on an idle one; the trajectory
+    therefore depends on the machine's speed as well as the seed.
+    """
+
+    def __init__(self, replicas: Replicas, beta_hot: float, beta_cold: float, trial: bool,
+                 offset_rate: float) -> None:
+        self.replicas = replicas
+        self.beta_hot = beta_hot
+        self.beta_cold = beta_cold
+        self.trial = trial
+        self.offset_rate = offset_rate
+        self.anneals = 0  # anneals begun
+        self.sweeps_done = 0  # sweeps (or parallel trials) per replica
+
+    def run(self, driver: _Driver, after_chunk: Callable[[], None]) -> None:
+        """Anneal until the driver stops; ``after_chunk`` runs after every kernel call."""
+        if driver.deadline is None:
+            raise ValueError("the anneal strategy needs a time limit")
+        length = FIRST_ANNEAL_SHARE * max(driver.deadline - time.perf_counter(), 0.0)
+        per_step = math.inf
+        while not driver.should_stop():
+            begin = time.perf_counter()
+            if 3 * length > driver.deadline - begin:
+                length = driver.deadline - begin
+            self.anneals += 1
+            while not driver.should_stop():
+                done = (time.perf_counter() - begin) / length
+                if done >= 1.0:
+                    break
+                steps = driver.chunk_size(0, None, per_step)
+                end = done if math.isinf(per_step) else min(1.0, done + steps * per_step / length)
+                betas = self.beta_hot * (self.beta_cold / self.beta_hot) ** np.linspace(done, end, steps)
+                t0 = time.perf_counter()
+                self.replicas.anneal(betas, self.trial, self.offset_rate, False)
+                per_step = (time.perf_counter() - t0) / steps
+                self.sweeps_done += steps
+                self.replicas.maybe_resync()
+                driver.observe(self.replicas)
+                after_chunk()
+            length *= 2
+
+
+def _choose_strategy(strategy: str, num_variables: int, time_limit: float | None,
+                     cluster_moves: str) -> str:
+    """"tempering", "anneal", or "auto": anneal from ANNEAL_MIN_VARIABLES variables on, unless
+    there is no time limit to pace it or cluster moves (a tempering feature) were asked for."""
+    if strategy not in ("auto", "tempering", "anneal"):
+        raise ValueError(f"strategy must be 'auto', 'tempering' or 'anneal', got {strategy!r}")
+    if strategy == "anneal" and time_limit is None:
+        raise ValueError("the anneal strategy needs a time limit")
+    if strategy == "anneal" and cluster_moves == "on":
+        raise ValueError("cluster moves need the tempering strategy")
+    if strategy == "auto":
+        large = num_variables >= ANNEAL_MIN_VARIABLES
+        return "anneal" if large and time_limit is not None and cluster_moves != "on" else "tempering"
+    return strategy
+
+
 def _choose_cluster_moves(choice: str, replicas: Replicas, ensembles: int) -> bool:
     """"on", "off", or "auto": on for sparse graphs of low mean degree (at most
     CLUSTER_MAX_DEGREE couplings per variable), where clusters of differing sites stay small
@@ -723,10 +802,16 @@ def solve_time_limited(
     penalty_scale: float | None = None,
     groups: KHotGroups | None = None,
     cluster_moves: str = "auto",
+    strategy: str = "auto",
 ) -> AnnealResult:
-    """The time-limited DA3 mode: ``num_groups`` groups, each of ``ENSEMBLES_PER_GROUP``
-    independent tempering ladders of ``num_runs`` replicas, until ``time_limit`` passes or the
-    best reaches ``target_energy``. The ladder is tuned from swap rates during the first rounds.
+    """The time-limited DA3 mode: ``num_groups`` groups search until ``time_limit`` passes or the
+    best reaches ``target_energy``.
+
+    ``strategy``: "tempering": each group runs ``ENSEMBLES_PER_GROUP`` independent tempering
+    ladders of ``num_runs`` replicas, tuned from swap rates during the first rounds; "anneal":
+    each group runs ``ANNEAL_REPLICAS_PER_GROUP`` replicas through restarted anneals paced by the
+    clock (``ClockAnneal``; ``num_runs`` is then unused); "auto": anneal from
+    ``ANNEAL_MIN_VARIABLES`` variables on, where tempering's exchanges die.
 
     Every chunk each replica's best since the last harvest enters its group's pool of the
     ``num_outputs`` lowest distinct states; the result holds all groups' pools
@@ -745,8 +830,10 @@ def solve_time_limited(
     if num_groups < 1 or num_outputs < 1:
         raise ValueError("num_groups and num_outputs must be >= 1")
     driver = _Driver(problem, time_limit, cancel, target_energy, energy_parts)
+    strategy = _choose_strategy(strategy, problem.num_variables, time_limit, cluster_moves)
     chains = num_groups * ENSEMBLES_PER_GROUP
-    reps = Replicas(problem, num_runs * chains, seed, initial, fixed, parallel, constraints,
+    per_group = ANNEAL_REPLICAS_PER_GROUP if strategy == "anneal" else num_runs * ENSEMBLES_PER_GROUP
+    reps = Replicas(problem, per_group * num_groups, seed, initial, fixed, parallel, constraints,
                     groups)
     active = reps.constraints  # None when the constraints given were empty
     large, small = reps.delta_scales()
@@ -756,8 +843,6 @@ def solve_time_limited(
         barrier = max(barrier, float((active.weights[entries.row] * np.abs(entries.data)).max(initial=0.0)))
     hot, cold = beta_range_from_deltas(max(large, barrier), small)
     trial = _choose_moves(moves, reps, cold)
-    tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False, chains,
-                                cluster_moves=_choose_cluster_moves(cluster_moves, reps, chains))
     pools = [DistinctPool(num_outputs) for _ in range(num_groups)]
     # With inequalities the lowest penalised energies may all break a constraint (a small
     # lambda): each group also keeps the best feasible states its replicas were seen in.
@@ -766,25 +851,34 @@ def solve_time_limited(
 
     def harvest() -> None:
         for g, pool in enumerate(pools):
-            for e in range(g * ENSEMBLES_PER_GROUP, (g + 1) * ENSEMBLES_PER_GROUP):
-                part = tempering.ensemble_slice(e)
-                pool.add(reps.best_states[part], reps.best_energies[part])
-                if active is not None:
-                    for states, energies in ((reps.best_states[part], reps.best_energies[part]),
-                                             (reps.states[part], reps.energies[part])):
-                        ok = ~active.violated(states)
-                        feasible_pools[g].add(states[ok], energies[ok])
+            part = slice(g * per_group, (g + 1) * per_group)
+            pool.add(reps.best_states[part], reps.best_energies[part])
+            if active is not None:
+                for states, energies in ((reps.best_states[part], reps.best_energies[part]),
+                                         (reps.states[part], reps.energies[part])):
+                    ok = ~active.violated(states)
+                    feasible_pools[g].add(states[ok], energies[ok])
         reps.reset_best()
 
+    info: dict[str, Any] = {"strategy": strategy, "moves": "trial" if trial else "sweep"}
     driver.begin_anneal()
-    tempering.tune(driver, TUNE_ROUNDS, extend_cold=active is not None)
-    while not driver.should_stop():
-        tempering.advance(driver, None)
-        harvest()
+    if strategy == "anneal":
+        annealing = ClockAnneal(reps, hot, cold, trial, small)
+        annealing.run(driver, harvest)
+        info.update(beta_range=(hot, cold), anneals=annealing.anneals,
+                    sweeps_done=annealing.sweeps_done, cluster_moves=False, cluster_move_rounds=0)
+    else:
+        # A group's ladders are consecutive ensembles, so its replicas are one slice as above.
+        tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False,
+                                    chains, cluster_moves=_choose_cluster_moves(cluster_moves, reps, chains))
+        tempering.tune(driver, TUNE_ROUNDS, extend_cold=active is not None)
+        while not driver.should_stop():
+            tempering.advance(driver, None)
+            harvest()
+        info.update(ladder=tempering.ladder, cluster_moves=tempering.cluster_moves,
+                    cluster_move_rounds=tempering.cluster_rounds, rounds_done=tempering.rounds_done,
+                    swap_rates=tempering.swap_rates())
     harvest()
     states, counts = zip(*(pool.arrays() for pool in pools + feasible_pools if len(pool)))
-    info = {"ladder": tempering.ladder, "moves": "trial" if trial else "sweep",
-            "cluster_moves": tempering.cluster_moves, "cluster_move_rounds": tempering.cluster_rounds,
-            "rounds_done": tempering.rounds_done, "swap_rates": tempering.swap_rates()}
     return _finish(problem, driver, np.concatenate(states), np.concatenate(counts), "COMPLETE",
                    num_outputs * num_groups, info, active)

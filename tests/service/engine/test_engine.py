@@ -10,9 +10,10 @@ import numba
 import numpy as np
 import pytest
 
-from service.engine import (BinaryQuadraticProblem, CoolingMode, TemperatureSchedule,
+from service.engine import (BinaryQuadraticProblem, CoolingMode, KHotGroups, TemperatureSchedule,
                             anneal_da, parallel_tempering, solve_time_limited)
 from service.engine.kernels import quantile
+from service.engine.solver import ANNEAL_MIN_VARIABLES
 from service.engine.precision import BIAS_MAX, COUPLER_MAX, to_hardware_precision
 
 
@@ -40,6 +41,7 @@ SOLVERS = {
     "pt": lambda p, s: parallel_tempering(p, num_replicas=12, num_sweeps=400, seed=s),
     "pt-trial": lambda p, s: parallel_tempering(p, num_replicas=12, num_sweeps=3000, moves="trial", seed=s),
     "da3": lambda p, s: solve_time_limited(p, time_limit=0.5, seed=s),
+    "da3-anneal": lambda p, s: solve_time_limited(p, time_limit=0.5, seed=s, strategy="anneal"),
 }
 
 
@@ -129,7 +131,42 @@ def test_time_limited_outputs_distinct_states_per_group_and_respects_fixed() -> 
     assert reduced.num_variables == 28 and len(free) == 28
 
 
-def test_guidance_sets_the_initial_state() -> None:
+def test_time_limited_strategy_follows_the_size_and_anneals_restart_to_the_deadline() -> None:
+    small = random_qubo(30, 12, density=0.2)
+    assert solve_time_limited(small, time_limit=0.1, seed=1).info["strategy"] == "tempering"
+    # Disjoint 8-variable blocks of integer weights (gaps >= 1): the ground-state energy is the
+    # sum of the blocks' own, found by enumeration.
+    rng = np.random.default_rng(12)
+    count = ANNEAL_MIN_VARIABLES // 8
+    weights = np.triu(rng.integers(-3, 4, size=(count, 8, 8)).astype(float))
+    states = np.array(list(itertools.product([0, 1], repeat=8)), dtype=float)
+    ground = sum(float(np.einsum("si,ij,sj->s", states, w, states).min()) for w in weights)
+    b, i, j = np.nonzero(weights * (1 - np.eye(8)))
+    large = BinaryQuadraticProblem.from_arrays(8 * b + i, 8 * b + j, weights[b, i, j],
+                                               linear=np.einsum("bii->bi", weights).ravel(),
+                                               num_variables=ANNEAL_MIN_VARIABLES)
+    r = solve_time_limited(large, time_limit=1.0, seed=1)
+    assert r.info["strategy"] == "anneal" and r.info["cluster_moves"] is False
+    assert r.best_energy == pytest.approx(ground)
+    assert solve_time_limited(large, time_limit=0.2, seed=1, cluster_moves="on").info["strategy"] == "tempering"
+    # Doubling lengths from 1/16 of the budget: 1/16, 1/8, 1/4, then the rest (9/16).
+    forced = solve_time_limited(random_qubo(30, 13, density=0.2), time_limit=1.0, seed=2, strategy="anneal")
+    assert forced.info["anneals"] == 4 and forced.stop_reason == "time_limit"
+    assert forced.timing["total"] == pytest.approx(1.0, abs=0.25)
+
+
+def test_anneal_strategy_keeps_fixed_bits_groups_and_target_energy() -> None:
+    p = random_qubo(16, 15)
+    exact, _ = brute_force(p)
+    r = solve_time_limited(p, time_limit=30, target_energy=exact, seed=1, strategy="anneal")
+    assert r.stop_reason == "target_energy" and r.best_energy == pytest.approx(exact)
+    assert r.timing["total"] < 10
+    groups = KHotGroups.from_lists([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9]], [2, 1])
+    g = solve_time_limited(p, time_limit=0.3, num_groups=2, num_outputs=3, seed=3, strategy="anneal",
+                           groups=groups, fixed={12: True})
+    assert 1 <= len(g) <= 6
+    assert all(groups.satisfied(s) for s in g.states) and np.all(g.states[:, 12] == 1)
+
     p = random_qubo(30, 11)
     guide = {i: bool(i % 2) for i in range(30)}
     # One iteration at ~zero temperature from the guided state moves at most one bit.
@@ -201,6 +238,10 @@ def test_bad_solver_arguments_raise_value_error() -> None:
         anneal_da(p, fixed={i: True for i in range(5)})
     with pytest.raises(ValueError, match="moves"):
         parallel_tempering(p, moves="teleport")
+    with pytest.raises(ValueError, match="strategy"):
+        solve_time_limited(p, time_limit=0.1, strategy="guess")
+    with pytest.raises(ValueError, match="tempering"):
+        solve_time_limited(p, time_limit=0.1, strategy="anneal", cluster_moves="on")
 
 
 @pytest.mark.parametrize("rows, width", [(2, 5), (16, 64), (40, 3), (64, 130), (65, 9), (300, 17)])
