@@ -14,7 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="G-set graph (G11.txt), Beasley file (bqp50.txt or "
                         "bqp50.txt:3 for its 3rd instance) or a square .npy QUBO matrix")
     parser.add_argument("--time-limit", type=float, default=1.0, help="seconds (default 1)")
-    parser.add_argument("--replicas", type=int, default=16, help="tempering replicas (default 16)")
+    parser.add_argument("--replicas", type=int, default=16,
+                        help="replicas per tempering ladder (default 16; the anneal strategy runs 4)")
+    parser.add_argument("--strategy", choices=("auto", "tempering", "anneal"), default="auto",
+                        help="tempering, restarted anneals paced by the clock, or auto: anneals from "
+                             "4,096 variables on (default)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -35,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
             instance = load_instance(args.file)
             problem = instance.problem
         result = solve_time_limited(problem, time_limit=args.time_limit, num_runs=args.replicas,
-                                    seed=args.seed,
+                                    seed=args.seed, strategy=args.strategy,
                                     target_energy=None if instance is None else instance.target_energy)
     except ValueError as exc:
         print(f"spinout anneal: {exc}", file=sys.stderr)
