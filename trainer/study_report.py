@@ -182,7 +182,8 @@ def write_study_report(out: Path, runs: Sequence[study.StudyRun], report_path: P
              "## Decision rule (fixed before the runs)", "", DECISION_RULE, ""]
     lines += ["## Settings, arms and epoch budget", "",
               f"Every arm of a setting keeps exactly the same per-layer counts (kept fractions below), "
-              f"uses Adam {study.LR}, batch {study.BATCH_SIZE}, mode `{study.MODE}`, and for a given seed "
+              f"uses Adam (learning rate {study.LR} unless tuning chose another, below), batch {study.BATCH_SIZE}, "
+              f"mode `{study.MODE}`, and for a given seed "
               f"the same initialisation and data order. Ising arms solve the `{runs[0].energy if runs else study.ENERGY}` "
               f"energy every {study.SOLVE_EVERY} mini-batches unless tuning chose another cadence (below); the annealer's solves are audited every "
               f"{study.AUDIT_EVERY}th solve.", "", study.budget_table(), "",
