@@ -529,8 +529,7 @@ class ClockAnneal:
         per_step = math.inf
         while not driver.should_stop():
             begin = time.perf_counter()
-            if 3 * length > driver.deadline - begin:
-                length = driver.deadline - begin
+            length = next_anneal_length(length, driver.deadline - begin)
             self.anneals += 1
             while not driver.should_stop():
                 done = (time.perf_counter() - begin) / length
@@ -547,6 +546,12 @@ class ClockAnneal:
                 driver.observe(self.replicas)
                 after_chunk()
             length *= 2
+
+
+def next_anneal_length(length: float, time_left: float) -> float:
+    """The next anneal's length: ``length``, or all the time left when running ``length`` would
+    leave less than twice ``length`` for the anneal after it."""
+    return time_left if 3 * length > time_left else length
 
 
 def _choose_strategy(strategy: str, num_variables: int, time_limit: float | None,
