@@ -205,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def code_commit() -> str | None:
-    """The git commit of the code that runs (``<sha>-dirty`` when tracked files differ from it),
+    """The git commit of the code that runs (``<sha>-dirty`` when tracked files outside docs/ differ from it),
     None outside a git checkout: every result.json names the code it came from."""
     import subprocess
 
@@ -213,7 +213,9 @@ def code_commit() -> str | None:
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        # The studies write their runs and reports under docs/: those are outputs, not code.
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":(exclude)docs"],
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
