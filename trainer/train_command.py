@@ -205,8 +205,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def code_commit() -> str | None:
-    """The git commit of the code that runs (``<sha>-dirty`` when tracked files outside docs/ differ from it),
-    None outside a git checkout: every result.json names the code it came from."""
+    """The git commit of the code that runs (``<sha>-dirty`` when tracked files outside docs/
+    differ from it), None outside a git checkout: every result.json names the code it came from."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
