@@ -21,9 +21,8 @@ Sections:
   ``--sections sk``.
 - large: the G-set's 2,000-14,000-node graphs: best cut of calls limited to 1, 10 and 60 s and,
   in the 60 s call's progress, the time to 99.5 %, 99.9 % and 100 % of the best known cut
-  (medians over ``--seeds``); at 10 s, the automatic choices (anneal strategy, cluster moves)
-  against their ablation; beside dwave-SA
-  filling the same wall time with the same two cores (two independent single-threaded calls,
+  (medians over ``--seeds``); at 10 s, the automatic choices (anneal strategy, holding its
+  cold end, cluster moves) against their ablation; beside dwave-SA filling the same wall time with the same two cores (two independent single-threaded calls,
   the better cut counts); one instance also through the service's v4 route, to show what the
   route costs. Not in the default sections (about an hour): ``--sections large``.
 Compilation is kept out of the timed parts; figures are medians; ratios are peer / SpinOut.
@@ -160,16 +159,31 @@ def spinout_tts(inst: Instance, limit: float, repeats: int) -> tuple[float, str]
     return best
 
 
-def peer_tts(peer: Peer, inst: Instance, sweeps_grid: list[int], reads: int) -> tuple[float, str]:
+def peer_tts(peer: Peer, inst: Instance, sweeps_grid: list[int], reads: int,
+             cap_s: float = math.inf, min_reads: int = 8) -> tuple[float, str]:
+    """The peer's best TTS99 over ``sweeps_grid``. ``cap_s`` bounds one grid point's annealing
+    time: its reads shrink (to no fewer than ``min_reads``) to fit, and the grid ends, said so in
+    the budget string, where even that would take more than twice the cap (a read's time is
+    linear in its sweeps); a truncated grid can overstate the peer's TTS."""
     bqm = to_bqm(inst.problem)
     overhead = peer.overhead(bqm)
     best = (math.inf, "never")
+    per_sweep = 0.0  # seconds per sweep of one read, from the last grid point
     for sweeps in sweeps_grid:
-        energies, seconds = peer.sample(bqm, reads, sweeps, SEED, overhead)
+        n_reads = reads
+        if per_sweep > 0 and math.isfinite(cap_s):
+            n_reads = min(reads, max(min_reads, int(cap_s / (per_sweep * sweeps))))
+            if n_reads * per_sweep * sweeps > 2 * cap_s:
+                print(f"    {peer.name:<11}sweeps {sweeps:>6}  skipped: {n_reads} reads would take "
+                      f"{n_reads * per_sweep * sweeps:.0f} s (cap {cap_s:g} s)", flush=True)
+                best = (best[0], best[1] + f"; grid cut at {sweeps} sweeps")
+                break
+        energies, seconds = peer.sample(bqm, n_reads, sweeps, SEED, overhead)
         p = float(np.mean([hit(e, inst.target_energy) for e in energies]))
-        t_read = seconds / reads
+        t_read = seconds / n_reads
+        per_sweep = t_read / sweeps
         tts = tts99(t_read, p)
-        print(f"    {peer.name:<11}sweeps {sweeps:>6}  read {t_read:.4f} s  p = {p:.2f}  "
+        print(f"    {peer.name:<11}sweeps {sweeps:>6}  {n_reads:>2} reads of {t_read:.4f} s  p = {p:.2f}  "
               f"TTS99 = {tts:.3f} s  (best {inst.objective(energies.min()):g})", flush=True)
         if tts < best[0]:
             best = (tts, f"{sweeps} sweeps, p={p:.2f}")
@@ -330,15 +344,17 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
         for fraction in LARGE_FRACTIONS:
             row[f"t_{fraction:g}"] = median_time([time_to(t, fraction * known) for t in trajectories])
         # What the automatic choices add, at the middle budget with the same seeds: the anneal
-        # strategy against tempering where it was chosen, cluster moves against none where
-        # tempering turned them on.
+        # strategy against tempering where it was chosen (and holding its cold end against
+        # restarts where that was chosen), cluster moves against none where tempering turned
+        # them on.
         middle = budgets[len(budgets) // 2]
         first = solve_time_limited(inst.problem, time_limit=0.05, seed=SEED, cluster_moves=CLUSTER_MOVES)
         row["strategy"] = first.info["strategy"]
-        ablation = ({"strategy": "tempering"} if first.info["strategy"] == "anneal"
-                    else {"cluster_moves": "off"} if first.info["cluster_moves"] else None)
-        if ablation is not None:
-            label = "tempering" if "strategy" in ablation else "no_cluster"
+        ablations = ({"tempering": {"strategy": "tempering"}} if first.info["strategy"] == "anneal"
+                     else {"no_cluster": {"cluster_moves": "off"}} if first.info["cluster_moves"] else {})
+        if first.info.get("hold_cold"):
+            ablations["restarts"] = {"hold_cold": "off"}
+        for label, ablation in ablations.items():
             row[f"cut_{middle:g}s_{label}"] = statistics.median(
                 time_limited_cut(inst, middle, SEED + k, **ablation) for k in range(seeds))
             print(f"    {label.replace('_', ' ')}, {middle:g} s: {row[f'cut_{middle:g}s_{label}']:g} "
@@ -382,6 +398,7 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
         print(line)
     middle = budgets[len(budgets) // 2]
     for label, title in (("tempering", "The anneal strategy (chosen from 4,096 variables on) against tempering"),
+                         ("restarts", "Holding the cold end (mean degree <= 6) against restarted anneals"),
                          ("no_cluster", "Cluster moves (on where the mean degree is <= 6) against none")):
         ablated = [row for row in rows if f"cut_{middle:g}s_{label}" in row]
         if ablated:
@@ -400,6 +417,8 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
 
 SK_SIZES = (256, 512, 1024, 2048)
 SK_SEEDS = (1, 2)
+#: Annealing seconds one peer grid point may take in the sk section (see ``peer_tts``).
+SK_PEER_CAP_S = 60.0
 
 
 def sk_reference(inst: Instance, peers: list[Peer], seconds: float) -> tuple[float, list[str]]:
@@ -425,9 +444,10 @@ def fitted_power(sizes: list[int], times: list[float]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def section_sk(peers: list[Peer], quick: bool, repeats: int | None) -> list[dict]:
-    sizes = [128, 256] if quick else list(SK_SIZES)
-    seeds = SK_SEEDS[:1] if quick else SK_SEEDS
+def section_sk(peers: list[Peer], quick: bool, repeats: int | None, sizes: list[int] | None = None,
+               seeds: list[int] | None = None) -> list[dict]:
+    sizes = sizes or ([128, 256] if quick else list(SK_SIZES))
+    seeds = seeds or list(SK_SEEDS[:1] if quick else SK_SEEDS)
     repeats = repeats or (5 if quick else 10)
     rows = []
     for n in sizes:
@@ -444,12 +464,16 @@ def section_sk(peers: list[Peer], quick: bool, repeats: int | None) -> list[dict
             row["spinout"], row["spinout_budget"] = spinout_tts(inst, limit, repeats)
             sweeps_grid = [100, 1000] if quick else [250, 1000, 4000, 16000]
             for peer in peers:
-                row[peer.name], row[peer.name + "_budget"] = peer_tts(peer, inst, sweeps_grid, 16 if quick else 32)
+                row[peer.name], row[peer.name + "_budget"] = peer_tts(peer, inst, sweeps_grid, 16 if quick else 32,
+                                                                      cap_s=SK_PEER_CAP_S)
             rows.append(row)
     print("\nSK, Gaussian couplings: TTS99 to the reference energy (seconds; ratio = peer / SpinOut); "
           "ground state: " + ", ".join(f"{r['instance']} {'yes' if r['ground_state'] else 'no'}" for r in rows)
           + " (several solvers' long runs agree and N <= 1,024)")
     print_tts_table(rows, peers, width=14)
+    for row in rows:
+        print(f"  {row['instance']}: SpinOut {row['spinout_budget']}; "
+              + "; ".join(f"{p.name} {row[p.name + '_budget']}" for p in peers))
     print("\nScaling: TTS99 ~ N^b, b fitted on the per-size medians")
     for name in ["spinout"] + [p.name for p in peers]:
         medians = [statistics.median(r[name] for r in rows if r["n"] == n) for n in sizes]
@@ -546,6 +570,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="large: seeds per instance (default 3)")
     parser.add_argument("--cluster-moves", choices=("auto", "on", "off"), default="auto",
                         help="SpinOut's cluster moves (default auto: on for sparse graphs of mean degree <= 6)")
+    parser.add_argument("--sk-sizes", help="sk: N, comma-separated (default 256,512,1024,2048)")
+    parser.add_argument("--sk-seeds", help="sk: instance seeds, comma-separated (default 1,2)")
     parser.add_argument("--budgets", default="1,10,60", help="large: seconds, comma-separated")
     args = parser.parse_args()
     global CLUSTER_MOVES
@@ -583,7 +609,9 @@ def main() -> None:
         report["rate"] = section_rate(peers, 1.0 if args.quick else 3.0)
     if "sk" in sections:
         print("\n== Sherrington-Kirkpatrick, Gaussian couplings ==")
-        report["sk"] = section_sk(peers, args.quick, args.repeats)
+        report["sk"] = section_sk(peers, args.quick, args.repeats,
+                                  [int(n) for n in args.sk_sizes.split(",")] if args.sk_sizes else None,
+                                  [int(k) for k in args.sk_seeds.split(",")] if args.sk_seeds else None)
     if "large" in sections:
         print("\n== large G-set ==")
         budgets = sorted(float(b) for b in args.budgets.split(","))

@@ -62,6 +62,10 @@ ANNEAL_REPLICAS_PER_GROUP = 4
 #: The first anneal's share of the time limit; each restart doubles its length, and one that
 #: leaves too little time for the next runs to the deadline (it gets at least half the budget).
 FIRST_ANNEAL_SHARE = 1 / 16
+#: The anneal strategy holds the cold end after its first anneal instead of restarting on graphs
+#: of at most this many couplings per variable (``ClockAnneal``): measured at 20 s, 3 seeds,
+#: holding cold gained 0.3 % on the 4-regular toroidal grids G72 and lost 0.15 % on G63 (12).
+HOLD_COLD_MAX_DEGREE = 6.0
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
@@ -499,25 +503,32 @@ class TemperingLadder:
 
 
 class ClockAnneal:
-    """Restarted annealing whose temperature follows the clock, for problems too large to temper.
+    """Annealing paced by the clock, for problems too large to temper.
 
-    Every replica anneals from ``beta_hot`` to ``beta_cold`` (geometric in beta) over a stretch
-    of wall time, then starts again hot from where it is. The first anneal takes
-    ``FIRST_ANNEAL_SHARE`` of the time left, each later one twice the one before, and one that
-    would leave less than twice its own length for the next runs to the deadline instead: good
-    answers early (progress, target energies) and at least half the budget for the last, slowest
-    anneal. The schedule follows elapsed time rather than a sweep count so that the last anneal
-    is at its cold end at the deadline on a busy machine as on an idle one; the trajectory
-    therefore depends on the machine's speed as well as the seed.
+    Every replica first anneals from ``beta_hot`` to ``beta_cold`` (geometric in beta) over
+    ``FIRST_ANNEAL_SHARE`` of the time limit: good answers early (progress, target energies).
+    Then, with ``hold_cold``, the replicas stay at ``beta_cold`` until the deadline; without it
+    they restart hot from where they are, each anneal twice as long as the one before, and one
+    that would leave less than twice its own length runs to the deadline instead.
+
+    Holding cold is for sparse graphs of low degree (the toroidal grids), where the work that
+    pays is done at the cold end: single flips there wander the plateaus of equal energy and
+    cross a domain wall now and then, and every restart spends its hot part undoing the domains
+    it has built. On denser random graphs the restarts' fresh starts pay instead (docs/engine.md,
+    "Annealing instead of tempering at scale", has both measurements). The schedule follows
+    elapsed time rather than a sweep count so that an anneal is at its cold end when planned on
+    a busy machine as on an idle one; the trajectory therefore depends on the machine's speed as
+    well as the seed.
     """
 
     def __init__(self, replicas: Replicas, beta_hot: float, beta_cold: float, trial: bool,
-                 offset_rate: float) -> None:
+                 offset_rate: float, hold_cold: bool) -> None:
         self.replicas = replicas
         self.beta_hot = beta_hot
         self.beta_cold = beta_cold
         self.trial = trial
         self.offset_rate = offset_rate
+        self.hold_cold = hold_cold
         self.anneals = 0  # anneals begun
         self.sweeps_done = 0  # sweeps (or parallel trials) per replica
 
@@ -530,14 +541,18 @@ class ClockAnneal:
         while not driver.should_stop():
             begin = time.perf_counter()
             length = next_anneal_length(length, driver.deadline - begin)
-            self.anneals += 1
+            hold = self.hold_cold and self.anneals > 0
+            self.anneals += 0 if hold else 1
             while not driver.should_stop():
                 done = (time.perf_counter() - begin) / length
                 if done >= 1.0:
                     break
                 steps = driver.chunk_size(0, None, per_step)
-                end = done if math.isinf(per_step) else min(1.0, done + steps * per_step / length)
-                betas = self.beta_hot * (self.beta_cold / self.beta_hot) ** np.linspace(done, end, steps)
+                if hold:
+                    betas = np.full(steps, self.beta_cold)
+                else:
+                    end = done if math.isinf(per_step) else min(1.0, done + steps * per_step / length)
+                    betas = self.beta_hot * (self.beta_cold / self.beta_hot) ** np.linspace(done, end, steps)
                 t0 = time.perf_counter()
                 self.replicas.anneal(betas, self.trial, self.offset_rate, False)
                 per_step = (time.perf_counter() - t0) / steps
@@ -568,6 +583,13 @@ def _choose_strategy(strategy: str, num_variables: int, time_limit: float | None
         large = num_variables >= ANNEAL_MIN_VARIABLES
         return "anneal" if large and time_limit is not None and cluster_moves != "on" else "tempering"
     return strategy
+
+
+def _choose_hold_cold(choice: str, replicas: Replicas) -> bool:
+    """"on", "off", or "auto": hold the cold end on sparse graphs of low mean degree."""
+    if choice == "auto":
+        return replicas.mean_degree() <= HOLD_COLD_MAX_DEGREE
+    return choice == "on"
 
 
 def _choose_cluster_moves(choice: str, replicas: Replicas, ensembles: int) -> bool:
@@ -808,6 +830,7 @@ def solve_time_limited(
     groups: KHotGroups | None = None,
     cluster_moves: str = "auto",
     strategy: str = "auto",
+    hold_cold: str = "auto",
 ) -> AnnealResult:
     """The time-limited DA3 mode: ``num_groups`` groups search until ``time_limit`` passes or the
     best reaches ``target_energy``.
@@ -816,7 +839,9 @@ def solve_time_limited(
     ladders of ``num_runs`` replicas, tuned from swap rates during the first rounds; "anneal":
     each group runs ``ANNEAL_REPLICAS_PER_GROUP`` replicas through restarted anneals paced by the
     clock (``ClockAnneal``; ``num_runs`` is then unused); "auto": anneal from
-    ``ANNEAL_MIN_VARIABLES`` variables on, where tempering's exchanges die.
+    ``ANNEAL_MIN_VARIABLES`` variables on, where tempering's exchanges die. ``hold_cold``: whether
+    the anneal strategy holds the cold end after its first anneal instead of restarting ("on",
+    "off", or "auto": on graphs of mean degree <= ``HOLD_COLD_MAX_DEGREE``).
 
     Every chunk each replica's best since the last harvest enters its group's pool of the
     ``num_outputs`` lowest distinct states; the result holds all groups' pools
@@ -836,6 +861,10 @@ def solve_time_limited(
         raise ValueError("num_groups and num_outputs must be >= 1")
     driver = _Driver(problem, time_limit, cancel, target_energy, energy_parts)
     strategy = _choose_strategy(strategy, problem.num_variables, time_limit, cluster_moves)
+    if hold_cold not in ("auto", "on", "off"):
+        raise ValueError(f"hold_cold must be 'auto', 'on' or 'off', got {hold_cold!r}")
+    if hold_cold == "on" and strategy != "anneal":
+        raise ValueError("holding the cold end is part of the anneal strategy")
     chains = num_groups * ENSEMBLES_PER_GROUP
     per_group = ANNEAL_REPLICAS_PER_GROUP if strategy == "anneal" else num_runs * ENSEMBLES_PER_GROUP
     reps = Replicas(problem, per_group * num_groups, seed, initial, fixed, parallel, constraints,
@@ -868,9 +897,9 @@ def solve_time_limited(
     info: dict[str, Any] = {"strategy": strategy, "moves": "trial" if trial else "sweep"}
     driver.begin_anneal()
     if strategy == "anneal":
-        annealing = ClockAnneal(reps, hot, cold, trial, small)
+        annealing = ClockAnneal(reps, hot, cold, trial, small, _choose_hold_cold(hold_cold, reps))
         annealing.run(driver, harvest)
-        info.update(beta_range=(hot, cold), anneals=annealing.anneals,
+        info.update(beta_range=(hot, cold), anneals=annealing.anneals, hold_cold=annealing.hold_cold,
                     sweeps_done=annealing.sweeps_done, cluster_moves=False, cluster_move_rounds=0)
     else:
         # A group's ladders are consecutive ensembles, so its replicas are one slice as above.

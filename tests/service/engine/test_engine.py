@@ -149,11 +149,21 @@ def test_time_limited_strategy_follows_the_size_and_anneals_restart_to_the_deadl
     assert r.info["strategy"] == "anneal" and r.info["cluster_moves"] is False
     assert r.stop_reason == "target_energy" and r.best_energy == pytest.approx(ground)
     assert solve_time_limited(large, time_limit=0.2, seed=1, cluster_moves="on").info["strategy"] == "tempering"
-    # The clock paces the restarts (their count depends on the machine's load); the last one runs
-    # to the deadline.
+    # Mean degree ~6 (blocks of 8): the anneal held the cold end after its first pass.
+    assert r.info["hold_cold"] is True
+    # Denser (mean degree ~10): the clock paces the restarts (their count depends on the
+    # machine's load); the last one runs to the deadline.
     forced = solve_time_limited(random_qubo(30, 13, density=0.2), time_limit=1.0, seed=2, strategy="anneal")
+    assert forced.info["hold_cold"] is False
     assert 2 <= forced.info["anneals"] <= 4 and forced.stop_reason == "time_limit"
     assert forced.timing["total"] == pytest.approx(1.0, abs=0.25)
+    # A ring (degree 2): one anneal, then the cold end held to the deadline.
+    ring = BinaryQuadraticProblem.from_arrays(np.arange(64), (np.arange(64) + 1) % 64,
+                                              np.random.default_rng(3).choice([-1.0, 1.0], 64),
+                                              num_variables=64)
+    held = solve_time_limited(ring, time_limit=1.0, seed=2, strategy="anneal")
+    assert held.info["hold_cold"] is True and held.info["anneals"] == 1
+    assert held.stop_reason == "time_limit" and held.timing["total"] == pytest.approx(1.0, abs=0.25)
 
 
 def test_anneal_lengths_double_from_a_sixteenth_and_the_last_takes_the_rest() -> None:
