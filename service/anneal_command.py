@@ -17,8 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=16,
                         help="replicas per tempering ladder (default 16; the anneal strategy runs 4)")
     parser.add_argument("--strategy", choices=("auto", "tempering", "anneal"), default="auto",
-                        help="tempering, restarted anneals paced by the clock, or auto: anneals from "
-                             "4,096 variables on (default)")
+                        help="tempering, annealing paced by the clock (holding the cold end on sparse "
+                             "graphs, restarting on denser ones), or auto: anneals from 4,096 variables on "
+                             "(default)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

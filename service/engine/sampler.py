@@ -91,7 +91,7 @@ class Tempering:
 @dataclass(frozen=True)
 class TimeLimited:
     """The DA3 mode: ``groups`` groups of tuned tempering ladders with ``runs`` replicas each
-    (from ``ANNEAL_MIN_VARIABLES`` variables on, restarted anneals paced by the clock instead:
+    (from ``ANNEAL_MIN_VARIABLES`` variables on, annealing paced by the clock instead:
     ``solve_time_limited``), for ``seconds``; keeps the ``outputs`` lowest distinct states of
     each group.
 

@@ -837,7 +837,7 @@ def solve_time_limited(
 
     ``strategy``: "tempering": each group runs ``ENSEMBLES_PER_GROUP`` independent tempering
     ladders of ``num_runs`` replicas, tuned from swap rates during the first rounds; "anneal":
-    each group runs ``ANNEAL_REPLICAS_PER_GROUP`` replicas through restarted anneals paced by the
+    each group runs ``ANNEAL_REPLICAS_PER_GROUP`` replicas through annealing paced by the
     clock (``ClockAnneal``; ``num_runs`` is then unused); "auto": anneal from
     ``ANNEAL_MIN_VARIABLES`` variables on, where tempering's exchanges die. ``hold_cold``: whether
     the anneal strategy holds the cold end after its first anneal instead of restarting ("on",
