@@ -20,6 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="tempering, annealing paced by the clock (holding the cold end on sparse "
                              "graphs, restarting on denser ones), or auto: anneals from 4,096 variables on "
                              "(default)")
+    parser.add_argument("--hold-cold", choices=("auto", "on", "off"), default="auto",
+                        help="the anneal strategy: hold the cold end after the first anneal (on) or "
+                             "restart (off); auto: hold on graphs of mean degree <= 6 (default)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -40,14 +43,16 @@ def main(args: argparse.Namespace) -> int:
             instance = load_instance(args.file)
             problem = instance.problem
         result = solve_time_limited(problem, time_limit=args.time_limit, num_runs=args.replicas,
-                                    seed=args.seed, strategy=args.strategy,
+                                    seed=args.seed, strategy=args.strategy, hold_cold=args.hold_cold,
                                     target_energy=None if instance is None else instance.target_energy)
     except ValueError as exc:
         print(f"spinout anneal: {exc}", file=sys.stderr)
         return 2
     summary = {"file": str(args.file), "num_variables": problem.num_variables,
                "best_energy": result.best_energy, "seconds": round(result.timing["total"], 4),
-               "stop_reason": result.stop_reason}
+               "stop_reason": result.stop_reason, "strategy": result.info["strategy"]}
+    if "hold_cold" in result.info:
+        summary["hold_cold"] = result.info["hold_cold"]
     if instance is not None:
         summary.update(objective=instance.objective(result.best_energy), best_known=instance.best_known)
     if args.json:

@@ -1,4 +1,4 @@
-"""``spinout anneal``: a file solved in-process, the strategy flag, and bad input as a message."""
+"""``spinout anneal``: a file solved in-process, the strategy flags, and bad input as a message."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def test_solves_a_gset_graph_with_either_strategy(strategy: str, capsys: pytest.
     assert summary["num_variables"] == 800 and summary["best_known"] == 564
     # -energy is the cut; runs stop at the best known, ten seconds get within 2 % of it either way
     assert summary["objective"] == -summary["best_energy"] and 0.98 * 564 <= summary["objective"] <= 564
+    assert summary["strategy"] == strategy
+
+
+@pytest.mark.parametrize("hold_cold", ["on", "off"])
+def test_hold_cold_flag_reaches_the_anneal_strategy(hold_cold: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["anneal", str(DATA / "gset" / "G11.txt"), "--time-limit", "1", "--seed", "3",
+                 "--strategy", "anneal", "--hold-cold", hold_cold, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["strategy"] == "anneal" and summary["hold_cold"] is (hold_cold == "on")
+    # Holding the cold end is an anneal feature: with tempering it is a message, not a traceback.
+    assert main(["anneal", str(DATA / "gset" / "G11.txt"), "--time-limit", "1", "--strategy", "tempering",
+                 "--hold-cold", "on"]) == 2
+    assert "anneal strategy" in capsys.readouterr().err
 
 
 def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
