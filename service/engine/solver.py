@@ -63,8 +63,9 @@ ANNEAL_REPLICAS_PER_GROUP = 4
 #: leaves too little time for the next runs to the deadline (it gets at least half the budget).
 FIRST_ANNEAL_SHARE = 1 / 16
 #: The anneal strategy holds the cold end after its first anneal instead of restarting on graphs
-#: of at most this many couplings per variable (``ClockAnneal``): measured at 20 s, 3 seeds,
-#: holding cold gained 0.3 % on the 4-regular toroidal grids G72 and lost 0.15 % on G63 (12).
+#: of at most this many couplings per variable (``ClockAnneal``). Medians of the same seeds: on
+#: the toroidal grids (degree 4) holding cold found 0.23 % more at 10 s on G72 and 0.12 % on G77;
+#: on the random graph G63 (degree 12) 0.13 % less at 20 s (docs/engine.md).
 HOLD_COLD_MAX_DEGREE = 6.0
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
