@@ -22,9 +22,10 @@ Sections:
 - large: the G-set's 2,000-14,000-node graphs: best cut of calls limited to 1, 10 and 60 s and,
   in the 60 s call's progress, the time to 99.5 %, 99.9 % and 100 % of the best known cut
   (medians over ``--seeds``); at 10 s, the automatic choices (anneal strategy, holding its
-  cold end, cluster moves) against their ablation; beside dwave-SA filling the same wall time with the same two cores (two independent single-threaded calls,
-  the better cut counts); one instance also through the service's v4 route, to show what the
-  route costs. Not in the default sections (about an hour): ``--sections large``.
+  cold end, cluster moves) against their ablation; beside dwave-SA filling the same wall time
+  with the same two cores (two independent single-threaded calls, the better cut counts); one
+  instance also through the service's v4 route, to show what the route costs. Not in the
+  default sections (about an hour): ``--sections large``.
 Compilation is kept out of the timed parts; figures are medians; ratios are peer / SpinOut.
 Needs `pip install -e '.[bench]'`.
 """
