@@ -22,7 +22,7 @@ Sections:
 - large: the G-set's 2,000-14,000-node graphs: best cut of calls limited to 1, 10 and 60 s and,
   in the 60 s call's progress, the time to 99.5 %, 99.9 % and 100 % of the best known cut
   (medians over ``--seeds``); at 10 s, the automatic choices (anneal strategy, holding its
-  cold end, cluster moves) against their ablation; beside dwave-SA filling the same wall time
+  cold end, cluster moves, window moves) against their ablation; beside dwave-SA filling the same wall time
   with the same two cores (two independent single-threaded calls, the better cut counts); one
   instance also through the service's v4 route, to show what the route costs. Not in the
   default sections (about an hour): ``--sections large``.
@@ -355,6 +355,8 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
                      else {"no_cluster": {"cluster_moves": "off"}} if first.info["cluster_moves"] else {})
         if first.info.get("hold_cold"):
             ablations["restarts"] = {"hold_cold": "off"}
+        if first.info.get("window_moves"):
+            ablations["no_windows"] = {"window_moves": "off"}
         for label, ablation in ablations.items():
             row[f"cut_{middle:g}s_{label}"] = statistics.median(
                 time_limited_cut(inst, middle, SEED + k, **ablation) for k in range(seeds))
@@ -400,7 +402,8 @@ def section_large(peers: list[Peer], seeds: int, budgets: list[float], names: li
     middle = budgets[len(budgets) // 2]
     for label, title in (("tempering", "The anneal strategy (chosen from 4,096 variables on) against tempering"),
                          ("restarts", "Holding the cold end (mean degree <= 6) against restarted anneals"),
-                         ("no_cluster", "Cluster moves (on where the mean degree is <= 6) against none")):
+                         ("no_cluster", "Cluster moves (on where the mean degree is <= 6) against none"),
+                         ("no_windows", "Window moves (on a 2D lattice) against none")):
         ablated = [row for row in rows if f"cut_{middle:g}s_{label}" in row]
         if ablated:
             print(f"\n{title}: best cut at {middle:g} s, automatic choice / ablated")

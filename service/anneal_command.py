@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold-cold", choices=("auto", "on", "off"), default="auto",
                         help="the anneal strategy: hold the cold end after the first anneal (on) or "
                              "restart (off); auto: hold on graphs of mean degree <= 6 (default)")
+    parser.add_argument("--window-moves", choices=("auto", "on", "off"), default="auto",
+                        help="the anneal strategy's cold hold: exact moves of whole blocks of a 2D "
+                             "lattice; auto: on where the couplings lie on one (default)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -44,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
             problem = instance.problem
         result = solve_time_limited(problem, time_limit=args.time_limit, num_runs=args.replicas,
                                     seed=args.seed, strategy=args.strategy, hold_cold=args.hold_cold,
+                                    window_moves=args.window_moves,
                                     target_energy=None if instance is None else instance.target_energy)
     except ValueError as exc:
         print(f"spinout anneal: {exc}", file=sys.stderr)
@@ -51,8 +55,9 @@ def main(args: argparse.Namespace) -> int:
     summary = {"file": str(args.file), "num_variables": problem.num_variables,
                "best_energy": result.best_energy, "seconds": round(result.timing["total"], 4),
                "stop_reason": result.stop_reason, "strategy": result.info["strategy"]}
-    if "hold_cold" in result.info:
-        summary["hold_cold"] = result.info["hold_cold"]
+    for key in ("hold_cold", "window_moves"):
+        if key in result.info:
+            summary[key] = result.info[key]
     if instance is not None:
         summary.update(objective=instance.objective(result.best_energy), best_known=instance.best_known)
     if args.json:

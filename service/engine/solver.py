@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
+from . import kernels, lattice
 from .constraints import LinearInequalities
 from .groups import KHotGroups
+from .lattice import Torus
 from .problem import BinaryQuadraticProblem
 from .result import DistinctPool, AnnealResult, build_result
 from .schedule import (CoolingMode, TemperatureSchedule, beta_range_from_deltas, equalize_ladder,
@@ -67,6 +68,8 @@ FIRST_ANNEAL_SHARE = 1 / 16
 #: the toroidal grids (degree 4) holding cold found 0.23 % more at 10 s on G72 and 0.12 % on G77;
 #: on the random graph G63 (degree 12) 0.13 % less at 20 s (docs/engine.md).
 HOLD_COLD_MAX_DEGREE = 6.0
+#: The share of the cold hold that window moves may take on a lattice (``ClockAnneal``).
+WINDOW_SHARE = 0.5
 #: Bit trials of a parallel-trial solve's first kernel call, before its speed is known (~2-5 ms
 #: on one core; problems over 1,024 bits count extra since a flip then costs more).
 FIRST_CHUNK_TRIALS = 1 << 21
@@ -183,6 +186,7 @@ class Replicas:
                              else self.constraints.num_constraints + 2))
         self.offsets = np.zeros(num_replicas)
         self._cluster_scratch: tuple[np.ndarray, np.ndarray] | None = None
+        self._window_scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.resync()
         self.best_states = self.states.copy()
         self.best_energies = self.energies.copy()
@@ -306,6 +310,31 @@ class Replicas:
         return np.uint64(kernels.cluster_moves(self.indptr, self.indices, self.data, self.states, self.fields,
                                                self.energies, self.best_energies, self.best_states, orders,
                                                first_slot, self.fixed, rng, stack, mark))
+
+    @property
+    def supports_window_moves(self) -> bool:
+        """Window moves rewrite whole blocks of bits: not with constraints, groups or fixed bits."""
+        return self.constraints is None and self.groups is None and not self.fixed.any()
+
+    def window_moves(self, torus: Torus, width: int) -> None:
+        """One pass of exact window moves (``lattice.window_pass``) on every replica; then the
+        fields are recomputed and each replica's best is updated."""
+        if self._window_scratch is None:
+            rngs = self.seeds.spawn(1)[0].generate_state(self.num_replicas, np.uint64) | np.uint64(1)
+            self._window_scratch = (rngs, *torus.window_scratch(width, self.num_replicas))
+        rngs, values, choices = self._window_scratch
+        if self.parallel:
+            lattice.window_passes(torus.rows, torus.cols, torus.right, torus.down, torus.linear,
+                                  self.states, width, rngs, values, choices)
+        else:
+            for r in range(self.num_replicas):
+                _, rngs[r] = lattice.window_pass(torus.rows, torus.cols, torus.right, torus.down,
+                                                 torus.linear, self.states[r], width, rngs[r],
+                                                 values[r], choices[r])
+        self.resync()
+        better = self.energies < self.best_energies
+        self.best_states[better] = self.states[better]
+        self.best_energies[better] = self.energies[better]
 
     def best(self) -> tuple[np.ndarray, float]:
         r = int(np.argmin(self.best_energies))
@@ -523,8 +552,12 @@ class ClockAnneal:
     """
 
     def __init__(self, replicas: Replicas, beta_hot: float, beta_cold: float, trial: bool,
-                 offset_rate: float, hold_cold: bool) -> None:
+                 offset_rate: float, hold_cold: bool, lattice: Torus | None = None) -> None:
         self.replicas = replicas
+        self.lattice = lattice
+        self.window_passes = 0  # window-move passes (each over every replica)
+        self.window_seconds = 0.0
+        self.hold_seconds = 0.0
         self.beta_hot = beta_hot
         self.beta_cold = beta_cold
         self.trial = trial
@@ -559,9 +592,22 @@ class ClockAnneal:
                 per_step = (time.perf_counter() - t0) / steps
                 self.sweeps_done += steps
                 self.replicas.maybe_resync()
+                if hold and self.lattice is not None:
+                    self._window_moves(t0)
                 driver.observe(self.replicas)
                 after_chunk()
             length *= 2
+
+    def _window_moves(self, chunk_start: float) -> None:
+        """A pass of window moves whenever they have had less than WINDOW_SHARE of the hold."""
+        now = time.perf_counter()
+        self.hold_seconds += now - chunk_start
+        if self.window_seconds <= WINDOW_SHARE * self.hold_seconds:
+            self.replicas.window_moves(self.lattice, lattice.WINDOW_WIDTH)
+            self.window_passes += 1
+            spent = time.perf_counter() - now
+            self.window_seconds += spent
+            self.hold_seconds += spent
 
 
 def next_anneal_length(length: float, time_left: float) -> float:
@@ -605,6 +651,20 @@ def _choose_cluster_moves(choice: str, replicas: Replicas, ensembles: int) -> bo
     if choice == "auto":
         return possible and replicas.mean_degree() <= CLUSTER_MAX_DEGREE
     return choice == "on"
+
+
+def _choose_window_moves(choice: str, replicas: Replicas) -> Torus | None:
+    """The lattice for window moves, or None: "auto" when the couplings lie on a periodic 2D
+    lattice (``Torus.detect``) and nothing forbids rewriting blocks of bits; "on" insists."""
+    if choice == "off" or not replicas.supports_window_moves:
+        if choice == "on":
+            raise ValueError("window moves need a problem without constraints, k-hot groups or "
+                             "fixed bits")
+        return None
+    torus = Torus.detect(replicas.problem)
+    if torus is None and choice == "on":
+        raise ValueError("window moves need couplings on a periodic 2D lattice numbered row by row")
+    return torus
 
 
 def _choose_moves(moves: str, replicas: Replicas, probe_beta: float) -> bool:
@@ -832,6 +892,7 @@ def solve_time_limited(
     cluster_moves: str = "auto",
     strategy: str = "auto",
     hold_cold: str = "auto",
+    window_moves: str = "auto",
 ) -> AnnealResult:
     """The time-limited DA3 mode: ``num_groups`` groups search until ``time_limit`` passes or the
     best reaches ``target_energy``.
@@ -842,7 +903,10 @@ def solve_time_limited(
     clock (``ClockAnneal``; ``num_runs`` is then unused); "auto": anneal from
     ``ANNEAL_MIN_VARIABLES`` variables on, where tempering's exchanges die. ``hold_cold``: whether
     the anneal strategy holds the cold end after its first anneal instead of restarting ("on",
-    "off", or "auto": on graphs of mean degree <= ``HOLD_COLD_MAX_DEGREE``).
+    "off", or "auto": on graphs of mean degree <= ``HOLD_COLD_MAX_DEGREE``). ``window_moves``:
+    whether the cold hold also runs exact window moves (``lattice``) when the couplings lie on a
+    periodic 2D lattice ("on", "off", or "auto": wherever they do and there are no constraints,
+    k-hot groups or fixed bits).
 
     Every chunk each replica's best since the last harvest enters its group's pool of the
     ``num_outputs`` lowest distinct states; the result holds all groups' pools
@@ -866,6 +930,10 @@ def solve_time_limited(
         raise ValueError(f"hold_cold must be 'auto', 'on' or 'off', got {hold_cold!r}")
     if hold_cold == "on" and strategy != "anneal":
         raise ValueError("holding the cold end is part of the anneal strategy")
+    if window_moves not in ("auto", "on", "off"):
+        raise ValueError(f"window_moves must be 'auto', 'on' or 'off', got {window_moves!r}")
+    if window_moves == "on" and strategy != "anneal":
+        raise ValueError("window moves are part of the anneal strategy (its cold hold)")
     chains = num_groups * ENSEMBLES_PER_GROUP
     per_group = ANNEAL_REPLICAS_PER_GROUP if strategy == "anneal" else num_runs * ENSEMBLES_PER_GROUP
     reps = Replicas(problem, per_group * num_groups, seed, initial, fixed, parallel, constraints,
@@ -898,10 +966,15 @@ def solve_time_limited(
     info: dict[str, Any] = {"strategy": strategy, "moves": "trial" if trial else "sweep"}
     driver.begin_anneal()
     if strategy == "anneal":
-        annealing = ClockAnneal(reps, hot, cold, trial, small, _choose_hold_cold(hold_cold, reps))
+        hold = _choose_hold_cold(hold_cold, reps)
+        if window_moves == "on" and not hold:
+            raise ValueError("window moves run in the anneal strategy's cold hold, which is off")
+        annealing = ClockAnneal(reps, hot, cold, trial, small, hold,
+                                _choose_window_moves(window_moves, reps) if hold else None)
         annealing.run(driver, harvest)
         info.update(beta_range=(hot, cold), anneals=annealing.anneals, hold_cold=annealing.hold_cold,
-                    sweeps_done=annealing.sweeps_done, cluster_moves=False, cluster_move_rounds=0)
+                    sweeps_done=annealing.sweeps_done, cluster_moves=False, cluster_move_rounds=0,
+                    window_moves=annealing.lattice is not None, window_passes=annealing.window_passes)
     else:
         # A group's ladders are consecutive ensembles, so its replicas are one slice as above.
         tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False,

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import kernels
 from .constraints import LinearInequalities
+from .lattice import Torus
 from .problem import BinaryQuadraticProblem
 from .solver import Replicas, anneal_da, parallel_tempering, solve_time_limited
 
@@ -35,6 +36,11 @@ def main() -> None:
                                        seed=0, moves=moves, constraints=cons)
     # Cluster moves between ensembles (sparse graphs; a short solve may not reach their cadence).
     Replicas(sparse, 4, seed=0).cluster_moves(np.tile(np.arange(2), (2, 1)), 0, np.uint64(1))
+    # Window moves on a lattice, on all cores and on one.
+    torus_problem = BinaryQuadraticProblem.from_edges(
+        [(i, (i // 4) * 4 + (i + 1) % 4, 1.0) for i in range(16)] + [(i, (i + 4) % 16, -1.0) for i in range(16)], storage="sparse")
+    for parallel in (True, False):
+        Replicas(torus_problem, 2, seed=0, parallel=parallel).window_moves(Torus.detect(torus_problem), 2)
     # Coupling-pattern values of either width, read-only as decoded from a request body, into
     # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.
     source = np.zeros(2, dtype=np.int32)

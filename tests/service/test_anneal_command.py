@@ -35,6 +35,19 @@ def test_hold_cold_flag_reaches_the_anneal_strategy(hold_cold: str, capsys: pyte
     assert "anneal strategy" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("window_moves", ["on", "off"])
+def test_window_moves_flag_reaches_the_cold_hold(window_moves: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # G11 is a 100 x 8 torus: the lattice is recognised.
+    assert main(["anneal", str(DATA / "gset" / "G11.txt"), "--time-limit", "1", "--seed", "3",
+                 "--strategy", "anneal", "--window-moves", window_moves, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["hold_cold"] is True and summary["window_moves"] is (window_moves == "on")
+    # G22 is a random graph: insisting on window moves there is a message.
+    assert main(["anneal", str(DATA / "gset" / "G22.txt"), "--time-limit", "1", "--strategy", "anneal",
+                 "--hold-cold", "on", "--window-moves", "on"]) == 2
+    assert "lattice" in capsys.readouterr().err
+
+
 def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["anneal", str(tmp_path / "missing.txt")]) == 2
     assert "no such file" in capsys.readouterr().err
