@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
+import scipy.sparse as sp
 
 from .problem import BinaryQuadraticProblem
 
@@ -54,7 +55,7 @@ class Torus:
         n = problem.num_variables
         if not problem.is_sparse or n < MIN_LATTICE_SIDE * MIN_LATTICE_SIDE:
             return None
-        coo = problem.couplings.tocoo()
+        coo = sp.coo_array(problem.couplings)
         upper = coo.row < coo.col
         i = coo.row[upper].astype(np.int64)
         j = coo.col[upper].astype(np.int64)
@@ -205,7 +206,7 @@ def optimise_window(rows: int, cols: int, right: np.ndarray, down: np.ndarray, l
             state[site] = (s >> a) & 1
             y = choices[k * num_states + s]
             s = (s & ~(1 << a)) | (y << a)
-    return new - old
+    return float(new - old)
 
 
 @nb.njit(cache=True, nogil=True)

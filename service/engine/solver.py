@@ -549,12 +549,16 @@ class ClockAnneal:
     elapsed time rather than a sweep count so that an anneal is at its cold end when planned on
     a busy machine as on an idle one; the trajectory therefore depends on the machine's speed as
     well as the seed.
+
+    With ``torus`` (a recognised 2D lattice) the cold hold also runs exact window moves
+    (``lattice.window_pass``) on every replica after a chunk, while they have had less than
+    ``WINDOW_SHARE`` of the hold's time.
     """
 
     def __init__(self, replicas: Replicas, beta_hot: float, beta_cold: float, trial: bool,
-                 offset_rate: float, hold_cold: bool, lattice: Torus | None = None) -> None:
+                 offset_rate: float, hold_cold: bool, torus: Torus | None = None) -> None:
         self.replicas = replicas
-        self.lattice = lattice
+        self.torus = torus  # the lattice of the window moves, None for none
         self.window_passes = 0  # window-move passes (each over every replica)
         self.window_seconds = 0.0
         self.hold_seconds = 0.0
@@ -592,18 +596,18 @@ class ClockAnneal:
                 per_step = (time.perf_counter() - t0) / steps
                 self.sweeps_done += steps
                 self.replicas.maybe_resync()
-                if hold and self.lattice is not None:
-                    self._window_moves(t0)
+                if hold and self.torus is not None:
+                    self._window_moves(self.torus, t0)
                 driver.observe(self.replicas)
                 after_chunk()
             length *= 2
 
-    def _window_moves(self, chunk_start: float) -> None:
+    def _window_moves(self, torus: Torus, chunk_start: float) -> None:
         """A pass of window moves whenever they have had less than WINDOW_SHARE of the hold."""
         now = time.perf_counter()
         self.hold_seconds += now - chunk_start
         if self.window_seconds <= WINDOW_SHARE * self.hold_seconds:
-            self.replicas.window_moves(self.lattice, lattice.WINDOW_WIDTH)
+            self.replicas.window_moves(torus, lattice.WINDOW_WIDTH)
             self.window_passes += 1
             spent = time.perf_counter() - now
             self.window_seconds += spent
@@ -974,7 +978,7 @@ def solve_time_limited(
         annealing.run(driver, harvest)
         info.update(beta_range=(hot, cold), anneals=annealing.anneals, hold_cold=annealing.hold_cold,
                     sweeps_done=annealing.sweeps_done, cluster_moves=False, cluster_move_rounds=0,
-                    window_moves=annealing.lattice is not None, window_passes=annealing.window_passes)
+                    window_moves=annealing.torus is not None, window_passes=annealing.window_passes)
     else:
         # A group's ladders are consecutive ensembles, so its replicas are one slice as above.
         tempering = TemperingLadder(reps, geometric_ladder(hot, cold, num_runs), 1, trial, small, False,

@@ -39,8 +39,10 @@ def main() -> None:
     # Window moves on a lattice, on all cores and on one.
     torus_problem = BinaryQuadraticProblem.from_edges(
         [(i, (i // 4) * 4 + (i + 1) % 4, 1.0) for i in range(16)] + [(i, (i + 4) % 16, -1.0) for i in range(16)], storage="sparse")
+    torus = Torus.detect(torus_problem)
+    assert torus is not None
     for parallel in (True, False):
-        Replicas(torus_problem, 2, seed=0, parallel=parallel).window_moves(Torus.detect(torus_problem), 2)
+        Replicas(torus_problem, 2, seed=0, parallel=parallel).window_moves(torus, 2)
     # Coupling-pattern values of either width, read-only as decoded from a request body, into
     # the pattern's read-only index; and the trainer's remote solver: CSR data -> float32 values.
     source = np.zeros(2, dtype=np.int32)
