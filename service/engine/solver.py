@@ -562,6 +562,7 @@ class ClockAnneal:
         self.window_passes = 0  # window-move passes (each over every replica)
         self.window_seconds = 0.0
         self.hold_seconds = 0.0
+        self._last_pass = 0.0
         self.beta_hot = beta_hot
         self.beta_cold = beta_cold
         self.trial = trial
@@ -597,21 +598,23 @@ class ClockAnneal:
                 self.sweeps_done += steps
                 self.replicas.maybe_resync()
                 if hold and self.torus is not None:
-                    self._window_moves(self.torus, t0)
+                    self._window_moves(self.torus, t0, driver.deadline)
                 driver.observe(self.replicas)
                 after_chunk()
             length *= 2
 
-    def _window_moves(self, torus: Torus, chunk_start: float) -> None:
-        """A pass of window moves whenever they have had less than WINDOW_SHARE of the hold."""
+    def _window_moves(self, torus: Torus, chunk_start: float, deadline: float) -> None:
+        """A pass of window moves whenever they have had less than WINDOW_SHARE of the hold and
+        the last pass's duration fits before the deadline (a pass over a 100,000-site lattice
+        takes ~0.5 s, ten chunks)."""
         now = time.perf_counter()
         self.hold_seconds += now - chunk_start
-        if self.window_seconds <= WINDOW_SHARE * self.hold_seconds:
+        if self.window_seconds <= WINDOW_SHARE * self.hold_seconds and now + self._last_pass < deadline:
             self.replicas.window_moves(torus, lattice.WINDOW_WIDTH)
             self.window_passes += 1
-            spent = time.perf_counter() - now
-            self.window_seconds += spent
-            self.hold_seconds += spent
+            self._last_pass = time.perf_counter() - now
+            self.window_seconds += self._last_pass
+            self.hold_seconds += self._last_pass
 
 
 def next_anneal_length(length: float, time_left: float) -> float:
