@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.engine import BinaryQuadraticProblem, solve_time_limited
-from service.engine.lattice import Torus, optimise_window, window_pass
+from service.engine.lattice import MAX_WINDOW_LENGTH, Torus, optimise_window, window_pass
 from service.engine.solver import Replicas
 
 from .lattices import ground_energy, torus
@@ -98,6 +98,20 @@ def test_a_pass_never_raises_the_energy_and_reports_its_change() -> None:
         energy = problem.energy(state)
         changes.append(change)
     assert changes[0] < 0
+
+
+def test_a_long_thin_lattice_is_covered_by_bounded_windows() -> None:
+    """Along a side longer than MAX_WINDOW_LENGTH a strip takes several windows: the backtrack's
+    buffer stays bounded by the longest window, not by the side, and the pass stays exact."""
+    problem = torus(4, 3 * MAX_WINDOW_LENGTH, seed=6, field=0.3)
+    t = Torus.detect(problem)
+    values, choices = t.window_scratch(10)
+    assert choices.shape[1] <= 10 * MAX_WINDOW_LENGTH << 10
+    state = np.zeros(problem.num_variables, dtype=np.uint8)
+    before = problem.energy(state)
+    change, _ = window_pass(t.rows, t.cols, t.right, t.down, t.linear, state, 10, np.uint64(3),
+                            values[0], choices[0])
+    assert change < 0 and problem.energy(state) == pytest.approx(before + change, abs=1e-9)
 
 
 def test_replicas_keep_exact_fields_and_their_best_after_window_moves() -> None:
