@@ -23,6 +23,7 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from .kernels import _XORSHIFT_STAR, _xorshift
 from .problem import BinaryQuadraticProblem
 
 #: Sites across a window (the transfer matrix has 2^WINDOW_WIDTH states).
@@ -82,23 +83,18 @@ class Torus:
         ri, ci = np.divmod(i, cols)
         rj, cj = np.divmod(j, cols)
         # i < j: a right edge is (c, c + 1) in a row, or the row's wrap (c = cols - 1 to 0).
-        right_from = np.full(i.shape, -1, np.int64)
-        same_row = ri == rj
-        right_from[same_row & (cj == ci + 1)] = i[same_row & (cj == ci + 1)]
-        wrap_row = same_row & (ci == 0) & (cj == cols - 1)
-        right_from[wrap_row] = j[wrap_row]
-        down_from = np.full(i.shape, -1, np.int64)
-        same_col = (ci == cj) & ~(right_from >= 0)
-        step_down = same_col & (rj == ri + 1)
-        down_from[step_down] = i[step_down]
-        wrap_col = same_col & (ri == 0) & (rj == rows - 1)
-        down_from[wrap_col] = j[wrap_col]
+        # The site each edge leaves rightwards (or downwards) from, -1 for none.
+        right_from = np.select([(ri == rj) & (cj == ci + 1), (ri == rj) & (ci == 0) & (cj == cols - 1)],
+                               [i, j], -1)
+        down_from = np.select([(ci == cj) & (rj == ri + 1), (ci == cj) & (ri == 0) & (rj == rows - 1)],
+                              [i, j], -1)
         if np.any((right_from < 0) & (down_from < 0)):
             return None
+        # A CSR upper triangle holds each pair once, so each site gets at most one of each.
         right = np.zeros(n)
         down = np.zeros(n)
-        np.add.at(right, right_from[right_from >= 0], w[right_from >= 0])
-        np.add.at(down, down_from[down_from >= 0], w[down_from >= 0])
+        right[right_from[right_from >= 0]] = w[right_from >= 0]
+        down[down_from[down_from >= 0]] = w[down_from >= 0]
         return cls(rows, cols, right, down, np.ascontiguousarray(linear, dtype=np.float64))
 
     def window_scratch(self, width: int = WINDOW_WIDTH, replicas: int = 1
@@ -223,22 +219,17 @@ def window_pass(rows: int, cols: int, right: np.ndarray, down: np.ndarray, linea
         length = min(along - 1, MAX_WINDOW_LENGTH)
         # One window per strip leaves one line outside it; longer sides take several.
         pieces = 1 if length == along - 1 else -(-along // length)
-        rng ^= rng >> np.uint64(12)
-        rng ^= rng << np.uint64(25)
-        rng ^= rng >> np.uint64(27)
-        start_a = int((rng * np.uint64(2685821657736338717)) >> np.uint64(33)) % across
+        rng = _xorshift(rng)
+        start_a = int((rng * _XORSHIFT_STAR) >> np.uint64(33)) % across
         start_b = int((rng * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(33)) % along
         for t in range(-(-across // w)):
             a0 = (start_a + t * w) % across
             for p in range(pieces):
                 # Each strip's windows start 7 sites further along: the line left out moves.
                 b0 = (start_b + t * 7 + p * length) % along
-                if transposed:
-                    total += optimise_window(rows, cols, right, down, linear, state, True, b0, a0,
-                                             w, length, values, choices)
-                else:
-                    total += optimise_window(rows, cols, right, down, linear, state, False, a0, b0,
-                                             w, length, values, choices)
+                r0, c0 = (b0, a0) if transposed else (a0, b0)
+                total += optimise_window(rows, cols, right, down, linear, state, transposed, r0, c0,
+                                         w, length, values, choices)
     return total, rng
 
 
