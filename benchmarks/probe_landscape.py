@@ -62,7 +62,6 @@ def exact_neighbourhood(problem: BinaryQuadraticProblem, reference: np.ndarray, 
     (best energy found, proven lower bound, its state, seconds)."""
     import highspy
 
-    n = problem.num_variables
     free_idx = np.flatnonzero(free)
     m = free_idx.size
     base = reference.astype(np.uint8).copy()
@@ -92,13 +91,15 @@ def exact_neighbourhood(problem: BinaryQuadraticProblem, reference: np.ndarray, 
     t0 = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - t0
+    values = np.asarray(h.getSolution().col_value)
+    if values.size < m:
+        raise SystemExit(f"HiGHS found no solution over {m} free bits in {time_limit:g} s")
     state = base.copy()
-    state[free_idx] = np.round(np.asarray(h.getSolution().col_value[:m])).astype(np.uint8)
+    state[free_idx] = np.round(values[:m]).astype(np.uint8)
     energy = float(problem.energy(state))
     info = h.getInfo()
     # The linearisation is exact at integer x: the MIP's objective is the state's energy.
     assert abs(energy - (constant + info.objective_function_value)) < 1e-6 * max(1.0, abs(energy))
-    assert n == state.size
     return energy, constant + float(info.mip_dual_bound), state, seconds
 
 
