@@ -52,14 +52,15 @@ def regions(states: np.ndarray, threshold: int) -> list[np.ndarray]:
         first = states[left[0]]
         near = [k for k in left if np.count_nonzero(states[k] != first) <= threshold]
         groups.append(states[near])
-        left = [k for k in left if k not in near]
+        taken = set(near)
+        left = [k for k in left if k not in taken]
     return groups
 
 
 def exact_neighbourhood(problem: BinaryQuadraticProblem, reference: np.ndarray, free: np.ndarray,
-                        time_limit: float) -> tuple[float, float, np.ndarray, float]:
+                        time_limit: float) -> tuple[float, float, float]:
     """The lowest energy over the ``free`` bits (bool mask) with the others as in ``reference``:
-    (best energy found, proven lower bound, its state, seconds)."""
+    (best energy found, proven lower bound, seconds)."""
     import highspy
 
     free_idx = np.flatnonzero(free)
@@ -100,19 +101,24 @@ def exact_neighbourhood(problem: BinaryQuadraticProblem, reference: np.ndarray, 
     info = h.getInfo()
     # The linearisation is exact at integer x: the MIP's objective is the state's energy.
     assert abs(energy - (constant + info.objective_function_value)) < 1e-6 * max(1.0, abs(energy))
-    return energy, constant + float(info.mip_dual_bound), state, seconds
+    return energy, constant + float(info.mip_dual_bound), seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instance", default="G23", help="a G-set name or an instance file")
+    parser.add_argument("--instance", default="G23",
+                        help="a G-set name (G23) or an instance spec as load_instance takes it")
     parser.add_argument("--solves", type=int, default=20, help="short solves, seeds 1..N")
     parser.add_argument("--time-limit", type=float, default=1.5, help="seconds per solve")
     parser.add_argument("--free", type=int, default=500, help="bits freed around each region")
     parser.add_argument("--mip-limit", type=float, default=300.0, help="seconds per exact solve")
     args = parser.parse_args()
-    spec = Path(args.instance) if Path(args.instance).exists() else DATA / f"{args.instance}.txt"
-    inst = load_instance(spec)
+    name = args.instance
+    spec = name if any(c in name for c in "/.") else DATA / f"{name}.txt"
+    try:
+        inst = load_instance(spec)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"cannot load instance {name!r}: {exc}") from None
     problem = inst.problem
     n = problem.num_variables
     symmetric = flip_symmetric(problem)
@@ -134,14 +140,11 @@ def main() -> None:
     for k, group in enumerate(groups):
         reference = group[0]
         varying = group.min(axis=0) != group.max(axis=0)
-        looseness = np.abs(problem.local_fields(reference))
-        order = np.argsort(looseness, kind="stable")
+        # The loosest of the shared bits (smallest |single-flip change|) join the varying ones.
+        order = np.argsort(np.abs(problem.local_fields(reference)), kind="stable")
         free = varying.copy()
-        for i in order:
-            if np.count_nonzero(free) >= max(args.free, np.count_nonzero(varying)):
-                break
-            free[i] = True
-        energy, bound, _, seconds = exact_neighbourhood(problem, reference, free, args.mip_limit)
+        free[order[~varying[order]][:max(0, args.free - np.count_nonzero(varying))]] = True
+        energy, bound, seconds = exact_neighbourhood(problem, reference, free, args.mip_limit)
         proven = bound >= energy - 1e-6
         print(f"region {k}: {np.count_nonzero(varying)} bits vary, {np.count_nonzero(free)} free; "
               f"exact best {inst.objective(energy):g}"
