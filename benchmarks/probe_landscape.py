@@ -1,7 +1,7 @@
 """Where the engine's best answers lie, and whether anything better lies next to them.
 
-    python benchmarks/probe_landscape.py                      # G23: 20 solves of 1.5 s, 500 free bits
-    python benchmarks/probe_landscape.py --instance G22 --solves 10 --free 300
+    python benchmarks/probe_landscape.py --instance G63                   # 20 solves of 1.5 s, 500 free bits
+    python benchmarks/probe_landscape.py --instance path/to/graph.txt --solves 10 --free 300
 
 For an instance where the engine stalls below the best known, three questions in one run:
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from service.engine import BinaryQuadraticProblem, solve_time_limited  # noqa: E402
 from service.engine.loaders import load_instance  # noqa: E402
 
-DATA = ROOT / ".." / "shared" / "data" / "gset"
+from benchmarks.gset_rudy import gset_graph  # noqa: E402
 
 
 def flip_symmetric(problem: BinaryQuadraticProblem, seed: int = 0) -> bool:
@@ -106,17 +106,17 @@ def exact_neighbourhood(problem: BinaryQuadraticProblem, reference: np.ndarray, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instance", default="G23",
-                        help="a G-set name (G23) or an instance spec as load_instance takes it")
+    parser.add_argument("--instance", required=True,
+                        help="a G-set name (G63, as the benchmarks take it) or an instance spec as "
+                             "load_instance takes it")
     parser.add_argument("--solves", type=int, default=20, help="short solves, seeds 1..N")
     parser.add_argument("--time-limit", type=float, default=1.5, help="seconds per solve")
     parser.add_argument("--free", type=int, default=500, help="bits freed around each region")
     parser.add_argument("--mip-limit", type=float, default=300.0, help="seconds per exact solve")
     args = parser.parse_args()
     name = args.instance
-    spec = name if any(c in name for c in "/.") else DATA / f"{name}.txt"
     try:
-        inst = load_instance(spec)
+        inst = load_instance(name) if any(c in name for c in "/.") else gset_graph(name)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cannot load instance {name!r}: {exc}") from None
     problem = inst.problem

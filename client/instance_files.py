@@ -16,7 +16,8 @@ import numpy as np
 
 from .problems import EncodedProblem
 
-__all__ = ["InstanceFile", "InstanceInfo", "read_beasley", "read_gset", "read_instance"]
+__all__ = ["InstanceFile", "InstanceInfo", "listed_best_known", "maxcut_qubo", "read_beasley", "read_gset",
+           "read_instance"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def _read_numbers(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a whitespace-separated numeric file ({exc})") from exc
 
 
-def _best_known(directory: Path, name: str) -> float | None:
+def listed_best_known(directory: Path, name: str) -> float | None:
+    """The best-known value ``directory/best_known.csv`` lists for ``name`` (None: not listed)."""
     table = directory / "best_known.csv"
     if not table.exists():
         return None
@@ -95,9 +97,14 @@ def read_gset(path: str | Path) -> InstanceFile:
         raise ValueError(f"{path}: header promises {m} edges but the file holds {body.size / 3:g}")
     i, j, w = _triplets(body, m)
     _check_indices(path, "has an edge with", i, j, n)
+    return InstanceFile(path.stem, "gset", listed_best_known(path.parent, path.stem), maxcut_qubo(n, i, j, w))
+
+
+def maxcut_qubo(n: int, i: np.ndarray, j: np.ndarray, w: np.ndarray) -> EncodedProblem:
+    """Max-Cut of the graph with edges (i, j) (0-based) of weight w as the QUBO to minimise:
+    E(x) = sum_edges w (2 x_i x_j - x_i - x_j) = -cut(x)."""
     linear = -(np.bincount(i, weights=w, minlength=n) + np.bincount(j, weights=w, minlength=n))
-    return InstanceFile(path.stem, "gset", _best_known(path.parent, path.stem),
-                        _problem(i, j, 2.0 * w, n, linear))
+    return _problem(i, j, 2.0 * w, n, linear)
 
 
 def read_beasley(path: str | Path, instance: int = 1) -> InstanceFile:
@@ -120,7 +127,7 @@ def read_beasley(path: str | Path, instance: int = 1) -> InstanceFile:
     _check_indices(path, f"instance {instance} has", i, j, n)
     # Q is symmetric and only i <= j is listed: an off-diagonal entry counts twice in x^T Q x.
     name = f"{path.stem}.{instance}"
-    return InstanceFile(name, "beasley", _best_known(path.parent, name),
+    return InstanceFile(name, "beasley", listed_best_known(path.parent, name),
                         _problem(i, j, np.where(i == j, -q, -2.0 * q), n, np.zeros(n)))
 
 

@@ -13,7 +13,7 @@ from client.instance_files import InstanceFile, InstanceInfo, read_beasley, read
 
 from .problem import BinaryQuadraticProblem
 
-__all__ = ["Instance", "load_beasley", "load_gset", "load_instance"]
+__all__ = ["Instance", "build_instance", "load_beasley", "load_gset", "load_instance"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Instance(InstanceInfo):
     problem: BinaryQuadraticProblem
 
 
-def _built(source: InstanceFile) -> Instance:
+def build_instance(source: InstanceFile) -> Instance:
+    """The engine problem of an instance the client's readers (or a generator) produced."""
     arrays = source.problem
     problem = BinaryQuadraticProblem.from_arrays(arrays.rows, arrays.cols, arrays.values,
                                                  linear=arrays.linear,
@@ -33,14 +34,14 @@ def _built(source: InstanceFile) -> Instance:
 
 def load_gset(path: str | Path) -> Instance:
     """A G-set graph as Max-Cut QUBO: E(x) = sum_edges w (2 x_i x_j - x_i - x_j) = -cut(x)."""
-    return _built(read_gset(path))
+    return build_instance(read_gset(path))
 
 
 def load_beasley(path: str | Path, instance: int = 1) -> Instance:
     """Instance ``instance`` (1-based) of a Beasley file, as the QUBO minimising -x^T Q x."""
-    return _built(read_beasley(path, instance))
+    return build_instance(read_beasley(path, instance))
 
 
 def load_instance(spec: str | Path) -> Instance:
     """``G11.txt`` / ``path/to/G11.txt`` (G-set) or ``bqp50.txt`` / ``bqp50.txt:3`` (Beasley)."""
-    return _built(read_instance(spec))
+    return build_instance(read_instance(spec))
