@@ -115,33 +115,31 @@ def rnd_graph(nodes: int, density: float, seed: int) -> tuple[np.ndarray, np.nda
     return table[:, 0], table[:, 1]
 
 
-def rudy_instance(name: str, data: Path = DATA) -> Instance:
-    """The G-set graph ``name`` derived from its rudy command, with the best known cut the shared
-    directory lists for it."""
-    nodes, density, seed = RUDY_RANDOM_GRAPHS[name]
-    i, j = rnd_graph(nodes, density, seed)
-    best = listed_best_known(data / "gset", name)
-    return build_instance(InstanceFile(name, "gset", best, maxcut_qubo(nodes, i, j, np.ones(i.size))))
+def command(name: str) -> str:
+    return "rudy -rnd_graph " + " ".join(f"{v:g}" for v in RUDY_RANDOM_GRAPHS[name])
 
 
-def file_edges(path: Path) -> set[tuple[int, int]]:
-    arrays = read_gset(path).problem
-    return set(zip(arrays.rows.tolist(), arrays.cols.tolist()))
+def edge_set(i: np.ndarray, j: np.ndarray) -> set[tuple[int, int]]:
+    return set(zip(i.tolist(), j.tolist()))
 
 
 def gset_graph(name: str, data: Path = DATA) -> Instance:
     """The G-set graph ``name`` for a benchmark: the shared file where it is the published graph,
-    else (G23) the graph derived from its rudy command, said on stderr."""
+    else (G23) the graph derived from its rudy command, said on stderr, with the best known cut
+    the shared directory lists for the name."""
     path = data / "gset" / f"{name}.txt"
     if name not in RUDY_RANDOM_GRAPHS:
         return build_instance(read_gset(path))
-    derived = rudy_instance(name, data)
-    rows, cols, _ = derived.problem.to_triplets()
-    if path.exists() and file_edges(path) == set(zip(rows.tolist(), cols.tolist())):
-        return build_instance(read_gset(path))
-    print(f"{name}: {path} is not rudy -rnd_graph {' '.join(f'{v:g}' for v in RUDY_RANDOM_GRAPHS[name])}; "
-          "benchmarking the graph derived from that command", file=sys.stderr)
-    return derived
+    i, j = rnd_graph(*RUDY_RANDOM_GRAPHS[name])
+    if path.exists():
+        shared = read_gset(path)
+        if edge_set(shared.problem.rows, shared.problem.cols) == edge_set(i, j):
+            return build_instance(shared)
+    print(f"{name}: {path} is not {command(name)}; benchmarking the graph derived from that command",
+          file=sys.stderr)
+    nodes = RUDY_RANDOM_GRAPHS[name][0]
+    best = listed_best_known(data / "gset", name)
+    return build_instance(InstanceFile(name, "gset", best, maxcut_qubo(nodes, i, j, np.ones(i.size))))
 
 
 def main() -> int:
@@ -149,16 +147,18 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="the directory holding gset/")
     args = parser.parse_args()
     differing = 0
-    for name, command in RUDY_RANDOM_GRAPHS.items():
+    for name in RUDY_RANDOM_GRAPHS:
         path = args.data / "gset" / f"{name}.txt"
-        i, j = rnd_graph(*command)
-        derived = set(zip(i.tolist(), j.tolist()))
-        shared = file_edges(path)
+        derived = edge_set(*rnd_graph(*RUDY_RANDOM_GRAPHS[name]))
+        try:
+            arrays = read_gset(path).problem
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"cannot read {name}: {exc}") from None
+        shared = edge_set(arrays.rows, arrays.cols)
         same = shared == derived
         differing += not same
-        print(f"{name}: rudy -rnd_graph {' '.join(f'{v:g}' for v in command)}: {len(derived)} edges; "
-              f"{path.name}: {len(shared)} edges, {len(shared & derived)} in common: "
-              + ("the published graph" if same else "NOT the published graph"))
+        print(f"{name}: {command(name)}: {len(derived)} edges; {path.name}: {len(shared)} edges, "
+              f"{len(shared & derived)} in common: " + ("the published graph" if same else "NOT the published graph"))
     return 1 if differing else 0
 
 
